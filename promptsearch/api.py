@@ -1,0 +1,342 @@
+"""The Python API: ``search`` runs (or resumes) a study end to end; ``report`` and ``export`` rebuild outputs.
+
+>>> result = promptsearch.search("search_spaces/sst2.yaml", n_trials=8)   # doctest: +SKIP
+>>> result.best_test["mean"], result.baseline_test["mean"]                # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import optuna
+
+from promptsearch.config import TrialConfig
+from promptsearch.data import TaskData, load_task_data
+from promptsearch.dimensions import Fixed
+from promptsearch.errors import ConfigError, PromptsearchError
+from promptsearch.export import (
+    ExportedScores,
+    ExportedTask,
+    PromptExport,
+    export_to_space,
+    is_export_file,
+    load_prompt_config,
+    write_prompt_config,
+)
+from promptsearch.final import FINAL_ATTR, final_evaluation, stored_final
+from promptsearch.objective import TrialRunner, trial_config
+from promptsearch.report import build_report, write_report
+from promptsearch.space import SearchSpace, load_space, parse_space
+from promptsearch.spec import DataSource
+from promptsearch.study import (
+    baseline_trial,
+    best_trial,
+    default_out_dir,
+    open_study,
+    run_trials,
+    storage_url_for,
+    stored_space_text,
+)
+from promptsearch.versions import versions
+
+if TYPE_CHECKING:
+    from optuna.trial import FrozenTrial
+
+__all__ = ["SearchResult", "export_best", "load_any_space", "report", "search", "train"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SearchResult:
+    """What a search produced; ``best_test``/``baseline_test`` are ``{"mean", "std", "scores"}`` or None."""
+
+    space: SearchSpace
+    study: optuna.Study
+    out_dir: Path
+    best_config: TrialConfig | None
+    best_dev: float | None
+    best_test: dict[str, Any] | None
+    baseline_dev: float | None
+    baseline_test: dict[str, Any] | None
+    report: dict[str, Any] = field(default_factory=dict)
+    export_path: Path | None = None
+
+
+def load_any_space(path: str | Path) -> SearchSpace:
+    """A search-space file, or an exported best prompt read as a one-point space."""
+    if is_export_file(path):
+        return export_to_space(load_prompt_config(path), path=Path(path))  # type: ignore[no-any-return]
+    return load_space(path)
+
+
+def _absolute_source(space: SearchSpace) -> DataSource:
+    src = space.spec.task.data
+    if src.hub is not None:
+        return src
+
+    def absolute(p: str) -> str:
+        path = Path(p).expanduser()
+        return str(path if path.is_absolute() else (space.base_dir / path).resolve())
+
+    return DataSource(
+        dir=absolute(src.dir) if src.dir else None, files={k: absolute(v) for k, v in src.files.items()}
+    )
+
+
+def build_export(space: SearchSpace, study: optuna.Study, data: TaskData) -> PromptExport:
+    """The best trial of ``study`` as a :class:`PromptExport` (with test scores when evaluated)."""
+    best = best_trial(study)
+    if best is None:
+        raise PromptsearchError(f"study '{study.study_name}' has no completed trial, so there is nothing to export")
+    config = trial_config(best)
+    base = baseline_trial(study)
+    final = study.user_attrs.get(FINAL_ATTR) or {}
+    if final and final.get("key", {}).get("best_trial") != best.number:
+        final = {}
+    task = space.spec.task
+    pool = []
+    if config.prompt.demonstrations.count > 0:
+        pool = [{**ex.fields, task.label_field: ex.label} for ex in data.train]
+    return PromptExport(
+        name=space.name,
+        space_file=str(space.path) if space.path else None,
+        trial=best.number,
+        model=space.spec.model,
+        task=ExportedTask(
+            text_fields=task.text_fields,
+            label_field=task.label_field,
+            labels=task.labels,
+            metric=task.metric,
+            data=_absolute_source(space),
+            splits=task.splits,
+            few_shot=task.few_shot,
+        ),
+        prompt=config.prompt,
+        demonstration_pool=pool,
+        train=config.train,
+        params=dict(best.params),
+        scores=ExportedScores(
+            metric=task.metric,
+            dev=best.value,
+            dev_epoch=best.user_attrs.get("best_epoch"),
+            test=(final.get("best") or {}).get("test"),
+            baseline_dev=base.value if base is not None else None,
+            baseline_test=(final.get("baseline") or {}).get("test"),
+        ),
+        data_fingerprint=data.fingerprint,
+        versions=versions(),
+    )
+
+
+def _make_runner(space: SearchSpace, data: TaskData, device: str | None) -> TrialRunner:
+    from promptsearch.device import resolve_device
+    from promptsearch.modeling import ModelRuntime
+
+    dev = resolve_device(device)
+    t0 = time.perf_counter()
+    runtime = ModelRuntime(space.spec.model, space.spec.task.labels, dev)
+    logger.info("loaded %s on %s in %.1f s", runtime.name, dev, time.perf_counter() - t0)
+    return TrialRunner(space=space, data=data, runtime=runtime)
+
+
+def _resolve_space(space_or_path: SearchSpace | str | Path) -> SearchSpace:
+    return space_or_path if isinstance(space_or_path, SearchSpace) else load_any_space(space_or_path)
+
+
+def search(
+    space_or_path: SearchSpace | str | Path,
+    *,
+    n_trials: int | None = None,
+    timeout: float | None = None,
+    storage: str | None = None,
+    study_name: str | None = None,
+    out: str | Path | None = None,
+    device: str | None = "auto",
+    seed: int | None = None,
+    final_seeds: int | None = None,
+    save_model: str | Path | None = None,
+    callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = (),
+    on_epoch: Callable[[int, int, float], None] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> SearchResult:
+    """Run (or resume) the search of a space, evaluate on test, write the report and the best prompt.
+
+    Arguments default to the space's ``search`` section. Running it again with the same storage
+    continues the study and runs only the remaining trials.
+    """
+    t_start = time.perf_counter()
+    space = _resolve_space(space_or_path)
+    search_spec = space.spec.search
+    n_trials = search_spec.n_trials or 20 if n_trials is None else n_trials
+    if n_trials < 0:
+        raise ConfigError(f"--n-trials must be >= 0, but got {n_trials}")
+    final_seeds = search_spec.final_seeds if final_seeds is None else final_seeds
+    if final_seeds < 0:
+        raise ConfigError(f"--final-seeds must be >= 0, but got {final_seeds}")
+    timeout = search_spec.timeout if timeout is None else timeout
+    out_dir = Path(out) if out is not None else default_out_dir(space)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    storage = storage or storage_url_for(out_dir)
+    study_name = study_name or space.name
+
+    data = load_task_data(space.spec.task, space.base_dir)
+    study = open_study(space, storage, study_name, data_fingerprint=data.fingerprint, seed=seed)
+    runner = _make_runner(space, data, device)
+    run_trials(runner, study, n_trials=n_trials, timeout=timeout, callbacks=callbacks, on_epoch=on_epoch)
+    search_seconds = time.perf_counter() - t_start
+
+    final = None
+    if final_seeds > 0 and data.has_test and best_trial(study) is not None:
+        saver = None
+        if save_model is not None:
+            def saver(config: TrialConfig) -> None:
+                from promptsearch.predict import save_model as _save
+
+                _save(runner, build_export(space, study, data), Path(save_model))
+
+        final = final_evaluation(runner, study, seeds=final_seeds, save_model=saver, progress=progress)
+    elif save_model is not None:
+        raise ConfigError("--save-model needs the final evaluation (a test split and --final-seeds >= 1)")
+
+    report_dict = build_report(
+        study, space_name=space.name, space_file=str(space.path) if space.path else None,
+        metric=space.spec.task.metric, final=final,
+    )
+    report_dict["seconds"]["search"] = round(search_seconds, 2)
+    report_dict["seconds"]["total"] = round(time.perf_counter() - t_start, 2)
+    write_report(out_dir, report_dict)
+    export_path = None
+    if best_trial(study) is not None:
+        export_path = write_prompt_config(build_export(space, study, data), out_dir / "best_prompt.yaml")
+    best, base = report_dict["best"], report_dict["baseline"]
+    return SearchResult(
+        space=space,
+        study=study,
+        out_dir=out_dir,
+        best_config=trial_config(best_trial(study)) if best else None,  # type: ignore[arg-type]
+        best_dev=best["dev_score"] if best else None,
+        best_test=best["test"] if best else None,
+        baseline_dev=base["dev_score"] if base else None,
+        baseline_test=base["test"] if base else None,
+        report=report_dict,
+        export_path=export_path,
+    )
+
+
+def _open_existing(
+    out: str | Path | None, storage: str | None, study_name: str | None
+) -> tuple[SearchSpace, optuna.Study, Path]:
+    if storage is None:
+        if out is None:
+            raise ConfigError("give --out DIR (a run folder) or --storage URL with --study-name NAME")
+        out_dir = Path(out)
+        db = out_dir / "study.db"
+        if not db.is_file():
+            raise ConfigError(f"--out {out_dir}: no study.db there; run `promptsearch run SPACE --out {out_dir}` first")
+        storage = storage_url_for(out_dir)
+    else:
+        out_dir = Path(out) if out is not None else Path("runs") / (study_name or "study")
+    from promptsearch.study import make_storage
+
+    store = make_storage(storage)
+    names = [s.study_name for s in optuna.get_all_study_summaries(store, include_best_trial=False)]
+    if study_name is None:
+        if len(names) != 1:
+            raise ConfigError(f"{storage} holds {len(names)} studies ({names}); pick one with --study-name")
+        study_name = names[0]
+    if study_name not in names:
+        raise ConfigError(f"--study-name '{study_name}': not in {storage}; studies there: {names or 'none'}")
+    study = optuna.load_study(study_name=study_name, storage=store)
+    text = stored_space_text(study)
+    info = study.user_attrs.get("space") or {}
+    if text is None:
+        raise ConfigError(f"study '{study_name}' was not created by promptsearch (it stores no search space)")
+    file = info.get("file")
+    space = parse_space(text, path=Path(file) if file else None)
+    if out is None:
+        out_dir = Path("runs") / space.name
+    return space, study, out_dir
+
+
+def report(
+    *, out: str | Path | None = None, storage: str | None = None, study_name: str | None = None,
+    device: str | None = "auto", final_seeds: int | None = None,
+) -> dict[str, Any]:
+    """Rebuild report.md/json from the storage; trains only for a final evaluation not stored yet."""
+    space, study, out_dir = _open_existing(out, storage, study_name)
+    data = load_task_data(space.spec.task, space.base_dir)
+    stored_seeds = len(((study.user_attrs.get(FINAL_ATTR) or {}).get("best") or {}).get("seeds", []))
+    seeds = final_seeds if final_seeds is not None else (stored_seeds or space.spec.search.final_seeds)
+    final = None
+    if seeds > 0 and data.has_test and best_trial(study) is not None:
+        final = stored_final(study, space, data, seeds) or final_evaluation(
+            _make_runner(space, data, device), study, seeds=seeds
+        )
+    result = build_report(study, space_name=space.name, space_file=str(space.path) if space.path else None,
+                          metric=space.spec.task.metric, final=final)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_report(out_dir, result)
+    return result
+
+
+def export_best(
+    *, out: str | Path | None = None, storage: str | None = None, study_name: str | None = None,
+    output: str | Path | None = None,
+) -> Path:
+    """Write the best prompt of a stored study to ``output`` (default ``<out>/best_prompt.yaml``)."""
+    space, study, out_dir = _open_existing(out, storage, study_name)
+    data = load_task_data(space.spec.task, space.base_dir)
+    target = Path(output) if output is not None else out_dir / "best_prompt.yaml"
+    return write_prompt_config(build_export(space, study, data), target)
+
+
+def train(
+    space_or_path: SearchSpace | str | Path,
+    *,
+    save_model: str | Path | None = None,
+    device: str | None = "auto",
+    seed: int = 1000,
+) -> dict[str, Any]:
+    """Fine-tune one fixed config (an exported best prompt, or a space with one point) and score it.
+
+    Returns ``{"dev": ..., "dev_epoch": ..., "test": ... or None}``; with ``save_model`` the model
+    (at its best dev epoch), its tokenizer and the prompt config are written there.
+    """
+    from promptsearch.predict import save_model as _save
+    from promptsearch.sampling import sample_config
+    from promptsearch.trainer import evaluate, load_state
+
+    space = _resolve_space(space_or_path)
+    searched = [k for k, d in space.params.items() if not isinstance(d, Fixed)]
+    if searched:
+        raise ConfigError(
+            f"train needs one fixed config, but the space searches {searched}; run `promptsearch run` "
+            "first and train its best_prompt.yaml"
+        )
+    data = load_task_data(space.spec.task, space.base_dir)
+    runner = _make_runner(space, data, device)
+    config = sample_config(optuna.trial.FixedTrial({}), space)
+    result, _ = runner.fit(config, seed=seed, keep_best_state=True)
+    if result.best_state is not None:
+        load_state(runner.runtime.model, result.best_state)
+    test = None
+    if data.has_test:
+        encoded = runner.features.get(config.prompt, "test")
+        test = evaluate(runner.runtime.model, encoded, runner.device, int(runner.runtime.tokenizer.pad_token_id),
+                        space.spec.task.metric)
+    if save_model is not None:
+        study = optuna.create_study(direction=space.spec.search.direction)
+        study.add_trial(
+            optuna.trial.create_trial(
+                value=result.best_score,
+                user_attrs={"config": config.model_dump(mode="json"), "best_epoch": result.best_epoch},
+            )
+        )
+        _save(runner, build_export(space, study, data), Path(save_model))
+    return {"dev": result.best_score, "dev_epoch": result.best_epoch, "test": test}

@@ -1,0 +1,256 @@
+"""The ``promptsearch`` command line. Our own errors become one message and exit code 2."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from promptsearch.errors import PromptsearchError, SpaceError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Search prompt structure and fine-tuning hyperparameters together, on Optuna.",
+)
+console = Console()
+err = Console(stderr=True)
+
+SpaceArg = Annotated[Path, typer.Argument(help="Search-space YAML file (or an exported best_prompt.yaml).")]
+OutOpt = Annotated[Path | None, typer.Option("--out", help="Run folder (default runs/<space name>/).")]
+StorageOpt = Annotated[str | None, typer.Option("--storage", help="Optuna storage URL (default: SQLite in the run folder).")]
+StudyOpt = Annotated[str | None, typer.Option("--study-name", help="Study name (default: the space name).")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps.")]
+
+
+def say(text: str) -> None:
+    """Print user-facing text as is (no rich markup: data and params contain brackets)."""
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def _error(line: str) -> None:
+    err.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    _error(message)
+    raise typer.Exit(code)
+
+
+def _setup_logging(verbose: bool) -> None:
+    import optuna
+
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.ERROR)
+
+
+@app.callback()
+def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more.")] = False) -> None:
+    _setup_logging(verbose)
+
+
+@app.command()
+def validate(path: SpaceArg) -> None:
+    """Check a search space and its data; print 'ok' and a summary, or every problem (exit 2)."""
+    from promptsearch.api import load_any_space
+    from promptsearch.data import load_task_data
+    from promptsearch.validate import check_space_data, data_summary
+
+    space = load_any_space(path)
+    data = load_task_data(space.spec.task, space.base_dir)
+    check_space_data(space, data)
+    say(f"ok: {space.summary()}; data: {data_summary(data)}")
+
+
+def _parse_sets(values: list[str]) -> dict[str, Any]:
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in values:
+        if "=" not in item:
+            _fail(f"--set {item!r}: expected key=value, e.g. --set prompt.template=cloze")
+        key, raw = item.split("=", 1)
+        try:
+            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else raw
+        except yaml.YAMLError:
+            out[key.strip()] = raw
+    return out
+
+
+@app.command()
+def render(
+    path: SpaceArg,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Fix a parameter: key=value (repeatable).")] = None,
+    n: Annotated[int, typer.Option("--n", min=1, help="Examples to render.")] = 3,
+    split: Annotated[str, typer.Option("--split", help="train or dev.")] = "dev",
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the parameters not fixed with --set.")] = 0,
+) -> None:
+    """Print rendered prompts for one point of the space, with token counts."""
+    from promptsearch.api import load_any_space
+    from promptsearch.data import load_task_data
+    from promptsearch.inspect import render_examples
+
+    if split not in ("train", "dev"):
+        _fail(f"--split {split!r}: expected train or dev (the test split is read only by the final report)")
+    space = load_any_space(path)
+    data = load_task_data(space.spec.task, space.base_dir)
+    config, rendered = render_examples(space, data, _parse_sets(set_ or []), n=n, split=split, seed=seed)
+    say("parameters: " + json.dumps(config.params, ensure_ascii=False))
+    for i, (prompt, tokens) in enumerate(rendered, start=1):
+        extra = f", {prompt.demos_dropped} demonstration(s) dropped to fit" if prompt.demos_dropped else ""
+        extra += ", query cut to fit" if prompt.query_truncated else ""
+        console.rule(escape(f"example {i}: gold '{prompt.label}', {tokens} tokens{extra}"))
+        say(prompt.text + (f"\n[pair] {prompt.text_pair}" if prompt.text_pair else ""))
+
+
+@app.command()
+def run(
+    path: SpaceArg,
+    n_trials: Annotated[int | None, typer.Option("--n-trials", min=0, help="Sampled trials (baseline not counted).")] = None,
+    timeout: Annotated[float | None, typer.Option("--timeout", min=1, help="Stop starting trials after this many seconds.")] = None,
+    storage: StorageOpt = None,
+    study_name: StudyOpt = None,
+    out: OutOpt = None,
+    device: DeviceOpt = "auto",
+    seed: Annotated[int | None, typer.Option("--seed", help="Sampler seed (default: search.seed).")] = None,
+    final_seeds: Annotated[int | None, typer.Option("--final-seeds", min=0, help="Seeds of the final test evaluation (0 = skip).")] = None,
+    save_model: Annotated[Path | None, typer.Option("--save-model", help="Save the best config's model here.")] = None,
+) -> None:
+    """Run (or resume) a search, evaluate the best prompt on test, write the report and best_prompt.yaml."""
+    from promptsearch.api import load_any_space, search
+    from promptsearch.progress import SearchProgress
+
+    space = load_any_space(path)
+    total = (space.spec.search.n_trials or 20 if n_trials is None else n_trials) + 1
+    with SearchProgress(console, total=total) as progress:
+        try:
+            result = search(
+                space, n_trials=n_trials, timeout=timeout, storage=storage, study_name=study_name, out=out,
+                device=device, seed=seed, final_seeds=final_seeds, save_model=save_model,
+                callbacks=[progress.on_trial], on_epoch=progress.on_epoch, progress=progress.status,
+            )
+        except KeyboardInterrupt:
+            progress.stop()
+            err.print("interrupted: the running trial is recorded as failed (interrupted); "
+                      "run the same command again to continue the study")
+            raise typer.Exit(130) from None
+    _print_result(result)
+
+
+def _print_result(result: Any) -> None:
+    from promptsearch.report import _fmt, _fmt_test
+
+    rep = result.report
+    best, base = rep["best"], rep["baseline"]
+    t = rep["trials"]
+    say(
+        f"\n{rep['space']['name']}: {t['total']} trials ({t['complete']} complete, "
+        f"{t['pruned']} pruned, {t['fail']} failed) in {rep['seconds'].get('total', 0):.0f} s"
+    )
+    if best:
+        cfg = best["config"]["prompt"]
+        say(f"best prompt (trial {best['trial']}): template {cfg['template']!r}, instruction "
+            f"{cfg['instruction']!r}, label words {cfg['label_words']}, "
+            f"{cfg['demonstrations']['count']} demonstration(s)")
+        say(f"  {rep['metric']}: dev {_fmt(best['dev_score'])}, test {_fmt_test(best['test'])}")
+    if base:
+        say(f"plain fine-tuning baseline: dev {_fmt(base['dev_score'])}, test {_fmt_test(base['test'])}")
+    say(f"report: {result.out_dir / 'report.md'}; best prompt: {result.export_path}")
+
+
+@app.command("report")
+def report_cmd(
+    out: OutOpt = None, storage: StorageOpt = None, study_name: StudyOpt = None, device: DeviceOpt = "auto",
+    final_seeds: Annotated[int | None, typer.Option("--final-seeds", min=0)] = None,
+) -> None:
+    """Rebuild report.md and report.json from the storage (training only a missing final evaluation)."""
+    from promptsearch.api import report
+
+    result = report(out=out, storage=storage, study_name=study_name, device=device, final_seeds=final_seeds)
+    say(f"wrote the report of study '{result['study']}'")
+
+
+@app.command("export")
+def export_cmd(
+    out: OutOpt = None, storage: StorageOpt = None, study_name: StudyOpt = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="File to write (default <out>/best_prompt.yaml).")] = None,
+) -> None:
+    """Write the best prompt of a study as a self-contained YAML config."""
+    from promptsearch.api import export_best
+
+    target = export_best(out=out, storage=storage, study_name=study_name, output=output)
+    say(f"wrote {target}")
+
+
+@app.command("train")
+def train_cmd(
+    path: SpaceArg,
+    save_model: Annotated[Path | None, typer.Option("--save-model", help="Save the model, tokenizer and prompt here.")] = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Fine-tune one fixed config (e.g. best_prompt.yaml) and optionally save the model."""
+    from promptsearch.api import train
+
+    scores = train(path, save_model=save_model, device=device)
+    test = "n/a" if scores["test"] is None else f"{100 * scores['test']:.2f}"
+    say(f"dev {100 * scores['dev']:.2f} (epoch {scores['dev_epoch']}), test {test}")
+    if save_model is not None:
+        say(f"saved to {save_model}")
+
+
+@app.command()
+def predict(
+    model_dir: Annotated[Path, typer.Argument(help="A folder written by --save-model.")],
+    input_: Annotated[Path, typer.Option("--input", help="JSONL/CSV file with the text field(s).")],
+    output: Annotated[Path | None, typer.Option("--output", help="JSONL to write (default: print).")] = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Label new texts with a saved model: label and probability per row."""
+    from promptsearch.predict import Predictor, write_predictions
+
+    pairs = Predictor(model_dir, device=device).predict_file(input_)
+    if output is not None:
+        write_predictions(pairs, output)
+        say(f"wrote {len(pairs)} predictions to {output}")
+    else:
+        for row, p in pairs:
+            sys.stdout.write(json.dumps({**row, "prediction": p.label, "probability": round(p.probability, 6)},
+                                        ensure_ascii=False) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code (0 ok, 2 bad input, 130 interrupted)."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except SpaceError as exc:
+        for line in exc.messages:
+            _error(line)
+        return 2
+    except PromptsearchError as exc:
+        for line in str(exc).splitlines():
+            _error(line)
+        return 2
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        err.print("interrupted")
+        return 130
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return 2
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

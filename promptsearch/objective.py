@@ -1,0 +1,150 @@
+"""The Optuna objective: one trial renders, tokenizes, fine-tunes, reports each epoch and may be pruned."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import optuna
+
+from promptsearch.config import TrialConfig
+from promptsearch.data import TaskData
+from promptsearch.device import free_memory, peak_memory_mb, reset_peak_memory
+from promptsearch.features import Encoded, FeatureCache
+from promptsearch.sampling import baseline_config, sample_config
+from promptsearch.space import SearchSpace
+from promptsearch.trainer import FitResult, fine_tune
+
+if TYPE_CHECKING:
+    import torch
+
+    from promptsearch.modeling import ModelRuntime
+
+__all__ = ["BASELINE_ATTR", "Objective", "TrialRunner", "trial_config"]
+
+logger = logging.getLogger(__name__)
+BASELINE_ATTR = "baseline"
+CONFIG_ATTR = "config"
+INTERRUPTED_ATTR = "interrupted"
+
+
+def trial_config(trial: optuna.trial.FrozenTrial) -> TrialConfig:
+    """The resolved config a finished trial ran (stored as a user attribute)."""
+    return TrialConfig.model_validate(trial.user_attrs[CONFIG_ATTR])
+
+
+@dataclass
+class TrialRunner:
+    """What trials share in one process: the data, the loaded model and the tokenized-split cache."""
+
+    space: SearchSpace
+    data: TaskData
+    runtime: ModelRuntime
+
+    def __post_init__(self) -> None:
+        self.features = FeatureCache(self.runtime, self.data)
+
+    @property
+    def device(self) -> torch.device:
+        return self.runtime.device
+
+    def fit(
+        self,
+        config: TrialConfig,
+        *,
+        seed: int,
+        on_epoch: Any = None,
+        keep_best_state: bool = False,
+        timings: dict[str, float] | None = None,
+    ) -> tuple[FitResult, Encoded]:
+        """Restore the model, encode train/dev for ``config`` and fine-tune it."""
+        timings = timings if timings is not None else {}
+        t0 = time.perf_counter()
+        model = self.runtime.restore(seed=seed, method=config.train.method)
+        t1 = time.perf_counter()
+        train = self.features.get(config.prompt, "train")
+        dev = self.features.get(config.prompt, "dev")
+        t2 = time.perf_counter()
+        timings.update(restore=t1 - t0, tokenize=t2 - t1)
+        result = fine_tune(
+            model,
+            train,
+            dev,
+            config.train,
+            metric=self.space.spec.task.metric,
+            device=self.device,
+            pad_id=int(self.runtime.tokenizer.pad_token_id),
+            seed=seed,
+            maximize=self.space.spec.search.direction == "maximize",
+            on_epoch=on_epoch,
+            keep_best_state=keep_best_state,
+        )
+        timings.update(train=result.train_seconds, eval=result.eval_seconds)
+        return result, train
+
+
+class Objective:
+    """``study.optimize(Objective(runner), ...)``: returns the best dev score over the epochs."""
+
+    def __init__(self, runner: TrialRunner, *, on_epoch: Callable[[int, int, float], None] | None = None) -> None:
+        self.runner = runner
+        self.on_epoch = on_epoch
+
+    def seed_for(self, trial: optuna.trial.Trial) -> int:
+        return self.runner.space.spec.search.seed * 100_003 + trial.number
+
+    def __call__(self, trial: optuna.trial.Trial) -> float:
+        space = self.runner.space
+        is_baseline = bool(trial.user_attrs.get(BASELINE_ATTR))
+        config = baseline_config(space) if is_baseline else sample_config(trial, space)
+        seed = self.seed_for(trial)
+        trial.set_user_attr(CONFIG_ATTR, config.model_dump(mode="json"))
+        trial.set_user_attr("seed", seed)
+        trial.set_user_attr("device", str(self.runner.device))
+        timings: dict[str, float] = {}
+        reset_peak_memory(self.runner.device)
+        state: dict[str, Any] = {}
+
+        def on_epoch(epoch: int, score: float) -> None:
+            state["last"] = (epoch, score)
+            if self.on_epoch is not None:
+                self.on_epoch(trial.number, epoch, score)
+            trial.report(score, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after epoch {epoch} (dev {score:.4f})")
+
+        try:
+            result, train = self.runner.fit(config, seed=seed, on_epoch=on_epoch, timings=timings)
+            trial.set_user_attr("best_epoch", result.best_epoch)
+            trial.set_user_attr("epochs_run", result.epochs_run)
+            self._describe(trial, train)
+            return result.best_score
+        except KeyboardInterrupt:
+            trial.set_user_attr(INTERRUPTED_ATTR, True)
+            raise
+        except optuna.TrialPruned:
+            trial.set_user_attr("epochs_run", state.get("last", (0, 0.0))[0])
+            self._describe(trial, self.runner.features.get(config.prompt, "train"))
+            raise
+        except Exception as exc:
+            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:2000])
+            raise
+        finally:
+            trial.set_user_attr("seconds", {k: round(v, 4) for k, v in timings.items()})
+            trial.set_user_attr("train_seconds", round(timings.get("train", 0.0), 3))
+            trial.set_user_attr("peak_memory_mb", round(peak_memory_mb(self.runner.device), 1))
+            free_memory(self.runner.device)
+
+    @staticmethod
+    def _describe(trial: optuna.trial.Trial, train: Encoded) -> None:
+        trial.set_user_attr("prompt_example", train.prompts[0].text if train.prompts else "")
+        trial.set_user_attr("prompt_tokens_mean", round(train.mean_tokens, 1))
+        dropped = sum(p.demos_dropped for p in train.prompts)
+        if dropped:
+            trial.set_user_attr("demos_dropped", dropped)
+
+
+

@@ -1,0 +1,115 @@
+"""Save a fine-tuned model with its prompt config, and label new texts with it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from promptsearch.data import Example, read_rows
+from promptsearch.errors import ConfigError, DataError
+from promptsearch.export import PromptExport, load_prompt_config, write_prompt_config
+
+if TYPE_CHECKING:
+    from promptsearch.objective import TrialRunner
+
+__all__ = ["Prediction", "Predictor", "save_model"]
+
+PROMPT_FILE = "best_prompt.yaml"
+
+
+def save_model(runner: TrialRunner, export: PromptExport, directory: Path) -> Path:
+    """Write the runner's current model and tokenizer (Hugging Face format) and the prompt config.
+
+    The folder is built next to ``directory`` and moved into place, so it is never half-written.
+    """
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        runner.runtime.model.save_pretrained(tmp, safe_serialization=True)
+        runner.runtime.tokenizer.save_pretrained(tmp)
+        write_prompt_config(export, tmp / PROMPT_FILE)
+        if directory.exists():
+            shutil.rmtree(directory)
+        tmp.rename(directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    probability: float
+    probabilities: dict[str, float]
+
+
+class Predictor:
+    """A saved model folder (from ``--save-model``) ready to label new rows."""
+
+    def __init__(self, directory: str | Path, *, device: str | None = "auto") -> None:
+        from promptsearch.device import resolve_device
+        from promptsearch.modeling import ModelRuntime
+
+        self.directory = Path(directory)
+        prompt_file = self.directory / PROMPT_FILE
+        if not prompt_file.is_file():
+            raise ConfigError(
+                f"{self.directory}: not a promptsearch model folder (no {PROMPT_FILE}); "
+                "create one with `promptsearch train best_prompt.yaml --save-model DIR`"
+            )
+        self.export = load_prompt_config(prompt_file)
+        spec = self.export.model.model_copy(update={"name": str(self.directory), "revision": None})
+        self.runtime = ModelRuntime(spec, self.export.task.labels, resolve_device(device))
+        task = self.export.task
+        self.pool = [
+            Example(fields={f: row[f] for f in task.text_fields}, label=row[task.label_field])
+            for row in self.export.demonstration_pool
+        ]
+
+    def predict_rows(self, rows: Sequence[dict[str, Any]], *, source: str = "input") -> list[Prediction]:
+        from promptsearch.features import encode
+        from promptsearch.trainer import predict_proba
+
+        task = self.export.task
+        examples = []
+        for i, row in enumerate(rows, start=1):
+            fields = {}
+            for f in task.text_fields:
+                value = row.get(f)
+                if not isinstance(value, str) or not value.strip():
+                    raise DataError(f"{source}: row {i}: text field '{f}' must be a non-empty string, but found {value!r}")
+                fields[f] = value
+            examples.append(Example(fields=fields, label=task.labels[0], source=source, row=i))
+        if not examples:
+            return []
+        encoded = encode(self.runtime, self.export.prompt, examples, self.pool)
+        probs = predict_proba(self.runtime.model, encoded, self.runtime.device, int(self.runtime.tokenizer.pad_token_id))
+        out = []
+        for p in probs:
+            k = int(p.argmax())
+            out.append(Prediction(task.labels[k], float(p[k]), {lab: float(x) for lab, x in zip(task.labels, p, strict=True)}))
+        return out
+
+    def predict_file(self, path: str | Path) -> list[tuple[dict[str, Any], Prediction]]:
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"--input {path}: no such file")
+        rows = [record for _, record in read_rows(path)]
+        return list(zip(rows, self.predict_rows(rows, source=str(path)), strict=True))
+
+
+def write_predictions(pairs: Sequence[tuple[dict[str, Any], Prediction]], path: Path) -> None:
+    from promptsearch.export import atomic_write_text
+
+    lines = [
+        json.dumps({**row, "prediction": p.label, "probability": round(p.probability, 6)}, ensure_ascii=False)
+        for row, p in pairs
+    ]
+    atomic_write_text(path, "\n".join(lines) + ("\n" if lines else ""))

@@ -1,0 +1,121 @@
+"""Prompt rendering: instruction + demonstrations (with their gold label words) + the query.
+
+The template's *example part* is everything after its last ``{instruction}``/``{demos}``
+placeholder; demonstrations and the query are both rendered with it. Without ``{instruction}``
+a non-empty instruction goes first, followed by a newline; without ``{demos}`` the demonstrations
+go right before the query. In the query the ``{label}`` slot holds ``slot`` (the tokenizer's mask
+token for a classification head). When a prompt is longer than ``max_length`` tokens,
+demonstrations are dropped from the end first; then the query's longest text is cut by words.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from promptsearch.config import PromptConfig
+from promptsearch.data import Example
+from promptsearch.demos import DemoSelector, get_selector
+from promptsearch.template import Template
+
+__all__ = ["PromptRenderer", "RenderedPrompt"]
+
+TokenCounter = Callable[[str], int]
+
+
+@dataclass(frozen=True)
+class RenderedPrompt:
+    """A rendered query. ``text_pair`` is set only for plain (template-less) sentence pairs."""
+
+    text: str
+    label: str
+    text_pair: str | None = None
+    demos: tuple[Example, ...] = ()
+    demos_requested: int = 0
+    query_truncated: bool = False
+
+    @property
+    def demos_dropped(self) -> int:
+        return self.demos_requested - len(self.demos)
+
+
+class PromptRenderer:
+    """Renders queries for one :class:`PromptConfig`; demonstrations come from ``pool`` (train only)."""
+
+    def __init__(
+        self,
+        config: PromptConfig,
+        pool: Sequence[Example],
+        *,
+        slot: str = "",
+        count_tokens: TokenCounter | None = None,
+        max_length: int | None = None,
+    ) -> None:
+        self.config = config
+        self.slot = slot
+        self.count_tokens = count_tokens
+        self.max_length = max_length
+        self._selector: DemoSelector | None = None
+        if config.template is not None:
+            tpl = Template.parse(config.template)
+            names = tpl.names
+            cut = max((i for i, s in enumerate(tpl.segments) if _is(s, ("instruction", "demos"))), default=-1)
+            self._head = tpl.slice(0, cut + 1)
+            self._example = tpl.slice(cut + 1)
+            self._has_instruction = "instruction" in names
+            self._has_demos = "demos" in names
+            if config.demonstrations.count > 0:
+                self._selector = get_selector(config.demonstrations.selection, pool, seed=config.seed)
+
+    def render(self, query: Example) -> RenderedPrompt:
+        """Render ``query`` (deterministic), fitting ``max_length`` when a token counter is given."""
+        if self.config.template is None:
+            texts = list(query.fields.values())
+            return RenderedPrompt(text=texts[0], text_pair=texts[1] if len(texts) > 1 else None, label=query.label)
+        k = self.config.demonstrations.count
+        demos = self._selector.select(query, k) if self._selector is not None and k > 0 else []
+        fields = dict(query.fields)
+        text = self._compose(demos, fields)
+        truncated = False
+        if self.count_tokens is not None and self.max_length is not None:
+            while demos and self.count_tokens(text) > self.max_length:
+                demos = demos[:-1]
+                text = self._compose(demos, fields)
+            if self.count_tokens(text) > self.max_length:
+                text, truncated = self._cut_query(demos, fields), True
+        return RenderedPrompt(
+            text=text, label=query.label, demos=tuple(demos), demos_requested=k, query_truncated=truncated
+        )
+
+    def render_all(self, rows: Sequence[Example]) -> list[RenderedPrompt]:
+        return [self.render(row) for row in rows]
+
+    def _compose(self, demos: Sequence[Example], fields: Mapping[str, str]) -> str:
+        words = self.config.label_words
+        sep = self.config.demonstrations.separator
+        demo_text = "".join(self._example.render({**d.fields, "label": words[d.label]}) + sep for d in demos)
+        parts = []
+        if self.config.instruction and not self._has_instruction:
+            parts.append(self.config.instruction + "\n")
+        parts.append(self._head.render({"instruction": self.config.instruction, "demos": demo_text}))
+        if not self._has_demos:
+            parts.append(demo_text)
+        parts.append(self._example.render({**fields, "label": self.slot}))
+        return "".join(parts).lstrip()
+
+    def _cut_query(self, demos: Sequence[Example], fields: dict[str, str]) -> str:
+        assert self.count_tokens is not None and self.max_length is not None
+        name = max(fields, key=lambda f: len(fields[f]))
+        words = fields[name].split()
+        lo, hi = 0, len(words)
+        while lo < hi:  # largest n such that the first n words fit
+            mid = (lo + hi + 1) // 2
+            if self.count_tokens(self._compose(demos, {**fields, name: " ".join(words[:mid])})) <= self.max_length:
+                lo = mid
+            else:
+                hi = mid - 1
+        return self._compose(demos, {**fields, name: " ".join(words[:lo])})
+
+
+def _is(segment: object, names: tuple[str, ...]) -> bool:
+    return getattr(segment, "name", None) in names

@@ -1,0 +1,164 @@
+"""The study's report: ``report.json`` for programs and ``report.md`` for people."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from promptsearch.export import atomic_write_text
+from promptsearch.objective import trial_config
+from promptsearch.study import baseline_trial, best_trial
+from promptsearch.versions import versions
+
+__all__ = ["build_report", "render_markdown", "write_report"]
+
+
+def _trial_summary(trial: FrozenTrial | None, test: dict[str, Any] | None) -> dict[str, Any] | None:
+    if trial is None:
+        return None
+    config = trial_config(trial)
+    return {
+        "trial": trial.number,
+        "params": dict(trial.params),
+        "config": config.model_dump(mode="json"),
+        "dev_score": trial.value,
+        "dev_epoch": trial.user_attrs.get("best_epoch"),
+        "test": test,
+        "prompt_example": trial.user_attrs.get("prompt_example", ""),
+    }
+
+
+def _duration(trial: FrozenTrial) -> float | None:
+    if trial.datetime_start and trial.datetime_complete:
+        return (trial.datetime_complete - trial.datetime_start).total_seconds()
+    return None
+
+
+def build_report(study: optuna.Study, *, space_name: str, space_file: str | None, metric: str,
+                 final: dict[str, Any] | None) -> dict[str, Any]:
+    """Everything the report shows, from the study (and the stored final evaluation, if any)."""
+    trials = study.get_trials(deepcopy=False)
+    states = [t.state for t in trials]
+    best = best_trial(study)
+    base = baseline_trial(study)
+    finished = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    reverse = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    top = sorted(finished, key=lambda t: t.value if t.value is not None else 0.0, reverse=reverse)[:5]
+    durations = [d for t in trials if (d := _duration(t)) is not None]
+    return {
+        "space": {"name": space_name, "file": space_file},
+        "study": study.study_name,
+        "metric": metric,
+        "direction": study.direction.name.lower(),
+        "best": _trial_summary(best, (final or {}).get("best", {}).get("test")),
+        "baseline": _trial_summary(base, (final or {}).get("baseline", {}).get("test")),
+        "trials": {
+            "total": len(trials),
+            "complete": states.count(TrialState.COMPLETE),
+            "pruned": states.count(TrialState.PRUNED),
+            "fail": states.count(TrialState.FAIL),
+            "running": states.count(TrialState.RUNNING),
+        },
+        "top_trials": [
+            {
+                "trial": t.number,
+                "dev_score": t.value,
+                "params": dict(t.params),
+                "baseline": bool(t.user_attrs.get("baseline")),
+                "prompt_tokens_mean": t.user_attrs.get("prompt_tokens_mean"),
+                "seconds": _duration(t),
+            }
+            for t in top
+        ],
+        "failures": [
+            {"trial": t.number, "error": t.user_attrs.get("error") or t.system_attrs.get("fail_reason", "")}
+            for t in trials
+            if t.state == TrialState.FAIL
+        ][:10],
+        "seconds": {"trials": round(sum(durations), 2), "final_evaluation": (final or {}).get("seconds")},
+        "final_seeds": len((final or {}).get("best", {}).get("seeds", [])),
+        "versions": versions(),
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.2f}"
+
+
+def _fmt_test(test: dict[str, Any] | None) -> str:
+    if not test:
+        return "not evaluated"
+    return f"{100 * test['mean']:.2f} ± {100 * test['std']:.2f} (n={len(test['scores'])})"
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    best, base = report["best"], report["baseline"]
+    lines = [
+        f"# promptsearch report: {report['space']['name']}",
+        "",
+        f"Space file: `{report['space']['file']}` · study `{report['study']}` · metric **{report['metric']}** "
+        f"(×100; test: mean ± std over seeds)",
+        "",
+        "| | trial | dev | test |",
+        "|---|---|---|---|",
+    ]
+    for name, item in (("best prompt", best), ("plain fine-tuning baseline", base)):
+        if item:
+            lines.append(f"| {name} | {item['trial']} | {_fmt(item['dev_score'])} | {_fmt_test(item['test'])} |")
+        else:
+            lines.append(f"| {name} | – | – | – |")
+    t = report["trials"]
+    lines += [
+        "",
+        f"Trials: {t['total']} ({t['complete']} complete, {t['pruned']} pruned, {t['fail']} failed"
+        + (f", {t['running']} running or abandoned" if t["running"] else "")
+        + f"); {report['seconds']['trials']:.0f} s in trials.",
+        "",
+    ]
+    if best:
+        cfg = best["config"]
+        prompt, train = cfg["prompt"], cfg["train"]
+        lines += [
+            "## Best prompt",
+            "",
+            f"- instruction: {prompt['instruction']!r}",
+            f"- template: `{prompt['template']!r}`" if prompt["template"] else "- template: none (plain input)",
+            f"- label words: {json.dumps(prompt['label_words'], ensure_ascii=False)}",
+            f"- demonstrations: {prompt['demonstrations']['count']} ({prompt['demonstrations']['selection']})",
+            "- training: " + ", ".join(f"{k}={v}" for k, v in train.items()),
+            f"- best dev epoch: {best['dev_epoch']}",
+            "",
+            "Example (first train prompt):",
+            "",
+            "```text",
+            best["prompt_example"],
+            "```",
+            "",
+        ]
+    lines += ["## Top trials", "", "| trial | dev | tokens | seconds | params |", "|---|---|---|---|---|"]
+    for row in report["top_trials"]:
+        params = "baseline" if row["baseline"] else ", ".join(f"{k}={_short(v)}" for k, v in row["params"].items())
+        secs = f"{row['seconds']:.1f}" if row["seconds"] is not None else ""
+        lines.append(f"| {row['trial']} | {_fmt(row['dev_score'])} | {row['prompt_tokens_mean']} | {secs} | {params} |")
+    if report["failures"]:
+        lines += ["", "## Failed trials", ""]
+        lines += [f"- trial {f['trial']}: {f['error']}" for f in report["failures"]]
+    lines += ["", f"_Generated {report['created']} with " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()) + "._", ""]
+    return "\n".join(lines)
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def write_report(out_dir: Path, report: dict[str, Any]) -> tuple[Path, Path]:
+    json_path, md_path = out_dir / "report.json", out_dir / "report.md"
+    atomic_write_text(json_path, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    atomic_write_text(md_path, render_markdown(report))
+    return json_path, md_path

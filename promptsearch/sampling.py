@@ -1,0 +1,71 @@
+"""The one place that calls ``trial.suggest_*``: an Optuna trial -> a resolved :class:`TrialConfig`.
+
+Parameter names are the dotted YAML paths (``prompt.template``, ``train.learning_rate``). Text
+choices are suggested by their key (the mapping key, or the list index) and resolved afterwards,
+because Optuna stores only primitives. ``optuna.trial.FixedTrial(params)`` works the same way,
+which is how an exported config is re-run.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from promptsearch.config import DemoConfig, PromptConfig, TrainConfig, TrialConfig
+from promptsearch.dimensions import Categorical, Dimension, Fixed, FloatRange, IntRange
+from promptsearch.space import SearchSpace, is_active
+
+if TYPE_CHECKING:
+    import optuna
+
+__all__ = ["baseline_config", "sample_config"]
+
+
+def _suggest(trial: optuna.trial.BaseTrial, name: str, dim: Dimension) -> Any:
+    if isinstance(dim, Fixed):
+        return dim.value
+    if isinstance(dim, Categorical):
+        return trial.suggest_categorical(name, list(dim.choices))
+    if isinstance(dim, IntRange):
+        return trial.suggest_int(name, dim.low, dim.high, step=dim.step, log=dim.log)
+    if isinstance(dim, FloatRange):
+        return trial.suggest_float(name, dim.low, dim.high, step=dim.step, log=dim.log)
+    raise TypeError(f"unknown dimension {dim!r}")
+
+
+def sample_config(trial: optuna.trial.BaseTrial, space: SearchSpace) -> TrialConfig:
+    """Sample every active parameter of ``space`` in order and resolve text keys to their texts."""
+    values: dict[str, Any] = {}
+    for name, dim in space.params.items():
+        if not is_active(dim, values):
+            continue
+        if name in ("prompt.demonstrations.selection", "prompt.demonstrations.separator") and not values.get(
+            "prompt.demonstrations.count"
+        ):
+            continue  # meaningless without demonstrations, so not sampled (a natural condition)
+        values[name] = _suggest(trial, name, dim)
+
+    demo_defaults = DemoConfig()
+    prompt = PromptConfig(
+        instruction=space.instructions[values["prompt.instruction"]],
+        template=space.templates[values["prompt.template"]].source,
+        label_words=dict(space.label_words[values["prompt.label_words"]]),
+        demonstrations=DemoConfig(
+            count=values["prompt.demonstrations.count"],
+            selection=values.get("prompt.demonstrations.selection", demo_defaults.selection),
+            separator=values.get("prompt.demonstrations.separator", demo_defaults.separator),
+        ),
+        seed=space.spec.search.seed,
+    )
+    train = TrainConfig(**{k.removeprefix("train."): v for k, v in values.items() if k.startswith("train.")})
+    params = {k: v for k, v in values.items() if not isinstance(space.params[k], Fixed)}
+    return TrialConfig(prompt=prompt, train=train, params=params)
+
+
+def baseline_config(space: SearchSpace) -> TrialConfig:
+    """Plain fine-tuning: the texts alone (no instruction, demonstrations or template), default training.
+
+    ``baseline:`` in the space overrides the training defaults.
+    """
+    labels = space.spec.task.labels
+    prompt = PromptConfig(label_words={label: label for label in labels}, seed=space.spec.search.seed)
+    return TrialConfig(prompt=prompt, train=TrainConfig(**space.spec.baseline), baseline=True)

@@ -1,0 +1,230 @@
+"""The search-space file format, as frozen pydantic models that reject unknown keys.
+
+Parsing a file (YAML -> these models) happens in :mod:`promptsearch.space`, which adds the file name,
+key paths and line numbers to every message and runs the checks that span several sections.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from promptsearch.dimensions import Dimension, Fixed, parse_dimension
+from promptsearch.errors import did_you_mean
+
+__all__ = [
+    "DataSource",
+    "DemoSpec",
+    "FewShot",
+    "HubSource",
+    "ModelSpec",
+    "PromptSpec",
+    "PrunerSpec",
+    "SearchSpec",
+    "SpaceSpec",
+    "TaskSpec",
+    "TrainSpec",
+]
+
+DEFAULT_MODEL = "default"
+METRICS = ("accuracy", "macro_f1", "mcc")
+HEADS = ("classification",)
+PLANNED_HEADS = ("mlm", "causal")
+SELECTIONS = ("random", "balanced", "similar")
+METHODS = ("full", "head", "lora")
+
+
+class _Strict(BaseModel):
+    """Frozen, and unknown keys get 'did you mean ...?' with the list of allowed keys."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_unknown_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            allowed = list(cls.model_fields)
+            for key in data:
+                if key not in allowed:
+                    hint = did_you_mean(str(key), allowed)
+                    # The key travels in ctx so that messages can point at its own line, not its parent's.
+                    listed = ", ".join(allowed)
+                    text = f"unknown key '{key}'.{hint} Allowed keys here: {listed}"
+                    raise PydanticCustomError("unknown_key", "{text}", {"text": text, "key": str(key)})
+        elif data is not None and not isinstance(data, BaseModel):
+            raise ValueError(f"expected a mapping of keys to values, but found {type(data).__name__} {data!r}")
+        return data
+
+
+def _dim(kind: str, allowed: tuple[Any, ...] | None = None) -> Any:
+    return BeforeValidator(partial(_parse_dim, kind=kind, allowed=allowed))
+
+
+def _parse_dim(raw: Any, *, kind: Any, allowed: tuple[Any, ...] | None) -> Dimension:
+    if isinstance(raw, (Fixed,)) or type(raw).__module__ == "promptsearch.dimensions":
+        return raw  # type: ignore[no-any-return]
+    return parse_dimension(raw, kind, allowed=allowed)
+
+
+FloatDim = Annotated[Dimension, _dim("float")]
+IntDim = Annotated[Dimension, _dim("int")]
+StrDim = Annotated[Dimension, _dim("str")]
+
+
+class HubSource(_Strict):
+    path: str = Field(description="Hugging Face dataset id, e.g. 'glue' (needs internet).")
+    name: str | None = Field(None, description="Dataset configuration, e.g. 'sst2'.")
+    revision: str | None = Field(None, description="Dataset revision (branch, tag or commit).")
+
+
+class DataSource(_Strict):
+    dir: str | None = Field(
+        None, description="Folder with one file per split (<split>.jsonl/.csv/.parquet), e.g. LM-BFF k-shot."
+    )
+    files: dict[str, str] = Field(
+        default_factory=dict, description="Split name -> file path; overrides files found in 'dir'."
+    )
+    hub: HubSource | None = Field(None, description="Load from the Hugging Face Hub instead of local files.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataSource:
+        if self.hub is not None and (self.dir or self.files):
+            raise ValueError("give either 'hub' or local 'dir'/'files', not both")
+        if self.hub is None and not self.dir and not self.files:
+            raise ValueError("no data: set 'dir' (a folder of split files), 'files' (split -> path) or 'hub'")
+        return self
+
+
+class FewShot(_Strict):
+    k: int = Field(gt=0, description="Examples per class sampled from the train split.")
+    seed: int = Field(13, description="Seed of the sampling.")
+    dev_k: int | None = Field(
+        None, gt=0, description="When the data has no dev split: examples per class for dev, from the rest of train."
+    )
+
+
+class Splits(_Strict):
+    train: str = "train"
+    dev: str = "dev"
+    test: str | None = "test"
+
+
+class TaskSpec(_Strict):
+    data: DataSource
+    text_fields: list[str] = Field(
+        default_factory=lambda: ["text"], min_length=1, max_length=2, description="One field, or two for pairs."
+    )
+    label_field: str = "label"
+    labels: list[str] = Field(min_length=2, description="Class names as they appear in the data.")
+    metric: Literal["accuracy", "macro_f1", "mcc"] = "accuracy"
+    splits: Splits = Field(default_factory=Splits)
+    few_shot: FewShot | None = None
+
+    @field_validator("labels", "text_fields", mode="before")
+    @classmethod
+    def _strings(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v for v in value]
+        return value
+
+    @field_validator("labels", "text_fields")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        dupes = sorted({v for v in value if value.count(v) > 1})
+        if dupes:
+            raise ValueError(f"names must be unique, but {dupes} appear more than once")
+        if any(not v for v in value):
+            raise ValueError("names must not be empty")
+        return value
+
+
+class ModelSpec(_Strict):
+    name: str = Field(DEFAULT_MODEL, description="Hub id or local path; 'default' is the embedded MiniLM.")
+    max_length: int = Field(128, ge=8, le=32768, description="Max tokens of a rendered prompt.")
+    head: str = Field("classification", description="How the model answers: classification.")
+    revision: str | None = None
+    trust_remote_code: bool = False
+
+    @field_validator("head")
+    @classmethod
+    def _known_head(cls, value: str) -> str:
+        if value in PLANNED_HEADS:
+            raise ValueError(f"head '{value}' is not available in this version; available: {', '.join(HEADS)}")
+        if value not in HEADS:
+            raise ValueError(f"unknown head '{value}'.{did_you_mean(value, HEADS)} Available: {', '.join(HEADS)}")
+        return value
+
+
+class DemoSpec(_Strict):
+    count: IntDim = Field(default=Fixed(0), description="Demonstrations per prompt (0 = none).")
+    selection: Annotated[Dimension, _dim("str", SELECTIONS)] = Field(
+        default=Fixed("random"), description="random | balanced (round-robin over classes) | similar (TF-IDF)."
+    )
+    separator: StrDim = Field(default=Fixed("\n\n"), description="Text between demonstrations and the query.")
+
+
+TextChoices = list[str] | dict[str, str] | str
+LabelWordChoices = list[dict[str, str]] | dict[str, dict[str, str]] | None
+
+
+class PromptSpec(_Strict):
+    instruction: TextChoices = Field(default="", description="Task description candidates ('' = none).")
+    template: TextChoices = Field(description="Template candidates; placeholders {text}, {label}, ...")
+    label_words: LabelWordChoices = Field(None, description="Candidate maps label -> word; default: label names.")
+    demonstrations: DemoSpec = Field(default_factory=DemoSpec)
+
+    @field_validator("label_words", mode="before")
+    @classmethod
+    def _one_map(cls, value: Any) -> Any:
+        # A single map {negative: bad, positive: good} is a one-point space: accept it as a list of one.
+        if isinstance(value, dict) and value and all(isinstance(v, (str, int, float)) for v in value.values()):
+            return [value]
+        return value
+
+
+class TrainSpec(_Strict):
+    method: Annotated[Dimension, _dim("str", METHODS)] = Field(
+        default=Fixed("full"), description="full (all weights) | head (linear probe) | lora (PEFT)."
+    )
+    learning_rate: FloatDim = Field(default=Fixed(2e-5))
+    epochs: IntDim = Field(default=Fixed(10))
+    batch_size: IntDim = Field(default=Fixed(8))
+    weight_decay: FloatDim = Field(default=Fixed(0.01))
+    warmup_ratio: FloatDim = Field(default=Fixed(0.1))
+    max_grad_norm: FloatDim = Field(default=Fixed(1.0))
+    lora_r: IntDim = Field(default=Fixed(8), description="LoRA rank (only used when method is lora).")
+    lora_alpha: IntDim = Field(default=Fixed(16))
+    lora_dropout: FloatDim = Field(default=Fixed(0.1))
+
+
+class PrunerSpec(_Strict):
+    type: Literal["median", "successive_halving", "hyperband", "none"] = "median"
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword arguments of the Optuna pruner, e.g. n_startup_trials."
+    )
+
+
+class SearchSpec(_Strict):
+    sampler: Literal["tpe", "random", "gp", "cmaes"] = "tpe"
+    seed: int = 0
+    pruner: PrunerSpec = Field(default_factory=PrunerSpec)
+    n_trials: int | None = Field(20, gt=0, description="Sampled trials, not counting the baseline.")
+    timeout: float | None = Field(None, gt=0, description="Seconds; the search stops after the running trial.")
+    direction: Literal["maximize", "minimize"] = "maximize"
+    final_seeds: int = Field(3, ge=1, description="Seeds of the final test evaluation.")
+
+
+class SpaceSpec(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Study and output folder name.")
+    description: str = ""
+    task: TaskSpec
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    prompt: PromptSpec
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    search: SearchSpec = Field(default_factory=SearchSpec)
+    baseline: dict[str, Any] = Field(
+        default_factory=dict, description="Training values of the baseline trial (keys of 'train')."
+    )

@@ -1,0 +1,219 @@
+"""Create or resume the Optuna study of a space, and run the remaining trials.
+
+The first trial of a new study is the enqueued plain fine-tuning baseline. ``n_trials`` counts the
+sampled trials; trials that were interrupted (Ctrl-C) or abandoned (a crash left them RUNNING) do
+not count, so running the same command again finishes the job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from promptsearch.errors import ConfigError
+from promptsearch.objective import BASELINE_ATTR, INTERRUPTED_ATTR, Objective, TrialRunner
+from promptsearch.space import SearchSpace
+
+__all__ = [
+    "best_trial",
+    "count_done",
+    "default_out_dir",
+    "make_storage",
+    "open_study",
+    "run_trials",
+    "storage_url_for",
+]
+
+logger = logging.getLogger(__name__)
+SPACE_ATTR = "space"
+_STORAGE_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg2", "postgresql+psycopg", "mysql", "mysql+pymysql")
+
+
+def default_out_dir(space: SearchSpace) -> Path:
+    return Path("runs") / space.name
+
+
+def storage_url_for(out_dir: Path) -> str:
+    return f"sqlite:///{(out_dir / 'study.db').resolve()}"
+
+
+def make_storage(url: str) -> optuna.storages.BaseStorage:
+    """An Optuna RDB storage for ``url``, with a clear error for URLs it cannot use."""
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if scheme not in _STORAGE_SCHEMES:
+        raise ConfigError(
+            f"--storage '{url}': expected a database URL such as sqlite:///runs/x/study.db or "
+            "postgresql://user@host:5432/db, but found "
+            + (f"the scheme '{scheme}'" if scheme else "no scheme")
+        )
+    engine_kwargs: dict[str, Any] = {}
+    if scheme == "sqlite":
+        path = url.removeprefix("sqlite:///")
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine_kwargs = {"connect_args": {"timeout": 60}}
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    except ImportError as exc:
+        raise ConfigError(f"--storage '{url}': the database driver is not installed ({exc}); install it with pip") from None
+    except Exception as exc:  # SQLAlchemy raises many types for unreachable or bad databases
+        raise ConfigError(f"--storage '{url}': cannot open the database: {str(exc).splitlines()[0][:300]}") from None
+
+
+def make_sampler(space: SearchSpace, seed: int) -> optuna.samplers.BaseSampler:
+    search = space.spec.search
+    n = search.n_trials or 20
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if search.sampler == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+        if search.sampler == "gp":
+            return optuna.samplers.GPSampler(seed=seed)
+        if search.sampler == "cmaes":
+            return optuna.samplers.CmaEsSampler(seed=seed)
+        # Small budgets: fewer random start-up trials; group=True handles conditional parameters.
+        return optuna.samplers.TPESampler(
+            seed=seed, n_startup_trials=max(3, min(10, n // 3)), multivariate=True, group=True
+        )
+
+
+def make_pruner(space: SearchSpace) -> optuna.pruners.BasePruner:
+    pruner = space.spec.search.pruner
+    if pruner.type == "none":
+        return optuna.pruners.NopPruner()
+    cls = {
+        "median": optuna.pruners.MedianPruner,
+        "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
+        "hyperband": optuna.pruners.HyperbandPruner,
+    }[pruner.type]
+    return cls(**pruner.options)  # type: ignore[no-any-return]
+
+
+def space_fingerprint(space: SearchSpace) -> str:
+    """What trials depend on: the space minus the budget (n_trials/timeout/final seeds may change on resume)."""
+    spec = space.spec.model_dump(mode="json")
+    for key in ("n_trials", "timeout", "final_seeds"):
+        spec["search"].pop(key, None)
+    spec.pop("description", None)
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def open_study(
+    space: SearchSpace,
+    storage: str,
+    study_name: str,
+    *,
+    data_fingerprint: str | None,
+    seed: int | None = None,
+    create: bool = True,
+) -> optuna.Study:
+    """Load the study, or create it (storing the space and enqueueing the baseline)."""
+    store = make_storage(storage)
+    names = [s.study_name for s in optuna.get_all_study_summaries(store, include_best_trial=False)]
+    exists = study_name in names
+    if not exists and not create:
+        raise ConfigError(
+            f"--study-name '{study_name}': no such study in {storage}; studies there: {names or 'none'}"
+        )
+    sampler_seed = space.spec.search.seed if seed is None else seed
+    study = optuna.create_study(
+        storage=store,
+        study_name=study_name,
+        sampler=make_sampler(space, sampler_seed),
+        pruner=make_pruner(space),
+        direction=space.spec.search.direction,
+        load_if_exists=True,
+    )
+    fingerprint = space_fingerprint(space)
+    stored = study.user_attrs.get(SPACE_ATTR)
+    if stored is None:
+        study.set_user_attr(
+            SPACE_ATTR,
+            {
+                "name": space.name,
+                "file": str(space.path) if space.path else None,
+                "text": space.text,
+                "fingerprint": fingerprint,
+                "data_fingerprint": data_fingerprint,
+            },
+        )
+        if not study.trials:
+            study.enqueue_trial({}, user_attrs={BASELINE_ATTR: True})
+    else:
+        if stored.get("fingerprint") != fingerprint:
+            raise ConfigError(
+                f"study '{study_name}' in {storage} was created from a different search space "
+                f"({stored.get('file')}); resume it with that file, or start a new study with "
+                "--study-name NAME or --out DIR"
+            )
+        if data_fingerprint and stored.get("data_fingerprint") not in (None, data_fingerprint):
+            raise ConfigError(
+                f"study '{study_name}' was run on different train/dev data (fingerprint "
+                f"{str(stored.get('data_fingerprint'))[:12]}, now {data_fingerprint[:12]}); restore the data or "
+                "start a new study with --study-name NAME or --out DIR"
+            )
+    return study
+
+
+def stored_space_text(study: optuna.Study) -> str | None:
+    return (study.user_attrs.get(SPACE_ATTR) or {}).get("text")
+
+
+def _counts(trial: FrozenTrial) -> bool:
+    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        return True
+    return trial.state == TrialState.FAIL and not trial.user_attrs.get(INTERRUPTED_ATTR)
+
+
+def count_done(study: optuna.Study) -> int:
+    """Finished trials that count towards the budget (baseline included)."""
+    return sum(1 for t in study.get_trials(deepcopy=False) if _counts(t))
+
+
+def best_trial(study: optuna.Study) -> FrozenTrial | None:
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
+    if not done:
+        return None
+    pick = max if study.direction == optuna.study.StudyDirection.MAXIMIZE else min
+    return pick(done, key=lambda t: (t.value, -t.number) if pick is max else (t.value, t.number))
+
+
+def baseline_trial(study: optuna.Study) -> FrozenTrial | None:
+    for t in study.get_trials(deepcopy=False):
+        if t.user_attrs.get(BASELINE_ATTR) and t.state == TrialState.COMPLETE:
+            return t
+    return None
+
+
+def run_trials(
+    runner: TrialRunner,
+    study: optuna.Study,
+    *,
+    n_trials: int,
+    timeout: float | None = None,
+    callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = (),
+    on_epoch: Callable[[int, int, float], None] | None = None,
+) -> int:
+    """Run trials until ``n_trials`` sampled trials (+ the baseline) have finished; return how many ran."""
+    target = n_trials + 1
+    remaining = target - count_done(study)
+    if remaining <= 0:
+        logger.info("study '%s' already has %d finished trials; nothing to run", study.study_name, target)
+        return 0
+    before = len(study.trials)
+    study.optimize(
+        Objective(runner, on_epoch=on_epoch),
+        n_trials=remaining,
+        timeout=timeout,
+        catch=(Exception,),
+        callbacks=list(callbacks),
+    )
+    return len(study.trials) - before

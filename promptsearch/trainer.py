@@ -1,0 +1,165 @@
+"""The fine-tuning loop: AdamW, linear warmup then decay, gradient clipping, dev after every epoch.
+
+Read it top to bottom: :func:`fine_tune` trains, :func:`evaluate` scores, :func:`predict_proba`
+gives class probabilities. ``on_epoch(epoch, score)`` is where a trial reports to Optuna and may
+raise ``optuna.TrialPruned``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from promptsearch.config import TrainConfig
+from promptsearch.device import autocast
+from promptsearch.features import Encoded, collate
+from promptsearch.metrics import compute_metric
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel
+
+__all__ = ["FitResult", "evaluate", "fine_tune", "predict_proba"]
+
+EVAL_BATCH_SIZE = 64
+
+
+@dataclass
+class FitResult:
+    """Dev score per epoch, the best of them, and where the time went."""
+
+    history: list[float] = field(default_factory=list)
+    best_score: float = float("nan")
+    best_epoch: int = 0
+    epochs_run: int = 0
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    best_state: dict[str, torch.Tensor] | None = None
+
+
+def batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator | None) -> list[list[int]]:
+    """Shuffled batches when ``rng`` is given; otherwise length-sorted batches (less padding for eval)."""
+    if rng is None:
+        order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    else:
+        order = list(rng.permutation(len(lengths)))
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def predict_proba(model: PreTrainedModel, encoded: Encoded, device: torch.device, pad_id: int) -> np.ndarray:
+    """Class probabilities, in the order of ``encoded``."""
+    import torch
+
+    model.eval()
+    out = np.zeros((len(encoded), model.config.num_labels), dtype=np.float32)
+    with torch.inference_mode(), autocast(device):
+        for idx in batches(encoded.lengths, EVAL_BATCH_SIZE, None):
+            logits = model(**collate(encoded, idx, pad_id, device)).logits
+            out[idx] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+    return out
+
+
+def evaluate(model: PreTrainedModel, encoded: Encoded, device: torch.device, pad_id: int, metric: str) -> float:
+    probs = predict_proba(model, encoded, device, pad_id)
+    return compute_metric(metric, encoded.labels, list(probs.argmax(axis=1)))
+
+
+def _optimizer(model: PreTrainedModel, config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    import torch
+
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=config.learning_rate, fused=device.type == "cuda")
+
+
+def fine_tune(
+    model: PreTrainedModel,
+    train: Encoded,
+    dev: Encoded,
+    config: TrainConfig,
+    *,
+    metric: str,
+    device: torch.device,
+    pad_id: int,
+    seed: int,
+    maximize: bool = True,
+    on_epoch: Callable[[int, float], None] | None = None,
+    keep_best_state: bool = False,
+) -> FitResult:
+    """Train ``model`` on ``train`` for ``config.epochs`` epochs, scoring ``dev`` after each one.
+
+    With 0 epochs the model is scored once, untrained (epoch 0).
+    """
+    import torch
+    from transformers import get_linear_schedule_with_warmup
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    result = FitResult()
+    labels = torch.tensor(train.labels, dtype=torch.long)
+    steps_per_epoch = math.ceil(len(train) / config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    optimizer = _optimizer(model, config, device)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    better = (lambda a, b: a > b) if maximize else (lambda a, b: a < b)
+
+    def score_dev(epoch: int) -> None:
+        t0 = time.perf_counter()
+        score = evaluate(model, dev, device, pad_id, metric)
+        result.eval_seconds += time.perf_counter() - t0
+        result.history.append(score)
+        if math.isnan(result.best_score) or better(score, result.best_score):
+            result.best_score, result.best_epoch = score, epoch
+            if keep_best_state:
+                result.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        if on_epoch is not None:
+            on_epoch(epoch, score)
+
+    try:
+        if config.epochs == 0:
+            score_dev(0)
+            return result
+        for epoch in range(1, config.epochs + 1):
+            t0 = time.perf_counter()
+            model.train()
+            for idx in batches(train.lengths, config.batch_size, rng):
+                batch = collate(train, idx, pad_id, device)
+                target = labels[idx].to(device, non_blocking=device.type == "cuda")
+                with autocast(device):
+                    logits = model(**batch).logits
+                loss = torch.nn.functional.cross_entropy(logits.float(), target)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            result.train_seconds += time.perf_counter() - t0
+            result.epochs_run = epoch
+            score_dev(epoch)
+        return result
+    finally:
+        optimizer.zero_grad(set_to_none=True)
+        del optimizer, scheduler
+
+
+def load_state(model: PreTrainedModel, state: dict[str, torch.Tensor]) -> None:
+    """Copy a state dict saved by ``keep_best_state`` back into ``model`` in place."""
+    import torch
+
+    with torch.no_grad():
+        for key, value in model.state_dict().items():
+            value.copy_(state[key])
+

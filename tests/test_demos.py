@@ -1,0 +1,141 @@
+"""Demonstration selectors on the real SST-2 16-shot rows: never the query itself, deterministic, as "
+"documented."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.metrics.pairwise import cosine_similarity
+
+from promptsearch import demos
+from promptsearch.data import Example, TaskData
+from promptsearch.demos import DemoSelector, get_selector, register_selector, selector_names
+
+SELECTORS = ["random", "balanced", "similar"]
+
+
+def test_registered_selectors() -> None:
+    assert selector_names() == ["balanced", "random", "similar"]
+
+
+def test_unknown_selector_name() -> None:
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "unknown selection 'similr'. did you mean 'similar'? Available: ['balanced', 'random', 'similar']"
+        ),
+    ):
+        get_selector("similr", [], seed=0)
+
+
+@pytest.mark.parametrize("name", SELECTORS)
+def test_never_the_query_among_its_own_demonstrations(sst2_data: TaskData, name: str) -> None:
+    pool = sst2_data.train
+    selector = get_selector(name, pool, seed=0)
+    for query in pool:
+        chosen = selector.select(query, 8)
+        assert len(chosen) == 8
+        assert query.key not in {d.key for d in chosen}
+        assert len({d.key for d in chosen}) == 8  # no row twice
+
+
+@pytest.mark.parametrize("name", SELECTORS)
+def test_a_pool_row_with_the_query_texts_is_never_shown(sst2_data: TaskData, name: str) -> None:
+    query = sst2_data.train[0]
+    copy = replace(query, source="elsewhere.jsonl", row=99, label="positive")
+    selector = get_selector(name, [*sst2_data.train, copy], seed=0)
+    chosen = selector.select(query, len(sst2_data.train) + 1)
+    assert len(chosen) == len(sst2_data.train) - 1
+    assert query.key not in {d.key for d in chosen}
+
+
+@pytest.mark.parametrize("name", SELECTORS)
+def test_same_seed_same_demonstrations(sst2_data: TaskData, name: str) -> None:
+    first = get_selector(name, sst2_data.train, seed=7)
+    second = get_selector(name, sst2_data.train, seed=7)
+    for query in sst2_data.dev:
+        assert first.select(query, 4) == second.select(query, 4)
+        assert first.select(query, 4) == first.select(query, 4)  # no hidden state between calls
+
+
+@pytest.mark.parametrize("name", ["random", "balanced"])
+def test_another_seed_other_demonstrations(sst2_data: TaskData, name: str) -> None:
+    a = get_selector(name, sst2_data.train, seed=0)
+    b = get_selector(name, sst2_data.train, seed=1)
+    differing = [q for q in sst2_data.dev if a.select(q, 4) != b.select(q, 4)]
+    assert len(differing) > len(sst2_data.dev) // 2
+
+
+def test_random_varies_with_the_query(sst2_data: TaskData) -> None:
+    selector = get_selector("random", sst2_data.train, seed=0)
+    picks = {tuple(d.row for d in selector.select(q, 4)) for q in sst2_data.dev}
+    assert len(picks) > len(sst2_data.dev) // 2
+
+
+@pytest.mark.parametrize("k", [2, 3, 5])
+def test_balanced_covers_every_class(sst2_data: TaskData, k: int) -> None:
+    selector = get_selector("balanced", sst2_data.train, seed=0)
+    for query in [*sst2_data.train, *sst2_data.dev]:
+        counts = Counter(d.label for d in selector.select(query, k))
+        assert set(counts) == {"negative", "positive"}
+        assert max(counts.values()) - min(counts.values()) <= 1
+
+
+def test_balanced_covers_four_classes(agnews_train: list[Example]) -> None:
+    selector = get_selector("balanced", agnews_train, seed=0)
+    for query in agnews_train:
+        assert Counter(d.label for d in selector.select(query, 4)) == {
+            "world": 1,
+            "sports": 1,
+            "business": 1,
+            "sci/tech": 1,
+        }
+
+
+def test_similar_returns_the_tfidf_nearest_rows(sst2_data: TaskData) -> None:
+    pool = sst2_data.train
+    docs = [ex.fields["text"] for ex in pool]
+    vectorizer = TfidfVectorizer().fit(docs)
+    matrix = vectorizer.transform(docs)
+    selector = get_selector("similar", pool, seed=0)
+    for query in [*sst2_data.dev, *pool]:
+        sims = cosine_similarity(vectorizer.transform([query.fields["text"]]), matrix).ravel()
+        allowed = [i for i, ex in enumerate(pool) if ex.key != query.key]
+        expected = sorted(allowed, key=lambda i: -sims[i])[:5]
+        chosen = [pool.index(d) for d in selector.select(query, 5)]
+        np.testing.assert_allclose(sims[chosen], sims[expected], atol=1e-12)
+        if sims[expected[0]] > sims[expected[1]] + 1e-9:
+            assert chosen[0] == expected[0]
+
+
+def test_similar_ranks_a_near_copy_first(sst2_data: TaskData) -> None:
+    target = sst2_data.train[5]
+    query = Example(fields={"text": target.fields["text"] + " really"}, label=target.label)
+    assert get_selector("similar", sst2_data.train, seed=0).select(query, 1) == [target]
+
+
+@pytest.mark.parametrize("name", SELECTORS)
+def test_k_zero_and_k_beyond_the_pool(sst2_data: TaskData, name: str) -> None:
+    pool = sst2_data.train[:5]
+    selector = get_selector(name, pool, seed=0)
+    assert selector.select(sst2_data.dev[0], 0) == []
+    assert sorted(d.row for d in selector.select(sst2_data.dev[0], 50)) == sorted(ex.row for ex in pool)
+
+
+def test_a_new_selector_plugs_in_by_name(sst2_data: TaskData, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(demos, "_REGISTRY", dict(demos._REGISTRY))
+
+    @register_selector("first")
+    class FirstRows(DemoSelector):
+        def select(self, query: Example, k: int) -> list[Example]:
+            return [self.pool[i] for i in self.candidates(query)[:k]]
+
+    assert "first" in selector_names()
+    selector = get_selector("first", sst2_data.train, seed=0)
+    assert isinstance(selector, FirstRows)
+    assert selector.select(sst2_data.train[0], 2) == sst2_data.train[1:3]

@@ -1,0 +1,90 @@
+"""The exported best prompt: round trip, re-run as a one-point space, save a model and predict."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import promptsearch
+from promptsearch.api import search, train
+from promptsearch.errors import ConfigError
+from promptsearch.export import write_prompt_config
+from promptsearch.predict import Predictor
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tiny import tiny_data, tiny_space_text
+
+    root = tmp_path_factory.mktemp("export")
+    data = tiny_data(root / "data")
+    # demonstrations fixed at 1 so the export carries its demonstration pool
+    space = root / "space.yaml"
+    text = tiny_space_text(tiny_model, data, n_trials=3).replace("count: {low: 0, high: 2}", "count: 1")
+    # a baseline that cannot learn (tiny learning rate), so a prompt trial wins and is exported
+    text = text.replace("baseline:\n  learning_rate: 3.0e-3", "baseline:\n  learning_rate: 1.0e-7")
+    space.write_text(text)
+    search(space, out=root / "run", device="cpu", final_seeds=1)
+    return root / "run"
+
+
+def test_export_round_trips_unchanged(finished_run: Path, tmp_path: Path) -> None:
+    path = finished_run / "best_prompt.yaml"
+    loaded = promptsearch.load_prompt_config(path)
+    again = write_prompt_config(loaded, tmp_path / "again.yaml")
+    assert again.read_text() == path.read_text()
+    assert promptsearch.load_prompt_config(again) == loaded
+    assert set(loaded.versions) == {"promptsearch", "optuna", "transformers", "torch"}
+    assert len(loaded.data_fingerprint) == 64
+    assert loaded.prompt.demonstrations.count == 1
+    assert len(loaded.demonstration_pool) == 32
+
+
+def test_export_command_writes_the_same_config(finished_run: Path, tmp_path: Path) -> None:
+    target = promptsearch.export_best(out=finished_run, output=tmp_path / "exported.yaml")
+    assert promptsearch.load_prompt_config(target).prompt == promptsearch.load_prompt_config(
+        finished_run / "best_prompt.yaml"
+    ).prompt
+
+
+def test_damaged_export_gets_a_clear_message(finished_run: Path, tmp_path: Path) -> None:
+    text = (finished_run / "best_prompt.yaml").read_text()
+    cut = tmp_path / "cut.yaml"
+    cut.write_text(text[: len(text) // 3])
+    with pytest.raises(ConfigError, match="export it again"):
+        promptsearch.load_prompt_config(cut)
+    other = tmp_path / "other.yaml"
+    other.write_text("name: x\n")
+    with pytest.raises(ConfigError, match="not a promptsearch best-prompt file"):
+        promptsearch.load_prompt_config(other)
+
+
+def test_run_accepts_an_exported_config(finished_run: Path, tmp_path: Path) -> None:
+    exported = promptsearch.load_prompt_config(finished_run / "best_prompt.yaml")
+    assert exported.prompt.template is not None
+    result = search(finished_run / "best_prompt.yaml", out=tmp_path / "rerun", device="cpu", final_seeds=1)
+    assert len(result.study.trials) == 2  # baseline + the one point
+    assert result.study.trials[1].params == {}
+    assert result.report["best"] is not None and result.best_test is not None
+
+
+def test_train_save_model_then_predict(finished_run: Path, tmp_path: Path) -> None:
+    exported = promptsearch.load_prompt_config(finished_run / "best_prompt.yaml")
+    assert exported.prompt.template is not None and exported.prompt.demonstrations.count == 1
+    model_dir = tmp_path / "model"
+    scores = train(finished_run / "best_prompt.yaml", save_model=model_dir, device="cpu")
+    assert 0.0 <= scores["dev"] <= 1.0 and scores["test"] is not None
+    assert (model_dir / "best_prompt.yaml").is_file() and (model_dir / "model.safetensors").is_file()
+    predictor = Predictor(model_dir, device="cpu")
+    rows = [{"text": "a great and moving film"}, {"text": "dull , tedious and bad"}]
+    preds = predictor.predict_rows(rows)
+    assert [p.label in ("negative", "positive") for p in preds] == [True, True]
+    for p in preds:
+        assert p.probability == pytest.approx(max(p.probabilities.values()))
+        assert sum(p.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+    infile = tmp_path / "in.jsonl"
+    infile.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    pairs = predictor.predict_file(infile)
+    assert [p.label for _, p in pairs] == [p.label for p in preds]

@@ -1,0 +1,199 @@
+"""Sampling a trial config from a space with real Optuna trials; FixedTrial replays it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import optuna
+import pytest
+
+from promptsearch.config import DemoConfig, PromptConfig, TrainConfig, TrialConfig
+from promptsearch.sampling import baseline_config, sample_config
+from promptsearch.space import SearchSpace, load_space, parse_space
+
+WriteSpace = Callable[..., Path]
+
+# Prompt text candidates as a list (sampled by index), a conditional training parameter, and demonstrations
+# that may be zero (then selection/separator are not sampled).
+CONDITIONAL = """\
+name: conditional
+task:
+  data: {dir: sst2}
+  labels: [negative, positive]
+prompt:
+  instruction: ["", "Is this review positive or negative?"]
+  template: ["{text} It was {label}.", "{instruction}\\n{demos}Review: {text}\\nSentiment: {label}"]
+  label_words: {negative: bad, positive: good}
+  demonstrations:
+    count: [0, 2]
+    selection: [random, similar]
+    separator: ["\\n", " | "]
+train:
+  method: [full, head]
+  learning_rate: {low: 1.0e-4, high: 1.0e-2, log: true, when: {train.method: head}}
+  epochs: {low: 2, high: 6, step: 2}
+search:
+  seed: 3
+"""
+
+
+@pytest.fixture(autouse=True)
+def _quiet_optuna() -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@pytest.fixture(scope="module")
+def sst2_space() -> SearchSpace:
+    return load_space(Path(__file__).resolve().parent.parent / "search_spaces" / "sst2.yaml")
+
+
+def random_trials(n: int, seed: int = 0) -> list[optuna.Trial]:
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    return [study.ask() for _ in range(n)]
+
+
+def test_parameter_names_are_dotted_yaml_paths(sst2_space: SearchSpace) -> None:
+    trial = optuna.create_study().ask()
+    sample_config(trial, sst2_space)
+    names = set(trial.params)
+    assert names <= set(sst2_space.params)
+    assert {
+        "prompt.template",
+        "prompt.instruction",
+        "prompt.label_words",
+        "prompt.demonstrations.count",
+        "train.learning_rate",
+        "train.batch_size",
+    } <= names
+    assert "train.epochs" not in names  # fixed values are not suggested
+
+
+def test_text_choices_are_stored_as_keys_and_resolved(sst2_space: SearchSpace) -> None:
+    for trial in random_trials(30):
+        cfg = sample_config(trial, sst2_space)
+        assert trial.params["prompt.template"] in ("cloze", "review", "instructed")
+        assert trial.distributions["prompt.template"] == optuna.distributions.CategoricalDistribution(
+            ["cloze", "review", "instructed"]
+        )
+        assert cfg.prompt.template == sst2_space.templates[trial.params["prompt.template"]].source
+        assert cfg.prompt.instruction == sst2_space.instructions[trial.params["prompt.instruction"]]
+        assert cfg.prompt.label_words == sst2_space.label_words[trial.params["prompt.label_words"]]
+        assert cfg.params == trial.params
+        assert 1e-5 <= cfg.train.learning_rate <= 2e-4
+        assert cfg.train.epochs == 8
+        assert cfg.prompt.seed == 0
+
+
+def test_list_candidates_are_sampled_by_index(write_space: WriteSpace) -> None:
+    space = load_space(write_space(CONDITIONAL))
+    seen = set()
+    for trial in random_trials(40):
+        cfg = sample_config(trial, space)
+        index = trial.params["prompt.template"]
+        seen.add(index)
+        assert (
+            cfg.prompt.template
+            == [
+                "{text} It was {label}.",
+                "{instruction}\n{demos}Review: {text}\nSentiment: {label}",
+            ][index]
+        )
+        assert cfg.prompt.label_words == {"negative": "bad", "positive": "good"}
+        assert "prompt.label_words" not in trial.params  # one candidate: fixed
+        assert cfg.prompt.seed == 3
+    assert seen == {0, 1}
+
+
+def test_conditional_parameter_exists_only_under_its_condition(write_space: WriteSpace) -> None:
+    space = load_space(write_space(CONDITIONAL))
+    methods = []
+    for trial in random_trials(60, seed=1):
+        cfg = sample_config(trial, space)
+        methods.append(cfg.train.method)
+        if cfg.train.method == "head":
+            assert 1e-4 <= trial.params["train.learning_rate"] <= 1e-2
+            assert cfg.train.learning_rate == trial.params["train.learning_rate"]
+        else:
+            assert "train.learning_rate" not in trial.params
+            assert cfg.train.learning_rate == TrainConfig().learning_rate
+        assert cfg.train.epochs in (2, 4, 6)
+    assert set(methods) == {"full", "head"}
+
+
+def test_selection_and_separator_are_not_sampled_without_demonstrations(write_space: WriteSpace) -> None:
+    space = load_space(write_space(CONDITIONAL))
+    counts = set()
+    for trial in random_trials(40, seed=2):
+        cfg = sample_config(trial, space)
+        counts.add(cfg.prompt.demonstrations.count)
+        demo_params = {"prompt.demonstrations.selection", "prompt.demonstrations.separator"}
+        if cfg.prompt.demonstrations.count == 0:
+            assert not demo_params & set(trial.params)
+            assert cfg.prompt.demonstrations == DemoConfig()
+        else:
+            assert demo_params <= set(trial.params)
+            assert cfg.prompt.demonstrations.selection == trial.params["prompt.demonstrations.selection"]
+            assert cfg.prompt.demonstrations.separator == trial.params["prompt.demonstrations.separator"]
+    assert counts == {0, 2}
+
+
+def test_fixed_trial_reproduces_the_config(sst2_space: SearchSpace, write_space: WriteSpace) -> None:
+    conditional = load_space(write_space(CONDITIONAL))
+    for space in (sst2_space, conditional):
+        for trial in random_trials(25, seed=4):
+            cfg = sample_config(trial, space)
+            assert sample_config(optuna.trial.FixedTrial(trial.params), space) == cfg
+
+
+def test_fixed_trial_of_a_hand_written_config(sst2_space: SearchSpace) -> None:
+    params = {
+        "prompt.instruction": "sentiment",
+        "prompt.template": "review",
+        "prompt.label_words": "good_bad",
+        "prompt.demonstrations.count": 2,
+        "prompt.demonstrations.selection": "similar",
+        "train.learning_rate": 3e-5,
+        "train.batch_size": 4,
+    }
+    assert sample_config(optuna.trial.FixedTrial(params), sst2_space) == TrialConfig(
+        prompt=PromptConfig(
+            instruction="Is the sentiment of this movie review positive or negative?",
+            template="Review: {text}\nSentiment: {label}",
+            label_words={"negative": "bad", "positive": "good"},
+            demonstrations=DemoConfig(count=2, selection="similar", separator="\n"),
+            seed=0,
+        ),
+        train=TrainConfig(learning_rate=3e-5, batch_size=4, epochs=8),
+        params=params,
+    )
+
+
+def test_a_space_with_nothing_searched_samples_nothing() -> None:
+    space = parse_space(CONDITIONAL.split("prompt:")[0] + 'prompt:\n  template: "{text} It was {label}."\n')
+    trial = optuna.create_study().ask()
+    cfg = sample_config(trial, space)
+    assert trial.params == {} and cfg.params == {}
+    assert cfg.prompt.template == "{text} It was {label}."
+    assert cfg.train == TrainConfig()
+
+
+def test_baseline_config_uses_the_baseline_overrides(sst2_space: SearchSpace) -> None:
+    cfg = baseline_config(sst2_space)
+    assert cfg.baseline
+    assert cfg.prompt.is_plain
+    assert cfg.prompt.instruction == ""
+    assert cfg.prompt.demonstrations.count == 0
+    assert cfg.prompt.label_words == {"negative": "negative", "positive": "positive"}
+    assert cfg.train == TrainConfig(learning_rate=2e-5, batch_size=8, epochs=8)
+    assert cfg.params == {}
+
+
+def test_baseline_config_defaults_without_overrides(write_space: WriteSpace) -> None:
+    cfg = baseline_config(load_space(write_space(CONDITIONAL)))
+    assert cfg.train == TrainConfig()
+    assert cfg.prompt.seed == 3
+    custom = baseline_config(
+        load_space(write_space(CONDITIONAL + "baseline: {method: head, learning_rate: 1.0e-3}\n"))
+    )
+    assert custom.train == TrainConfig(method="head", learning_rate=1e-3)

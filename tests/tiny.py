@@ -1,0 +1,112 @@
+"""Tiny real models for the tests: a 2-layer BERT built from a config and a WordPiece tokenizer
+built offline from the words of the shipped data. No network, a few seconds to build."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SST2 = REPO / "data" / "sst2"
+
+
+def _words(paths: list[Path]) -> list[str]:
+    words: set[str] = set()
+    for path in paths:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            for key, value in row.items():
+                if key != "label" and isinstance(value, str):
+                    words.update(re.findall(r"\w+|[^\w\s]", value.lower()))
+    return sorted(words)
+
+
+def build_tiny_bert(directory: Path) -> Path:
+    """Save a randomly initialised 2-layer BERT body (no head) and its tokenizer to ``directory``."""
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    directory.mkdir(parents=True, exist_ok=True)
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    sources = [SST2 / "16-13" / "train.jsonl", SST2 / "16-13" / "dev.jsonl", REPO / "data" / "rte" / "16-13" / "train.jsonl"]
+    vocab = specials + _words(sources) + ["review", "sentiment", "it", "was", "great", "terrible", "good", "bad"]
+    vocab = list(dict.fromkeys(vocab))
+    tokenizer = BertTokenizer(vocab={word: i for i, word in enumerate(vocab)}, do_lower_case=True)
+    tokenizer.model_max_length = 256
+    tokenizer.save_pretrained(directory)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=256,
+        hidden_dropout_prob=0.1,
+    )
+    import torch
+
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(directory)
+    return directory
+
+
+def write_rows(path: Path, rows: list[dict[str, str]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def tiny_space_text(model_dir: Path, data_dir: Path, *, name: str = "tiny", n_trials: int = 4,
+                    pruner: str = "{type: successive_halving, options: {min_resource: 1, reduction_factor: 2}}",
+                    epochs: str = "5", extra_prompt: str = "") -> str:
+    """A small SST-2 space over the tiny model (train/dev 16-shot, test capped at 64 rows)."""
+    return f"""
+name: {name}
+task:
+  data:
+    dir: {data_dir}
+  labels: [negative, positive]
+model:
+  name: {model_dir}
+  max_length: 128
+prompt:
+  instruction: ["", "Classify the review."]
+  template:
+    cloze: "{{text}} It was {{label}}."
+    review: "Review: {{text}} Sentiment: {{label}}"
+  label_words:
+    - {{negative: terrible, positive: great}}
+    - {{negative: bad, positive: good}}
+  demonstrations:
+    count: {{low: 0, high: 2}}
+    selection: [random, balanced]
+{extra_prompt}
+train:
+  learning_rate: {{low: 1.0e-3, high: 1.0e-2, log: true}}
+  epochs: {epochs}
+  batch_size: [4, 8]
+search:
+  seed: 0
+  n_trials: {n_trials}
+  pruner: {pruner}
+  final_seeds: 2
+baseline:
+  learning_rate: 3.0e-3
+  epochs: {epochs}
+"""
+
+
+def tiny_data(directory: Path, *, test_rows: int = 64) -> Path:
+    """train = SST-2 16-shot seed 13; dev repeats train; test = the first ``test_rows`` SST-2 test rows.
+
+    A tiny random model cannot generalise from 32 rows, so its dev score would sit at 0.5 in every
+    trial. Scoring it on the rows it trains on makes the score move with the hyperparameters, which is
+    what the tests of pruning, best-trial choice and reporting need (they test mechanics, not accuracy).
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    train = (SST2 / "16-13" / "train.jsonl").read_text(encoding="utf-8")
+    (directory / "train.jsonl").write_text(train, encoding="utf-8")
+    (directory / "dev.jsonl").write_text(train, encoding="utf-8")
+    lines = (SST2 / "test.jsonl").read_text(encoding="utf-8").splitlines()[:test_rows]
+    (directory / "test.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return directory
