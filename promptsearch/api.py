@@ -71,7 +71,7 @@ class SearchResult:
 def load_any_space(path: str | Path) -> SearchSpace:
     """A search-space file, or an exported best prompt read as a one-point space."""
     if is_export_file(path):
-        return export_to_space(load_prompt_config(path), path=Path(path))  # type: ignore[no-any-return]
+        return export_to_space(load_prompt_config(path), path=Path(path))
     return load_space(path)
 
 
@@ -84,9 +84,7 @@ def _absolute_source(space: SearchSpace) -> DataSource:
         path = Path(p).expanduser()
         return str(path if path.is_absolute() else (space.base_dir / path).resolve())
 
-    return DataSource(
-        dir=absolute(src.dir) if src.dir else None, files={k: absolute(v) for k, v in src.files.items()}
-    )
+    return DataSource(dir=absolute(src.dir) if src.dir else None, files={k: absolute(v) for k, v in src.files.items()})
 
 
 def build_export(space: SearchSpace, study: optuna.Study, data: TaskData) -> PromptExport:
@@ -195,6 +193,7 @@ def search(
     if final_seeds > 0 and data.has_test and best_trial(study) is not None:
         saver = None
         if save_model is not None:
+
             def saver(config: TrialConfig) -> None:
                 from promptsearch.predict import save_model as _save
 
@@ -205,8 +204,11 @@ def search(
         raise ConfigError("--save-model needs the final evaluation (a test split and --final-seeds >= 1)")
 
     report_dict = build_report(
-        study, space_name=space.name, space_file=str(space.path) if space.path else None,
-        metric=space.spec.task.metric, final=final,
+        study,
+        space_name=space.name,
+        space_file=str(space.path) if space.path else None,
+        metric=space.spec.task.metric,
+        final=final,
     )
     report_dict["seconds"]["search"] = round(search_seconds, 2)
     report_dict["seconds"]["total"] = round(time.perf_counter() - t_start, 2)
@@ -265,8 +267,12 @@ def _open_existing(
 
 
 def report(
-    *, out: str | Path | None = None, storage: str | None = None, study_name: str | None = None,
-    device: str | None = "auto", final_seeds: int | None = None,
+    *,
+    out: str | Path | None = None,
+    storage: str | None = None,
+    study_name: str | None = None,
+    device: str | None = "auto",
+    final_seeds: int | None = None,
 ) -> dict[str, Any]:
     """Rebuild report.md/json from the storage; trains only for a final evaluation not stored yet."""
     space, study, out_dir = _open_existing(out, storage, study_name)
@@ -278,15 +284,23 @@ def report(
         final = stored_final(study, space, data, seeds) or final_evaluation(
             _make_runner(space, data, device), study, seeds=seeds
         )
-    result = build_report(study, space_name=space.name, space_file=str(space.path) if space.path else None,
-                          metric=space.spec.task.metric, final=final)
+    result = build_report(
+        study,
+        space_name=space.name,
+        space_file=str(space.path) if space.path else None,
+        metric=space.spec.task.metric,
+        final=final,
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     write_report(out_dir, result)
     return result
 
 
 def export_best(
-    *, out: str | Path | None = None, storage: str | None = None, study_name: str | None = None,
+    *,
+    out: str | Path | None = None,
+    storage: str | None = None,
+    study_name: str | None = None,
     output: str | Path | None = None,
 ) -> Path:
     """Write the best prompt of a stored study to ``output`` (default ``<out>/best_prompt.yaml``)."""
@@ -328,8 +342,13 @@ def train(
     test = None
     if data.has_test:
         encoded = runner.features.get(config.prompt, "test")
-        test = evaluate(runner.runtime.model, encoded, runner.device, int(runner.runtime.tokenizer.pad_token_id),
-                        space.spec.task.metric)
+        test = evaluate(
+            runner.runtime.model,
+            encoded,
+            runner.device,
+            int(runner.runtime.tokenizer.pad_token_id),
+            space.spec.task.metric,
+        )
     if save_model is not None:
         study = optuna.create_study(direction=space.spec.search.direction)
         study.add_trial(

@@ -25,7 +25,9 @@ err = Console(stderr=True)
 
 SpaceArg = Annotated[Path, typer.Argument(help="Search-space YAML file (or an exported best_prompt.yaml).")]
 OutOpt = Annotated[Path | None, typer.Option("--out", help="Run folder (default runs/<space name>/).")]
-StorageOpt = Annotated[str | None, typer.Option("--storage", help="Optuna storage URL (default: SQLite in the run folder).")]
+StorageOpt = Annotated[
+    str | None, typer.Option("--storage", help="Optuna storage URL (default: SQLite in the run folder).")
+]
 StudyOpt = Annotated[str | None, typer.Option("--study-name", help="Study name (default: the space name).")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps.")]
 
@@ -47,7 +49,9 @@ def _fail(message: str, code: int = 2) -> None:
 def _setup_logging(verbose: bool) -> None:
     import optuna
 
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.ERROR)
 
 
@@ -113,14 +117,21 @@ def render(
 @app.command()
 def run(
     path: SpaceArg,
-    n_trials: Annotated[int | None, typer.Option("--n-trials", min=0, help="Sampled trials (baseline not counted).")] = None,
-    timeout: Annotated[float | None, typer.Option("--timeout", min=1, help="Stop starting trials after this many seconds.")] = None,
+    n_trials: Annotated[
+        int | None, typer.Option("--n-trials", min=0, help="Sampled trials (baseline not counted).")
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", min=1, help="Stop starting trials after this many seconds.")
+    ] = None,
     storage: StorageOpt = None,
     study_name: StudyOpt = None,
     out: OutOpt = None,
     device: DeviceOpt = "auto",
     seed: Annotated[int | None, typer.Option("--seed", help="Sampler seed (default: search.seed).")] = None,
-    final_seeds: Annotated[int | None, typer.Option("--final-seeds", min=0, help="Seeds of the final test evaluation (0 = skip).")] = None,
+    final_seeds: Annotated[
+        int | None,
+        typer.Option("--final-seeds", min=0, help="Seeds of the final test evaluation (0 = skip)."),
+    ] = None,
     save_model: Annotated[Path | None, typer.Option("--save-model", help="Save the best config's model here.")] = None,
 ) -> None:
     """Run (or resume) a search, evaluate the best prompt on test, write the report and best_prompt.yaml."""
@@ -132,14 +143,26 @@ def run(
     with SearchProgress(console, total=total) as progress:
         try:
             result = search(
-                space, n_trials=n_trials, timeout=timeout, storage=storage, study_name=study_name, out=out,
-                device=device, seed=seed, final_seeds=final_seeds, save_model=save_model,
-                callbacks=[progress.on_trial], on_epoch=progress.on_epoch, progress=progress.status,
+                space,
+                n_trials=n_trials,
+                timeout=timeout,
+                storage=storage,
+                study_name=study_name,
+                out=out,
+                device=device,
+                seed=seed,
+                final_seeds=final_seeds,
+                save_model=save_model,
+                callbacks=[progress.on_trial],
+                on_epoch=progress.on_epoch,
+                progress=progress.status,
             )
         except KeyboardInterrupt:
             progress.stop()
-            err.print("interrupted: the running trial is recorded as failed (interrupted); "
-                      "run the same command again to continue the study")
+            err.print(
+                "interrupted: the running trial is recorded as failed (interrupted); "
+                "run the same command again to continue the study"
+            )
             raise typer.Exit(130) from None
     _print_result(result)
 
@@ -156,9 +179,11 @@ def _print_result(result: Any) -> None:
     )
     if best:
         cfg = best["config"]["prompt"]
-        say(f"best prompt (trial {best['trial']}): template {cfg['template']!r}, instruction "
+        say(
+            f"best prompt (trial {best['trial']}): template {cfg['template']!r}, instruction "
             f"{cfg['instruction']!r}, label words {cfg['label_words']}, "
-            f"{cfg['demonstrations']['count']} demonstration(s)")
+            f"{cfg['demonstrations']['count']} demonstration(s)"
+        )
         say(f"  {rep['metric']}: dev {_fmt(best['dev_score'])}, test {_fmt_test(best['test'])}")
     if base:
         say(f"plain fine-tuning baseline: dev {_fmt(base['dev_score'])}, test {_fmt_test(base['test'])}")
@@ -167,7 +192,10 @@ def _print_result(result: Any) -> None:
 
 @app.command("report")
 def report_cmd(
-    out: OutOpt = None, storage: StorageOpt = None, study_name: StudyOpt = None, device: DeviceOpt = "auto",
+    out: OutOpt = None,
+    storage: StorageOpt = None,
+    study_name: StudyOpt = None,
+    device: DeviceOpt = "auto",
     final_seeds: Annotated[int | None, typer.Option("--final-seeds", min=0)] = None,
 ) -> None:
     """Rebuild report.md and report.json from the storage (training only a missing final evaluation)."""
@@ -179,8 +207,12 @@ def report_cmd(
 
 @app.command("export")
 def export_cmd(
-    out: OutOpt = None, storage: StorageOpt = None, study_name: StudyOpt = None,
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="File to write (default <out>/best_prompt.yaml).")] = None,
+    out: OutOpt = None,
+    storage: StorageOpt = None,
+    study_name: StudyOpt = None,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="File to write (default <out>/best_prompt.yaml).")
+    ] = None,
 ) -> None:
     """Write the best prompt of a study as a self-contained YAML config."""
     from promptsearch.api import export_best
@@ -192,7 +224,9 @@ def export_cmd(
 @app.command("train")
 def train_cmd(
     path: SpaceArg,
-    save_model: Annotated[Path | None, typer.Option("--save-model", help="Save the model, tokenizer and prompt here.")] = None,
+    save_model: Annotated[
+        Path | None, typer.Option("--save-model", help="Save the model, tokenizer and prompt here.")
+    ] = None,
     device: DeviceOpt = "auto",
 ) -> None:
     """Fine-tune one fixed config (e.g. best_prompt.yaml) and optionally save the model."""
@@ -221,8 +255,10 @@ def predict(
         say(f"wrote {len(pairs)} predictions to {output}")
     else:
         for row, p in pairs:
-            sys.stdout.write(json.dumps({**row, "prediction": p.label, "probability": round(p.probability, 6)},
-                                        ensure_ascii=False) + "\n")
+            sys.stdout.write(
+                json.dumps({**row, "prediction": p.label, "probability": round(p.probability, 6)}, ensure_ascii=False)
+                + "\n"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -36,7 +36,7 @@ class PromptConfig(_Frozen):
 class TrainConfig(_Frozen):
     """Fine-tuning hyperparameters; the defaults are the plain fine-tuning baseline."""
 
-    method: str = Field("full", description="full | head | lora")
+    method: Literal["full", "head"] = Field("full", description="full | head (only the classification head trains)")
     learning_rate: float = Field(2e-5, gt=0)
     epochs: int = Field(10, ge=0)
     batch_size: int = Field(8, ge=1)

@@ -107,7 +107,9 @@ def make_examples(
             value = record.get(name)
             if not isinstance(value, str) or not value.strip():
                 found = "missing" if name not in record else f"{type(value).__name__} {value!r}"[:80]
-                problems.append(f"{source}: row {row}: text field '{name}' must be a non-empty string, but found {found}")
+                problems.append(
+                    f"{source}: row {row}: text field '{name}' must be a non-empty string, but found {found}"
+                )
             else:
                 fields[name] = value
         raw_label = record.get(task.label_field)
@@ -133,7 +135,9 @@ def make_examples(
         more = " (further rows not checked)" if len(problems) >= _MAX_LISTED else ""
         raise DataError("\n".join(problems) + more)
     if unknown_labels:
-        listed = ", ".join(f"'{lab}' ({n} rows, first at row {first_unknown[lab]})" for lab, n in unknown_labels.items())
+        listed = ", ".join(
+            f"'{lab}' ({n} rows, first at row {first_unknown[lab]})" for lab, n in unknown_labels.items()
+        )
         raise DataError(
             f"{source}: labels {listed} are not declared in task.labels {task.labels}; "
             "add them to task.labels or remove those rows"
@@ -164,8 +168,8 @@ def _read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = path.read_bytes()[: exc.start].count(b"\n") + 1
-        raise DataError(f"{path}: line {line}: not UTF-8 ({exc.reason}); re-save the file as UTF-8") from None
+        bad_line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise DataError(f"{path}: line {bad_line}: not UTF-8 ({exc.reason}); re-save the file as UTF-8") from None
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -210,7 +214,10 @@ def split_path(task: TaskSpec, split: str, base_dir: Path) -> Path:
     if split in src.files:
         path = _resolve(src.files[split], base_dir)
         if not path.is_file():
-            raise DataError(f"task.data.files.{split}: file {path} does not exist; check the path (relative paths start at the space file's folder)")
+            raise DataError(
+                f"task.data.files.{split}: file {path} does not exist; check the path "
+                "(relative paths start at the space file's folder)"
+            )
         return path
     if src.dir:
         directory = _resolve(src.dir, base_dir)
@@ -220,7 +227,8 @@ def split_path(task: TaskSpec, split: str, base_dir: Path) -> Path:
         if found is not None:
             return found
         raise DataError(
-            f"task.data.dir: no file for split '{split}' in {directory} (looked for {split}{{{','.join(EXTENSIONS)}}}); "
+            f"task.data.dir: no file for split '{split}' in {directory} "
+            f"(looked for {split}{{{','.join(EXTENSIONS)}}}); "
             f"add it, map it in task.data.files, or change task.splits"
         )
     raise DataError(f"task.data.files: no file for split '{split}'; add '{split}: path/to/file.jsonl'")
@@ -237,7 +245,7 @@ def has_split(task: TaskSpec, split: str, base_dir: Path) -> bool:
         return True
     if split in src.files:
         return True
-    return bool(src.dir) and find_split_file(_resolve(src.dir, base_dir), split) is not None
+    return src.dir is not None and find_split_file(_resolve(src.dir, base_dir), split) is not None
 
 
 def load_split(task: TaskSpec, split: str, base_dir: Path) -> list[Example]:
@@ -257,7 +265,10 @@ def _load_hub_split(task: TaskSpec, split: str) -> list[Example]:
     try:
         ds = datasets.load_dataset(hub.path, hub.name, split=split, revision=hub.revision)
     except Exception as exc:
-        raise DataError(f"task.data.hub: could not load {hub.path}/{hub.name or ''} split '{split}': {str(exc).splitlines()[0][:300]}") from None
+        raise DataError(
+            f"task.data.hub: could not load {hub.path}/{hub.name or ''} split '{split}': "
+            f"{str(exc).splitlines()[0][:300]}"
+        ) from None
     feature = ds.features.get(task.label_field)
     names = list(getattr(feature, "names", []) or []) or None
     return make_examples(((i + 1, dict(r)) for i, r in enumerate(ds)), task, f"{hub.path}:{split}", label_names=names)
@@ -303,11 +314,15 @@ def load_task_data(task: TaskSpec, base_dir: Path) -> TaskData:
             used = {id(ex) for ex in sampled}
             rest = [ex for ex in train if id(ex) not in used]
             assert few.dev_k is not None
-            dev = sample_per_class(rest, few.dev_k, few.seed + 1, task.labels, "task.few_shot.dev_k (from the rest of train)")
+            dev = sample_per_class(
+                rest, few.dev_k, few.seed + 1, task.labels, "task.few_shot.dev_k (from the rest of train)"
+            )
         train = sampled
     test_split = task.splits.test
     loader = None
     if test_split is not None and has_split(task, test_split, base_dir):
+
         def loader() -> list[Example]:
             return load_split(task, test_split, base_dir)
+
     return TaskData(train=train, dev=dev, _load_test=loader)

@@ -108,14 +108,20 @@ class SimilarSelector(DemoSelector):
         super().__init__(pool, seed=seed)
         from sklearn.feature_extraction.text import TfidfVectorizer
 
-        self._vectorizer = TfidfVectorizer()
+        # one-character words count too: short texts and some scripts have nothing longer
+        self._vectorizer = TfidfVectorizer(token_pattern=r"(?u)\b\w+\b")
         docs = [" ".join(ex.fields.values()) for ex in self.pool]
-        self._matrix = self._vectorizer.fit_transform(docs)
+        try:
+            self._matrix = self._vectorizer.fit_transform(docs) if docs else None
+        except ValueError:  # no word at all in the pool (punctuation only): no similarity to rank by
+            self._matrix = None
 
     def select(self, query: Example, k: int) -> list[Example]:
         cand = self.candidates(query)
         if k <= 0 or not cand:
             return []
+        if self._matrix is None:
+            return [self.pool[i] for i in cand[:k]]
         q = self._vectorizer.transform([" ".join(query.fields.values())])
         sims = (self._matrix[cand] @ q.T).toarray().ravel()
         order = sorted(range(len(cand)), key=lambda j: (-sims[j], cand[j]))[:k]

@@ -12,7 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["Categorical", "Dimension", "FloatRange", "IntRange", "Fixed", "Kind", "parse_dimension"]
+from promptsearch.errors import did_you_mean
+
+__all__ = ["Categorical", "Dimension", "Fixed", "FloatRange", "IntRange", "Kind", "parse_dimension"]
 
 Kind = Literal["float", "int", "str", "bool"]
 _RANGE_KEYS = {"low", "high", "log", "step", "when"}
@@ -144,13 +146,12 @@ def _check_keys(keys: set[Any], allowed: set[str], what: str) -> None:
 
 def _check_allowed(value: Any, allowed: tuple[Any, ...] | None) -> Any:
     if allowed is not None and value not in allowed:
-        raise ValueError(f"{value!r} is not one of the supported values {list(allowed)}")
+        hint = did_you_mean(str(value), [str(a) for a in allowed])
+        raise ValueError(f"{value!r} is not one of the supported values {list(allowed)}.{hint}".rstrip("."))
     return value
 
 
-def _categorical(
-    raw: Any, kind: Kind, allowed: tuple[Any, ...] | None, when: dict[str, tuple[Any, ...]]
-) -> Dimension:
+def _categorical(raw: Any, kind: Kind, allowed: tuple[Any, ...] | None, when: dict[str, tuple[Any, ...]]) -> Dimension:
     if not isinstance(raw, list):
         raise ValueError(f"'choices' must be a list, but found {type(raw).__name__} {raw!r}")
     if not raw:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from promptsearch.config import PromptConfig, TrainConfig
 from promptsearch.errors import ConfigError
+from promptsearch.space import SearchSpace, parse_space
 from promptsearch.spec import DataSource, FewShot, ModelSpec, Splits
 
 __all__ = ["EXPORT_FORMAT", "PromptExport", "export_to_space", "load_prompt_config", "write_prompt_config"]
@@ -56,7 +57,7 @@ class ExportedScores(_Frozen):
 class PromptExport(_Frozen):
     """Everything needed to apply the best prompt again: model, prompt, training, scores, provenance."""
 
-    format: Literal["promptsearch/best-prompt@1"] = EXPORT_FORMAT
+    format: Literal["promptsearch/best-prompt@1"] = "promptsearch/best-prompt@1"
     name: str
     space_file: str | None = None
     trial: int | None = None
@@ -64,7 +65,8 @@ class PromptExport(_Frozen):
     task: ExportedTask
     prompt: PromptConfig
     demonstration_pool: list[dict[str, str]] = Field(
-        default_factory=list, description="Train rows the demonstrations are drawn from (empty when count is 0)."
+        default_factory=list,
+        description="Train rows the demonstrations are drawn from (empty when count is 0).",
     )
     train: TrainConfig
     params: dict[str, Any] = Field(default_factory=dict)
@@ -156,7 +158,11 @@ def export_to_space_text(export: PromptExport) -> str:
             "instruction": export.prompt.instruction,
             "template": export.prompt.template,
             "label_words": export.prompt.label_words,
-            "demonstrations": {"count": demos.count, "selection": demos.selection, "separator": demos.separator},
+            "demonstrations": {
+                "count": demos.count,
+                "selection": demos.selection,
+                "separator": demos.separator,
+            },
         },
         "train": export.train.model_dump(mode="json"),
         "search": {"seed": export.prompt.seed, "n_trials": 1, "pruner": {"type": "none"}},
@@ -164,9 +170,7 @@ def export_to_space_text(export: PromptExport) -> str:
     return dump_yaml(raw)
 
 
-def export_to_space(export: PromptExport, path: Path | None = None) -> Any:
-    from promptsearch.space import parse_space
-
+def export_to_space(export: PromptExport, path: Path | None = None) -> SearchSpace:
     if export.prompt.template is None:
         raise ConfigError(
             "this export is the plain fine-tuning baseline (no template), which is not a point of a search space; "

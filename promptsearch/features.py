@@ -46,9 +46,7 @@ class Encoded:
         return sum(self.lengths) / max(1, len(self))
 
 
-def encode(
-    runtime: ModelRuntime, prompt: PromptConfig, rows: Sequence[Example], pool: Sequence[Example]
-) -> Encoded:
+def encode(runtime: ModelRuntime, prompt: PromptConfig, rows: Sequence[Example], pool: Sequence[Example]) -> Encoded:
     """Render ``rows`` with ``prompt`` (demonstrations from ``pool``) and tokenize them."""
     t0 = time.perf_counter()
     renderer = PromptRenderer(

@@ -65,7 +65,12 @@ def _evaluate_config(
         epochs.append(result.best_epoch)
         if i == 0 and save_to is not None:
             save_to()
-    return {"test": score_summary(scores), "dev_scores": dev_scores, "best_epochs": epochs, "seeds": [SEED_OFFSET + i for i in range(seeds)]}
+    return {
+        "test": score_summary(scores),
+        "dev_scores": dev_scores,
+        "best_epochs": epochs,
+        "seeds": [SEED_OFFSET + i for i in range(seeds)],
+    }
 
 
 def _configs(study: optuna.Study, space: SearchSpace) -> tuple[FrozenTrial, TrialConfig, TrialConfig]:

@@ -22,7 +22,9 @@ def _check_sets(space: SearchSpace, sets: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for key, value in sets.items():
         if key not in space.params:
-            raise ConfigError(f"--set {key}: no such parameter.{did_you_mean(key, names)} Parameters: {', '.join(names)}")
+            raise ConfigError(
+                f"--set {key}: no such parameter.{did_you_mean(key, names)} Parameters: {', '.join(names)}"
+            )
         dim = space.params[key]
         if isinstance(dim, Fixed):
             if value != dim.value:
@@ -60,7 +62,11 @@ def render_examples(
         return len(tokenizer(text, add_special_tokens=True)["input_ids"])
 
     renderer = PromptRenderer(
-        config.prompt, data.train, slot=tokenizer.mask_token or "", count_tokens=count, max_length=spec.max_length
+        config.prompt,
+        data.train,
+        slot=tokenizer.mask_token or "",
+        count_tokens=count,
+        max_length=spec.max_length,
     )
     rows = (data.train if split == "train" else data.dev)[:n]
     out = []

@@ -145,6 +145,3 @@ class Objective:
         dropped = sum(p.demos_dropped for p in train.prompts)
         if dropped:
             trial.set_user_attr("demos_dropped", dropped)
-
-
-

@@ -84,17 +84,27 @@ class Predictor:
             for f in task.text_fields:
                 value = row.get(f)
                 if not isinstance(value, str) or not value.strip():
-                    raise DataError(f"{source}: row {i}: text field '{f}' must be a non-empty string, but found {value!r}")
+                    raise DataError(
+                        f"{source}: row {i}: text field '{f}' must be a non-empty string, but found {value!r}"
+                    )
                 fields[f] = value
             examples.append(Example(fields=fields, label=task.labels[0], source=source, row=i))
         if not examples:
             return []
         encoded = encode(self.runtime, self.export.prompt, examples, self.pool)
-        probs = predict_proba(self.runtime.model, encoded, self.runtime.device, int(self.runtime.tokenizer.pad_token_id))
+        probs = predict_proba(
+            self.runtime.model, encoded, self.runtime.device, int(self.runtime.tokenizer.pad_token_id)
+        )
         out = []
         for p in probs:
             k = int(p.argmax())
-            out.append(Prediction(task.labels[k], float(p[k]), {lab: float(x) for lab, x in zip(task.labels, p, strict=True)}))
+            out.append(
+                Prediction(
+                    task.labels[k],
+                    float(p[k]),
+                    {lab: float(x) for lab, x in zip(task.labels, p, strict=True)},
+                )
+            )
         return out
 
     def predict_file(self, path: str | Path) -> list[tuple[dict[str, Any], Prediction]]:

@@ -39,7 +39,9 @@ class SearchProgress:
         self._progress.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self._progress.stop()
 
     def stop(self) -> None:
@@ -54,8 +56,11 @@ class SearchProgress:
         except ValueError:
             best = "best –"
         self._progress.update(
-            self._task, completed=min(count_done(study), self.total), best=best,
-            counts=f"{pruned} pruned, {failed} failed", status="",
+            self._task,
+            completed=min(count_done(study), self.total),
+            best=best,
+            counts=f"{pruned} pruned, {failed} failed",
+            status="",
         )
         if trial.state == TrialState.FAIL:
             error = trial.user_attrs.get("error") or trial.system_attrs.get("fail_reason", "unknown error")

@@ -74,6 +74,7 @@ class PromptRenderer:
             return RenderedPrompt(text=texts[0], text_pair=texts[1] if len(texts) > 1 else None, label=query.label)
         k = self.config.demonstrations.count
         demos = self._selector.select(query, k) if self._selector is not None and k > 0 else []
+        available = len(demos)  # the pool may hold fewer than k: only truncation counts as dropping
         fields = dict(query.fields)
         text = self._compose(demos, fields)
         truncated = False
@@ -84,7 +85,7 @@ class PromptRenderer:
             if self.count_tokens(text) > self.max_length:
                 text, truncated = self._cut_query(demos, fields), True
         return RenderedPrompt(
-            text=text, label=query.label, demos=tuple(demos), demos_requested=k, query_truncated=truncated
+            text=text, label=query.label, demos=tuple(demos), demos_requested=available, query_truncated=truncated
         )
 
     def render_all(self, rows: Sequence[Example]) -> list[RenderedPrompt]:

@@ -39,8 +39,9 @@ def _duration(trial: FrozenTrial) -> float | None:
     return None
 
 
-def build_report(study: optuna.Study, *, space_name: str, space_file: str | None, metric: str,
-                 final: dict[str, Any] | None) -> dict[str, Any]:
+def build_report(
+    study: optuna.Study, *, space_name: str, space_file: str | None, metric: str, final: dict[str, Any] | None
+) -> dict[str, Any]:
     """Everything the report shows, from the study (and the stored final evaluation, if any)."""
     trials = study.get_trials(deepcopy=False)
     states = [t.state for t in trials]
@@ -149,7 +150,11 @@ def render_markdown(report: dict[str, Any]) -> str:
     if report["failures"]:
         lines += ["", "## Failed trials", ""]
         lines += [f"- trial {f['trial']}: {f['error']}" for f in report["failures"]]
-    lines += ["", f"_Generated {report['created']} with " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()) + "._", ""]
+    lines += [
+        "",
+        f"_Generated {report['created']} with " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()) + "._",
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from promptsearch.config import TrainConfig
 from promptsearch.dimensions import Categorical, Dimension, Fixed, FloatRange, IntRange, describe
 from promptsearch.errors import SpaceError, TemplateError, did_you_mean
-from promptsearch.spec import SpaceSpec, TrainSpec
+from promptsearch.spec import SpaceSpec, TrainSpec, pruner_class
 from promptsearch.template import Template
 
 __all__ = ["SearchSpace", "load_space", "parse_space"]
@@ -194,9 +194,7 @@ def _text_choices(value: Any, loc: tuple[str, ...], problems: list[str], msg: An
     return items
 
 
-def _check_templates(
-    raw: Mapping[Any, str], spec: SpaceSpec, problems: list[str], msg: Any
-) -> dict[Any, Template]:
+def _check_templates(raw: Mapping[Any, str], spec: SpaceSpec, problems: list[str], msg: Any) -> dict[Any, Template]:
     fields = spec.task.text_fields
     allowed = [*fields, *RESERVED]
     out: dict[Any, Template] = {}
@@ -223,7 +221,10 @@ def _check_templates(
             continue
         if names.count("label") != 1:
             problems.append(
-                msg(loc, f"a template needs exactly one {{label}} slot (the answer), but found {names.count('label')}")
+                msg(
+                    loc,
+                    f"a template needs exactly one {{label}} slot (the answer), but found {names.count('label')}",
+                )
             )
         for f in fields:
             if f not in names:
@@ -235,7 +236,10 @@ def _check_templates(
         firsts = [i for i, n in enumerate(names) if n not in ("instruction", "demos")]
         if positions and firsts and min(firsts) < max(positions):
             problems.append(
-                msg(loc, "{instruction} and {demos} must come before the example's fields and {label}; move them")
+                msg(
+                    loc,
+                    "{instruction} and {demos} must come before the example's fields and {label}; move them",
+                )
             )
         out[key] = tpl
     return out
@@ -254,10 +258,22 @@ def _check_label_words(spec: SpaceSpec, problems: list[str], msg: Any) -> dict[A
         missing = [label for label in labels if label not in mapping]
         extra = [str(k) for k in mapping if k not in labels]
         if missing:
-            problems.append(msg(loc, f"no label word for label(s) {missing}; every label in task.labels {labels} needs one"))
+            problems.append(
+                msg(
+                    loc,
+                    f"no label word for label(s) {missing}; every label in task.labels {labels} needs one",
+                )
+            )
         if extra:
             hints = "".join(did_you_mean(e, labels) for e in extra)
-            problems.append(msg(loc, f"label(s) {extra} are not in task.labels {labels}.{hint}" if (hint := hints) else f"label(s) {extra} are not in task.labels {labels}"))
+            problems.append(
+                msg(
+                    loc,
+                    f"label(s) {extra} are not in task.labels {labels}.{hint}"
+                    if (hint := hints)
+                    else f"label(s) {extra} are not in task.labels {labels}",
+                )
+            )
         words = [str(w) for w in mapping.values()]
         for word in set(words):
             if words.count(word) > 1:
@@ -309,7 +325,12 @@ def _check_conditions(params: Mapping[str, Dimension], problems: list[str], msg:
                 problems.append(msg(loc, f"unknown parameter '{parent}'.{did_you_mean(parent, order)}"))
                 continue
             if order.index(parent) >= i:
-                problems.append(msg(loc, f"'{parent}' is sampled after '{name}'; a condition can only use earlier parameters"))
+                problems.append(
+                    msg(
+                        loc,
+                        f"'{parent}' is sampled after '{name}'; a condition can only use earlier parameters",
+                    )
+                )
                 continue
             options = possible_values(params[parent])
             if options is not None:
@@ -323,9 +344,16 @@ def _check_baseline(spec: SpaceSpec, problems: list[str], msg: Any) -> None:
     usable: dict[str, Any] = {}
     for key, value in spec.baseline.items():
         if key not in allowed:
-            problems.append(msg(("baseline", key), f"unknown training key.{did_you_mean(str(key), allowed)} Allowed: {', '.join(allowed)}"))
+            problems.append(
+                msg(
+                    ("baseline", key),
+                    f"unknown training key.{did_you_mean(str(key), allowed)} Allowed: {', '.join(allowed)}",
+                )
+            )
         elif isinstance(value, (list, dict)):
-            problems.append(msg(("baseline", key), f"the baseline takes one value, not a range or list; found {value!r}"))
+            problems.append(
+                msg(("baseline", key), f"the baseline takes one value, not a range or list; found {value!r}")
+            )
         else:
             usable[key] = value
     try:  # the baseline trial builds exactly this config, so its values are checked now, not mid-study
@@ -338,13 +366,7 @@ def _check_pruner(spec: SpaceSpec, problems: list[str], msg: Any) -> None:
     pruner = spec.search.pruner
     if pruner.type == "none" or not pruner.options:
         return
-    import optuna
-
-    cls = {
-        "median": optuna.pruners.MedianPruner,
-        "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
-        "hyperband": optuna.pruners.HyperbandPruner,
-    }[pruner.type]
+    cls = pruner_class(pruner.type)
     allowed = [p for p in inspect.signature(cls).parameters if p != "self"]
     unknown = [key for key in pruner.options if key not in allowed]
     for key in unknown:

@@ -6,13 +6,14 @@ key paths and line numbers to every message and runs the checks that span severa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from promptsearch.dimensions import Dimension, Fixed, parse_dimension
+from promptsearch.dimensions import Categorical, Dimension, Fixed, FloatRange, IntRange, parse_dimension
 from promptsearch.errors import did_you_mean
 
 __all__ = [
@@ -34,7 +35,7 @@ METRICS = ("accuracy", "macro_f1", "mcc")
 HEADS = ("classification",)
 PLANNED_HEADS = ("mlm", "causal")
 SELECTIONS = ("random", "balanced", "similar")
-METHODS = ("full", "head", "lora")
+METHODS = ("full", "head")
 
 
 class _Strict(BaseModel):
@@ -64,9 +65,22 @@ def _dim(kind: str, allowed: tuple[Any, ...] | None = None) -> Any:
 
 
 def _parse_dim(raw: Any, *, kind: Any, allowed: tuple[Any, ...] | None) -> Dimension:
-    if isinstance(raw, (Fixed,)) or type(raw).__module__ == "promptsearch.dimensions":
-        return raw  # type: ignore[no-any-return]
+    if isinstance(raw, (Fixed, Categorical, FloatRange, IntRange)):
+        return raw  # already parsed (a default, or a model built in code)
     return parse_dimension(raw, kind, allowed=allowed)
+
+
+def pruner_class(name: str) -> Callable[..., Any]:
+    """The Optuna pruner class behind ``search.pruner.type`` (Optuna imported only when needed)."""
+    import optuna
+
+    classes: dict[str, Callable[..., Any]] = {
+        "median": optuna.pruners.MedianPruner,
+        "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
+        "hyperband": optuna.pruners.HyperbandPruner,
+        "none": optuna.pruners.NopPruner,
+    }
+    return classes[name]
 
 
 FloatDim = Annotated[Dimension, _dim("float")]
@@ -102,7 +116,9 @@ class FewShot(_Strict):
     k: int = Field(gt=0, description="Examples per class sampled from the train split.")
     seed: int = Field(13, description="Seed of the sampling.")
     dev_k: int | None = Field(
-        None, gt=0, description="When the data has no dev split: examples per class for dev, from the rest of train."
+        None,
+        gt=0,
+        description="When the data has no dev split: examples per class for dev, from the rest of train.",
     )
 
 
@@ -115,7 +131,10 @@ class Splits(_Strict):
 class TaskSpec(_Strict):
     data: DataSource
     text_fields: list[str] = Field(
-        default_factory=lambda: ["text"], min_length=1, max_length=2, description="One field, or two for pairs."
+        default_factory=lambda: ["text"],
+        min_length=1,
+        max_length=2,
+        description="One field, or two for pairs.",
     )
     label_field: str = "label"
     labels: list[str] = Field(min_length=2, description="Class names as they appear in the data.")
@@ -161,13 +180,61 @@ class ModelSpec(_Strict):
 class DemoSpec(_Strict):
     count: IntDim = Field(default=Fixed(0), description="Demonstrations per prompt (0 = none).")
     selection: Annotated[Dimension, _dim("str", SELECTIONS)] = Field(
-        default=Fixed("random"), description="random | balanced (round-robin over classes) | similar (TF-IDF)."
+        default=Fixed("random"),
+        description="random | balanced (round-robin over classes) | similar (TF-IDF).",
     )
     separator: StrDim = Field(default=Fixed("\n\n"), description="Text between demonstrations and the query.")
 
 
-TextChoices = list[str] | dict[str, str] | str
-LabelWordChoices = list[dict[str, str]] | dict[str, dict[str, str]] | None
+_BOOL_HINT = " (YAML reads bare yes/no/true/false/on/off as booleans: quote the word, e.g. \"yes\")"
+
+
+def _text(value: Any, what: str) -> str:
+    if isinstance(value, str):
+        return value
+    hint = _BOOL_HINT if isinstance(value, bool) else ""
+    raise ValueError(f"{what} must be a text, but found {type(value).__name__} {value!r}{hint}")
+
+
+def _text_choices(value: Any) -> Any:
+    """One text, a list of texts, or a mapping name -> text (names are how trials refer to them)."""
+    if isinstance(value, list):
+        return [_text(v, f"item {i}") for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {str(k): _text(v, f"'{k}'") for k, v in value.items()}
+    if isinstance(value, str):
+        return value
+    raise ValueError(
+        f"expected a text, a list of texts or a mapping name -> text, but found {type(value).__name__} {value!r}"
+    )
+
+
+def _word_map(value: Any, what: str) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} must map each label to a word, but found {type(value).__name__} {value!r}")
+    return {str(k): _text(v, f"the word of label '{k}'") for k, v in value.items()}
+
+
+def _label_word_choices(value: Any) -> Any:
+    """One map label -> word, a list of maps, or a mapping name -> map."""
+    if value is None:
+        return None
+    if isinstance(value, dict) and value and not any(isinstance(v, dict) for v in value.values()):
+        return [_word_map(value, "the label-word map")]  # a single map is a one-point space
+    if isinstance(value, dict):
+        return {str(k): _word_map(v, f"map '{k}'") for k, v in value.items()}
+    if isinstance(value, list):
+        return [_word_map(v, f"map {i}") for i, v in enumerate(value)]
+    raise ValueError(
+        "expected a map label -> word, a list of such maps or a mapping name -> map, "
+        f"but found {type(value).__name__} {value!r}"
+    )
+
+
+TextChoices = Annotated[list[str] | dict[str, str] | str, BeforeValidator(_text_choices)]
+LabelWordChoices = Annotated[
+    list[dict[str, str]] | dict[str, dict[str, str]] | None, BeforeValidator(_label_word_choices)
+]
 
 
 class PromptSpec(_Strict):
@@ -176,18 +243,10 @@ class PromptSpec(_Strict):
     label_words: LabelWordChoices = Field(None, description="Candidate maps label -> word; default: label names.")
     demonstrations: DemoSpec = Field(default_factory=DemoSpec)
 
-    @field_validator("label_words", mode="before")
-    @classmethod
-    def _one_map(cls, value: Any) -> Any:
-        # A single map {negative: bad, positive: good} is a one-point space: accept it as a list of one.
-        if isinstance(value, dict) and value and all(isinstance(v, (str, int, float)) for v in value.values()):
-            return [value]
-        return value
-
 
 class TrainSpec(_Strict):
     method: Annotated[Dimension, _dim("str", METHODS)] = Field(
-        default=Fixed("full"), description="full (all weights) | head (linear probe) | lora (PEFT)."
+        default=Fixed("full"), description="full (all weights) | head (only the classification head trains)."
     )
     learning_rate: FloatDim = Field(default=Fixed(2e-5))
     epochs: IntDim = Field(default=Fixed(10))

@@ -21,6 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from promptsearch.errors import ConfigError
 from promptsearch.objective import BASELINE_ATTR, INTERRUPTED_ATTR, Objective, TrialRunner
 from promptsearch.space import SearchSpace
+from promptsearch.spec import pruner_class
 
 __all__ = [
     "best_trial",
@@ -34,7 +35,14 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 SPACE_ATTR = "space"
-_STORAGE_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg2", "postgresql+psycopg", "mysql", "mysql+pymysql")
+_STORAGE_SCHEMES = (
+    "sqlite",
+    "postgresql",
+    "postgresql+psycopg2",
+    "postgresql+psycopg",
+    "mysql",
+    "mysql+pymysql",
+)
 
 
 def default_out_dir(space: SearchSpace) -> Path:
@@ -51,8 +59,7 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
     if scheme not in _STORAGE_SCHEMES:
         raise ConfigError(
             f"--storage '{url}': expected a database URL such as sqlite:///runs/x/study.db or "
-            "postgresql://user@host:5432/db, but found "
-            + (f"the scheme '{scheme}'" if scheme else "no scheme")
+            "postgresql://user@host:5432/db, but found " + (f"the scheme '{scheme}'" if scheme else "no scheme")
         )
     engine_kwargs: dict[str, Any] = {}
     if scheme == "sqlite":
@@ -63,7 +70,9 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
     try:
         return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
     except ImportError as exc:
-        raise ConfigError(f"--storage '{url}': the database driver is not installed ({exc}); install it with pip") from None
+        raise ConfigError(
+            f"--storage '{url}': the database driver is not installed ({exc}); install it with pip"
+        ) from None
     except Exception as exc:  # SQLAlchemy raises many types for unreachable or bad databases
         raise ConfigError(f"--storage '{url}': cannot open the database: {str(exc).splitlines()[0][:300]}") from None
 
@@ -87,14 +96,8 @@ def make_sampler(space: SearchSpace, seed: int) -> optuna.samplers.BaseSampler:
 
 def make_pruner(space: SearchSpace) -> optuna.pruners.BasePruner:
     pruner = space.spec.search.pruner
-    if pruner.type == "none":
-        return optuna.pruners.NopPruner()
-    cls = {
-        "median": optuna.pruners.MedianPruner,
-        "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
-        "hyperband": optuna.pruners.HyperbandPruner,
-    }[pruner.type]
-    return cls(**pruner.options)  # type: ignore[no-any-return]
+    made: optuna.pruners.BasePruner = pruner_class(pruner.type)(**pruner.options)
+    return made
 
 
 def space_fingerprint(space: SearchSpace) -> str:
@@ -120,9 +123,7 @@ def open_study(
     names = [s.study_name for s in optuna.get_all_study_summaries(store, include_best_trial=False)]
     exists = study_name in names
     if not exists and not create:
-        raise ConfigError(
-            f"--study-name '{study_name}': no such study in {storage}; studies there: {names or 'none'}"
-        )
+        raise ConfigError(f"--study-name '{study_name}': no such study in {storage}; studies there: {names or 'none'}")
     sampler_seed = space.spec.search.seed if seed is None else seed
     study = optuna.create_study(
         storage=store,

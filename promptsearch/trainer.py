@@ -56,7 +56,7 @@ def predict_proba(model: PreTrainedModel, encoded: Encoded, device: torch.device
     import torch
 
     model.eval()
-    out = np.zeros((len(encoded), model.config.num_labels), dtype=np.float32)
+    out = np.zeros((len(encoded), int(model.config.num_labels or 2)), dtype=np.float32)
     with torch.inference_mode(), autocast(device):
         for idx in batches(encoded.lengths, EVAL_BATCH_SIZE, None):
             logits = model(**collate(encoded, idx, pad_id, device)).logits
@@ -72,7 +72,8 @@ def evaluate(model: PreTrainedModel, encoded: Encoded, device: torch.device, pad
 def _optimizer(model: PreTrainedModel, config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
     import torch
 
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
@@ -162,4 +163,3 @@ def load_state(model: PreTrainedModel, state: dict[str, torch.Tensor]) -> None:
     with torch.no_grad():
         for key, value in model.state_dict().items():
             value.copy_(state[key])
-

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from promptsearch.data import TaskData, has_split
+from promptsearch.data import Example, TaskData, has_split
 from promptsearch.dimensions import Categorical, Fixed, IntRange
 from promptsearch.errors import SpaceError
 from promptsearch.space import SearchSpace
@@ -44,7 +44,7 @@ def check_space_data(space: SearchSpace, data: TaskData) -> None:
 
 
 def data_summary(data: TaskData) -> str:
-    def counts(rows: list) -> str:  # type: ignore[type-arg]
+    def counts(rows: list[Example]) -> str:
         c = Counter(ex.label for ex in rows)
         return ", ".join(f"{k} {v}" for k, v in sorted(c.items()))
 

@@ -65,9 +65,7 @@ def _local_task(**fields: Any) -> TaskSpec:
 @pytest.fixture(scope="session")
 def sst2_data() -> TaskData:
     """SST-2, LM-BFF 16-shot split (seed 13): 32 train and 32 dev rows, labels negative/positive."""
-    task = _local_task(
-        data={"dir": str(REPO_ROOT / "data" / "sst2" / "16-13")}, labels=["negative", "positive"]
-    )
+    task = _local_task(data={"dir": str(REPO_ROOT / "data" / "sst2" / "16-13")}, labels=["negative", "positive"])
     return load_task_data(task, REPO_ROOT)
 
 

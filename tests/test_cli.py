@@ -33,8 +33,18 @@ def test_validate_bad_space_exits_2_without_traceback(tmp_path: Path, capsys: py
 
 
 def test_render_prints_prompts_with_token_counts(tiny_space: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["render", str(tiny_space), "--set", "prompt.template=review", "--set",
-                 "prompt.demonstrations.count=1", "--n", "2"])
+    code = main(
+        [
+            "render",
+            str(tiny_space),
+            "--set",
+            "prompt.template=review",
+            "--set",
+            "prompt.demonstrations.count=1",
+            "--n",
+            "2",
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert out.count("Review:") == 4  # one demonstration + the query, twice
@@ -53,7 +63,23 @@ def test_bad_storage_url(tiny_space: Path, tmp_path: Path, capsys: pytest.Captur
 
 def test_run_report_export_in_process(tiny_space: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
-    assert main(["run", str(tiny_space), "--n-trials", "2", "--final-seeds", "1", "--out", str(out), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                str(tiny_space),
+                "--n-trials",
+                "2",
+                "--final-seeds",
+                "1",
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "plain fine-tuning baseline" in text and "best prompt" in text
     first = json.loads((out / "report.json").read_text())
@@ -69,12 +95,33 @@ def test_run_report_export_in_process(tiny_space: Path, tmp_path: Path, capsys: 
 def test_cli_as_subprocess(tiny_space: Path, tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "promptsearch.cli", "run", str(tiny_space), "--n-trials", "1", "--final-seeds", "1",
-         "--out", str(tmp_path / "run"), "--device", "cpu"],
-        capture_output=True, text=True, env=env, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "promptsearch.cli",
+            "run",
+            str(tiny_space),
+            "--n-trials",
+            "1",
+            "--final-seeds",
+            "1",
+            "--out",
+            str(tmp_path / "run"),
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr
     assert "plain fine-tuning baseline" in proc.stdout
-    bad = subprocess.run([sys.executable, "-m", "promptsearch.cli", "validate", str(tmp_path / "missing.yaml")],
-                         capture_output=True, text=True, env=env, timeout=120)
+    bad = subprocess.run(
+        [sys.executable, "-m", "promptsearch.cli", "validate", str(tmp_path / "missing.yaml")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert bad.returncode == 2 and "no such search-space file" in bad.stderr and "Traceback" not in bad.stderr

@@ -95,9 +95,7 @@ def test_missing_dev_split_without_dev_k(tmp_path: Path, write_jsonl: WriteJsonl
 
 
 def test_missing_column(tmp_path: Path, write_jsonl: WriteJsonl) -> None:
-    path = write_jsonl(
-        tmp_path / "d" / "train.jsonl", [{"sentence": r["text"], "label": r["label"]} for r in ROWS]
-    )
+    path = write_jsonl(tmp_path / "d" / "train.jsonl", [{"sentence": r["text"], "label": r["label"]} for r in ROWS])
     with pytest.raises(
         DataError,
         match=re.escape(
@@ -131,8 +129,7 @@ def test_broken_json_line_is_named(tmp_path: Path, write_jsonl: WriteJsonl) -> N
     with pytest.raises(
         DataError,
         match=re.escape(
-            f"{path}: line 5: not valid JSON (Expecting ',' delimiter at column 40); each line must be one "
-            "JSON object"
+            f"{path}: line 5: not valid JSON (Expecting ',' delimiter at column 40); each line must be one JSON object"
         ),
     ):
         load_split(task(), "train", tmp_path)
@@ -166,16 +163,12 @@ def test_empty_or_non_string_text(tmp_path: Path, write_jsonl: WriteJsonl, text:
 
 def test_empty_file(tmp_path: Path, write_jsonl: WriteJsonl) -> None:
     path = write_jsonl(tmp_path / "d" / "train.jsonl", [])
-    with pytest.raises(
-        DataError, match=re.escape(f"{path}: no rows; the split needs at least one labelled example")
-    ):
+    with pytest.raises(DataError, match=re.escape(f"{path}: no rows; the split needs at least one labelled example")):
         load_split(task(), "train", tmp_path)
 
 
 def test_numeric_labels_match_declared_names(tmp_path: Path, write_jsonl: WriteJsonl) -> None:
-    write_jsonl(
-        tmp_path / "d" / "train.jsonl", [{"text": r["text"], "label": i % 2} for i, r in enumerate(ROWS)]
-    )
+    write_jsonl(tmp_path / "d" / "train.jsonl", [{"text": r["text"], "label": i % 2} for i, r in enumerate(ROWS)])
     rows = load_split(task(labels=[0, 1]), "train", tmp_path)
     assert [ex.label for ex in rows] == ["0", "1", "0", "1"]
 
@@ -241,9 +234,7 @@ def test_few_shot_from_a_full_train_file(agnews_task: TaskSpec, repo_root: Path)
     assert [ex.row for ex in again.train] == [ex.row for ex in data.train]
     assert [ex.row for ex in again.dev] == [ex.row for ex in data.dev]
 
-    reseeded = agnews_task.model_copy(
-        update={"few_shot": agnews_task.few_shot.model_copy(update={"seed": 14})}
-    )  # type: ignore[union-attr]
+    reseeded = agnews_task.model_copy(update={"few_shot": agnews_task.few_shot.model_copy(update={"seed": 14})})  # type: ignore[union-attr]
     other = load_task_data(reseeded, repo_root)
     assert {ex.row for ex in other.train} != {ex.row for ex in data.train}
 
@@ -287,9 +278,7 @@ def test_no_test_split(tmp_path: Path, split_dir: Path) -> None:
         _ = data.test
 
 
-def test_fingerprint_is_stable_and_follows_the_data(
-    tmp_path: Path, split_dir: Path, write_jsonl: WriteJsonl
-) -> None:
+def test_fingerprint_is_stable_and_follows_the_data(tmp_path: Path, split_dir: Path, write_jsonl: WriteJsonl) -> None:
     first = load_task_data(task(), tmp_path).fingerprint
     assert re.fullmatch(r"[0-9a-f]{64}", first)
     assert load_task_data(task(), tmp_path).fingerprint == first

@@ -44,9 +44,10 @@ def test_export_round_trips_unchanged(finished_run: Path, tmp_path: Path) -> Non
 
 def test_export_command_writes_the_same_config(finished_run: Path, tmp_path: Path) -> None:
     target = promptsearch.export_best(out=finished_run, output=tmp_path / "exported.yaml")
-    assert promptsearch.load_prompt_config(target).prompt == promptsearch.load_prompt_config(
-        finished_run / "best_prompt.yaml"
-    ).prompt
+    assert (
+        promptsearch.load_prompt_config(target).prompt
+        == promptsearch.load_prompt_config(finished_run / "best_prompt.yaml").prompt
+    )
 
 
 def test_damaged_export_gets_a_clear_message(finished_run: Path, tmp_path: Path) -> None:

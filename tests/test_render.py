@@ -47,18 +47,14 @@ def test_instruction_goes_first_when_the_template_has_no_placeholder(sst2_data: 
     expected_demos = get_selector("balanced", sst2_data.train, seed=0).select(query, 2)
     assert rendered.demos == tuple(expected_demos)
     assert rendered.text == (
-        f"{INSTRUCTION}\n"
-        + "".join(cloze(d, WORDS[d.label]) + "\n" for d in expected_demos)
-        + cloze(query, MASK)
+        f"{INSTRUCTION}\n" + "".join(cloze(d, WORDS[d.label]) + "\n" for d in expected_demos) + cloze(query, MASK)
     )
     assert rendered.label == query.label
     assert rendered.demos_dropped == 0
 
 
 def test_demos_show_their_gold_label_words(sst2_data: TaskData) -> None:
-    renderer = PromptRenderer(
-        config("Review: {text}\nSentiment: {label}", count=4), sst2_data.train, slot=MASK
-    )
+    renderer = PromptRenderer(config("Review: {text}\nSentiment: {label}", count=4), sst2_data.train, slot=MASK)
     for query in sst2_data.dev:
         rendered = renderer.render(query)
         for demo in rendered.demos:
@@ -70,9 +66,7 @@ def test_placeholders_put_instruction_and_demos_where_written(sst2_data: TaskDat
     cfg = config("{instruction}\nExamples:\n{demos}Now: {text} All in all, it was {label}.", separator=" | ")
     query = sst2_data.dev[3]
     rendered = PromptRenderer(cfg, sst2_data.train, slot=MASK).render(query)
-    demo_text = "".join(
-        f"Now: {d.fields['text']} All in all, it was {WORDS[d.label]}. | " for d in rendered.demos
-    )
+    demo_text = "".join(f"Now: {d.fields['text']} All in all, it was {WORDS[d.label]}. | " for d in rendered.demos)
     assert len(rendered.demos) == 2
     assert rendered.text == (
         f"{INSTRUCTION}\nExamples:\n{demo_text}Now: {query.fields['text']} All in all, it was {MASK}."
@@ -89,20 +83,14 @@ def test_demos_placeholder_without_instruction_placeholder(sst2_data: TaskData) 
 
 def test_empty_instruction_leaves_no_blank_line(sst2_data: TaskData) -> None:
     query = sst2_data.dev[0]
-    plain_slot = PromptRenderer(
-        config("{text} It was {label}.", instruction="", count=0), sst2_data.train, slot=MASK
-    )
+    plain_slot = PromptRenderer(config("{text} It was {label}.", instruction="", count=0), sst2_data.train, slot=MASK)
     assert plain_slot.render(query).text == cloze(query, MASK)
-    with_placeholder = PromptRenderer(
-        config("{instruction}\n{text} It was {label}.", instruction="", count=0), []
-    )
+    with_placeholder = PromptRenderer(config("{instruction}\n{text} It was {label}.", instruction="", count=0), [])
     assert with_placeholder.render(query).text == cloze(query, "")
 
 
 def test_no_demonstrations_when_count_is_zero(sst2_data: TaskData) -> None:
-    rendered = PromptRenderer(config("{text} It was {label}.", count=0), sst2_data.train).render(
-        sst2_data.dev[0]
-    )
+    rendered = PromptRenderer(config("{text} It was {label}.", count=0), sst2_data.train).render(sst2_data.dev[0])
     assert rendered.demos == ()
     assert rendered.text == f"{INSTRUCTION}\n{cloze(sst2_data.dev[0], '')}"
 
@@ -112,9 +100,7 @@ def test_rendering_is_deterministic(sst2_data: TaskData) -> None:
     first = PromptRenderer(cfg, sst2_data.train, slot=MASK).render_all(sst2_data.dev)
     second = PromptRenderer(cfg, sst2_data.train, slot=MASK).render_all(sst2_data.dev)
     assert first == second
-    reseeded = PromptRenderer(cfg.model_copy(update={"seed": 6}), sst2_data.train, slot=MASK).render_all(
-        sst2_data.dev
-    )
+    reseeded = PromptRenderer(cfg.model_copy(update={"seed": 6}), sst2_data.train, slot=MASK).render_all(sst2_data.dev)
     assert [r.text for r in reseeded] != [r.text for r in first]
 
 
@@ -135,14 +121,12 @@ def test_truncation_drops_demonstrations_from_the_end_first(sst2_data: TaskData)
     full = PromptRenderer(cfg, sst2_data.train, slot=MASK).render(query)
     assert len(full.demos) == 4
     two_demos = (
-        f"{INSTRUCTION}\n"
-        + "".join(cloze(d, WORDS[d.label]) + "\n" for d in full.demos[:2])
-        + cloze(query, MASK)
+        f"{INSTRUCTION}\n" + "".join(cloze(d, WORDS[d.label]) + "\n" for d in full.demos[:2]) + cloze(query, MASK)
     )
 
-    fitted = PromptRenderer(
-        cfg, sst2_data.train, slot=MASK, count_tokens=words, max_length=words(two_demos)
-    ).render(query)
+    fitted = PromptRenderer(cfg, sst2_data.train, slot=MASK, count_tokens=words, max_length=words(two_demos)).render(
+        query
+    )
     assert fitted.text == two_demos
     assert fitted.demos == full.demos[:2]
     assert fitted.demos_requested == 4
@@ -168,9 +152,9 @@ def test_a_prompt_that_fits_is_left_alone(sst2_data: TaskData) -> None:
     cfg = config("{text} It was {label}.", count=4)
     query = sst2_data.dev[0]
     free = PromptRenderer(cfg, sst2_data.train, slot=MASK).render(query)
-    limited = PromptRenderer(
-        cfg, sst2_data.train, slot=MASK, count_tokens=words, max_length=words(free.text)
-    ).render(query)
+    limited = PromptRenderer(cfg, sst2_data.train, slot=MASK, count_tokens=words, max_length=words(free.text)).render(
+        query
+    )
     assert limited == free
 
 

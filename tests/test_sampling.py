@@ -193,7 +193,5 @@ def test_baseline_config_defaults_without_overrides(write_space: WriteSpace) -> 
     cfg = baseline_config(load_space(write_space(CONDITIONAL)))
     assert cfg.train == TrainConfig()
     assert cfg.prompt.seed == 3
-    custom = baseline_config(
-        load_space(write_space(CONDITIONAL + "baseline: {method: head, learning_rate: 1.0e-3}\n"))
-    )
+    custom = baseline_config(load_space(write_space(CONDITIONAL + "baseline: {method: head, learning_rate: 1.0e-3}\n")))
     assert custom.train == TrainConfig(method="head", learning_rate=1e-3)

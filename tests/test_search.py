@@ -28,7 +28,15 @@ def test_search_end_to_end(tiny_space: Path, tmp_path: Path) -> None:
     assert trial_config(study.trials[0]).prompt.template is None
     assert TrialState.PRUNED in states, "successive halving should stop at least one trial"
     for t in study.trials:
-        for key in ("config", "seed", "device", "seconds", "train_seconds", "peak_memory_mb", "prompt_example"):
+        for key in (
+            "config",
+            "seed",
+            "device",
+            "seconds",
+            "train_seconds",
+            "peak_memory_mb",
+            "prompt_example",
+        ):
             assert key in t.user_attrs, (t.number, key)
         assert t.user_attrs["epochs_run"] >= 1
     assert result.best_test is not None and len(result.best_test["scores"]) == 2
@@ -100,7 +108,9 @@ def test_interrupted_trial_is_recorded_and_the_same_command_continues(tiny_space
     assert all(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states[2:])
 
 
-def test_the_search_never_reads_the_test_split(tiny_space: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_search_never_reads_the_test_split(
+    tiny_space: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     events: list[str] = []
     real_load_split = data_module.load_split
 

@@ -96,9 +96,7 @@ def test_scalar_instead_of_a_range_is_a_fixed_parameter(write_space: WriteSpace)
 
 def test_summary_lists_searched_parameters_and_counts_fixed_ones(write_space: WriteSpace) -> None:
     path = write_space(
-        BASE.replace(
-            '"{text} It was {label}."', '["{text} It was {label}.", "Review: {text} Sentiment: {label}"]'
-        )
+        BASE.replace('"{text} It was {label}."', '["{text} It was {label}.", "Review: {text} Sentiment: {label}"]')
         + "train:\n"
         + "  learning_rate: {low: 1.0e-5, high: 1.0e-3, log: true}\n"
         + "  batch_size: [4, 8]\n"
@@ -160,9 +158,7 @@ def test_wrong_type(write_space: WriteSpace, extra: str, message: str) -> None:
 
 def test_empty_choice_list(write_space: WriteSpace) -> None:
     path = write_space(BASE + "train:\n  batch_size: []\n")
-    assert_one_problem(
-        path, f"{path}:8: train.batch_size: the list of choices is empty; give at least one value"
-    )
+    assert_one_problem(path, f"{path}:8: train.batch_size: the list of choices is empty; give at least one value")
 
 
 def test_range_with_low_above_high(write_space: WriteSpace) -> None:
@@ -177,8 +173,7 @@ def test_log_range_with_low_not_positive(write_space: WriteSpace) -> None:
     path = write_space(BASE + "train:\n  learning_rate: {low: 0, high: 1.0e-3, log: true}\n")
     assert_one_problem(
         path,
-        f"{path}:8: train.learning_rate: a log range needs low > 0, but found low=0.0; raise low or set "
-        "log: false",
+        f"{path}:8: train.learning_rate: a log range needs low > 0, but found low=0.0; raise low or set log: false",
     )
 
 
@@ -275,9 +270,7 @@ def test_condition_on_a_value_the_parent_never_takes(write_space: WriteSpace) ->
 
 
 def test_condition_on_a_later_parameter(write_space: WriteSpace) -> None:
-    path = write_space(
-        BASE + "train:\n  method: {choices: [full, head], when: {train.epochs: 3}}\n  epochs: [3, 5]\n"
-    )
+    path = write_space(BASE + "train:\n  method: {choices: [full, head], when: {train.epochs: 3}}\n  epochs: [3, 5]\n")
     assert_one_problem(
         path,
         f"{path}:8: train.method.when.train.epochs: 'train.epochs' is sampled after 'train.method'; "
@@ -300,9 +293,7 @@ def test_unknown_pruner_option(write_space: WriteSpace) -> None:
 
 def test_pruner_option_value_refused_by_optuna(write_space: WriteSpace) -> None:
     path = write_space(BASE + "search:\n  pruner: {type: median, options: {n_warmup_steps: -1}}\n")
-    with pytest.raises(
-        SpaceError, match=re.escape(f"{path}:8: search.pruner.options: Optuna refused these options: ")
-    ):
+    with pytest.raises(SpaceError, match=re.escape(f"{path}:8: search.pruner.options: Optuna refused these options: ")):
         load_space(path)
 
 
@@ -320,8 +311,7 @@ def test_baseline_unknown_key(write_space: WriteSpace) -> None:
     path = write_space(BASE + "baseline: {lerning_rate: 1.0e-5}\n")
     assert_one_problem(
         path,
-        f"{path}:7: baseline.lerning_rate: unknown training key. did you mean 'learning_rate'? Allowed: "
-        f"{TRAIN_KEYS}",
+        f"{path}:7: baseline.lerning_rate: unknown training key. did you mean 'learning_rate'? Allowed: {TRAIN_KEYS}",
     )
 
 
@@ -353,9 +343,7 @@ def test_missing_file_and_folder(tmp_path: Path) -> None:
         SpaceError, match=re.escape(f"{missing}: no such search-space file; pass the path of a YAML file")
     ):
         load_space(missing)
-    with pytest.raises(
-        SpaceError, match=re.escape(f"{tmp_path}: no such search-space file (it is a folder)")
-    ):
+    with pytest.raises(SpaceError, match=re.escape(f"{tmp_path}: no such search-space file (it is a folder)")):
         load_space(tmp_path)
 
 
@@ -409,3 +397,39 @@ def test_light_modules_do_not_import_torch() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT)
     assert result.returncode == 0, result.stderr
+
+
+# --- text choices, allowed values, methods --------------------------------------------------------
+
+
+def test_bare_yes_in_label_words_gets_the_yaml_boolean_hint(write_space: WriteSpace) -> None:
+    text = BASE + "  label_words: {negative: no, positive: yes}\n"
+    path = write_space(text)
+    assert_one_problem(
+        path,
+        f"{path}:7: prompt.label_words: the word of label 'negative' must be a text, but found bool False "
+        '(YAML reads bare yes/no/true/false/on/off as booleans: quote the word, e.g. "yes")',
+    )
+
+
+def test_template_of_the_wrong_type_is_one_message(write_space: WriteSpace) -> None:
+    path = write_space(BASE.replace('template: "{text} It was {label}."', "template: 5"))
+    assert_one_problem(
+        path, f"{path}:6: prompt.template: expected a text, a list of texts or a mapping name -> text, but found int 5"
+    )
+
+
+def test_unknown_selection_suggests_the_closest(write_space: WriteSpace) -> None:
+    path = write_space(BASE + "  demonstrations: {count: 1, selection: [random, similr]}\n")
+    assert_one_problem(
+        path,
+        f"{path}:7: prompt.demonstrations.selection: 'similr' is not one of the supported values "
+        "['random', 'balanced', 'similar']. did you mean 'similar'?",
+    )
+
+
+def test_lora_is_refused_with_the_available_methods(write_space: WriteSpace) -> None:
+    path = write_space(BASE + "train:\n  method: [full, lora]\n")
+    assert_one_problem(
+        path, f"{path}:8: train.method: 'lora' is not one of the supported values ['full', 'head']"
+    )

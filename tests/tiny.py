@@ -28,7 +28,11 @@ def build_tiny_bert(directory: Path) -> Path:
 
     directory.mkdir(parents=True, exist_ok=True)
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    sources = [SST2 / "16-13" / "train.jsonl", SST2 / "16-13" / "dev.jsonl", REPO / "data" / "rte" / "16-13" / "train.jsonl"]
+    sources = [
+        SST2 / "16-13" / "train.jsonl",
+        SST2 / "16-13" / "dev.jsonl",
+        REPO / "data" / "rte" / "16-13" / "train.jsonl",
+    ]
     vocab = specials + _words(sources) + ["review", "sentiment", "it", "was", "great", "terrible", "good", "bad"]
     vocab = list(dict.fromkeys(vocab))
     tokenizer = BertTokenizer(vocab={word: i for i, word in enumerate(vocab)}, do_lower_case=True)
@@ -56,9 +60,16 @@ def write_rows(path: Path, rows: list[dict[str, str]]) -> Path:
     return path
 
 
-def tiny_space_text(model_dir: Path, data_dir: Path, *, name: str = "tiny", n_trials: int = 4,
-                    pruner: str = "{type: successive_halving, options: {min_resource: 1, reduction_factor: 2}}",
-                    epochs: str = "5", extra_prompt: str = "") -> str:
+def tiny_space_text(
+    model_dir: Path,
+    data_dir: Path,
+    *,
+    name: str = "tiny",
+    n_trials: int = 4,
+    pruner: str = "{type: successive_halving, options: {min_resource: 1, reduction_factor: 2}}",
+    epochs: str = "5",
+    extra_prompt: str = "",
+) -> str:
     """A small SST-2 space over the tiny model (train/dev 16-shot, test capped at 64 rows)."""
     return f"""
 name: {name}
