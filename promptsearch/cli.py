@@ -99,7 +99,7 @@ def render(
     """Print rendered prompts for one point of the space, with token counts."""
     from promptsearch.api import load_any_space
     from promptsearch.data import load_task_data
-    from promptsearch.inspect import render_examples
+    from promptsearch.preview import render_examples
 
     if split not in ("train", "dev"):
         _fail(f"--split {split!r}: expected train or dev (the test split is read only by the final report)")
@@ -177,7 +177,10 @@ def _print_result(result: Any) -> None:
         f"\n{rep['space']['name']}: {t['total']} trials ({t['complete']} complete, "
         f"{t['pruned']} pruned, {t['fail']} failed) in {rep['seconds'].get('total', 0):.0f} s"
     )
-    if best:
+    if best and best["config"]["baseline"]:
+        say("best: the plain fine-tuning baseline itself (no sampled prompt beat it on dev)")
+        say(f"  {rep['metric']}: dev {_fmt(best['dev_score'])}, test {_fmt_test(best['test'])}")
+    elif best:
         cfg = best["config"]["prompt"]
         say(
             f"best prompt (trial {best['trial']}): template {cfg['template']!r}, instruction "

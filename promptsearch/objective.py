@@ -69,20 +69,24 @@ class TrialRunner:
         dev = self.features.get(config.prompt, "dev")
         t2 = time.perf_counter()
         timings.update(restore=t1 - t0, tokenize=t2 - t1)
-        result = fine_tune(
-            model,
-            train,
-            dev,
-            config.train,
-            metric=self.space.spec.task.metric,
-            device=self.device,
-            pad_id=int(self.runtime.tokenizer.pad_token_id),
-            seed=seed,
-            maximize=self.space.spec.search.direction == "maximize",
-            on_epoch=on_epoch,
-            keep_best_state=keep_best_state,
-        )
-        timings.update(train=result.train_seconds, eval=result.eval_seconds)
+        result = FitResult()
+        try:
+            fine_tune(
+                model,
+                train,
+                dev,
+                config.train,
+                metric=self.space.spec.task.metric,
+                device=self.device,
+                pad_id=int(self.runtime.tokenizer.pad_token_id),
+                seed=seed,
+                maximize=self.space.spec.search.direction == "maximize",
+                on_epoch=on_epoch,
+                keep_best_state=keep_best_state,
+                result=result,
+            )
+        finally:  # also when pruned: the seconds spent so far
+            timings.update(train=result.train_seconds, eval=result.eval_seconds)
         return result, train
 
 

@@ -98,17 +98,20 @@ def fine_tune(
     maximize: bool = True,
     on_epoch: Callable[[int, float], None] | None = None,
     keep_best_state: bool = False,
+    result: FitResult | None = None,
 ) -> FitResult:
     """Train ``model`` on ``train`` for ``config.epochs`` epochs, scoring ``dev`` after each one.
 
-    With 0 epochs the model is scored once, untrained (epoch 0).
+    With 0 epochs the model is scored once, untrained (epoch 0). Progress goes into ``result``
+    (a new one if not given), so a caller still has the epochs and seconds when ``on_epoch``
+    raises (a pruned trial).
     """
     import torch
     from transformers import get_linear_schedule_with_warmup
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    result = FitResult()
+    result = result if result is not None else FitResult()
     labels = torch.tensor(train.labels, dtype=torch.long)
     steps_per_epoch = math.ceil(len(train) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs

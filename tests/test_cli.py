@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from promptsearch import api
 from promptsearch.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,30 +62,30 @@ def test_bad_storage_url(tiny_space: Path, tmp_path: Path, capsys: pytest.Captur
     assert "expected a database URL" in capsys.readouterr().err
 
 
-def test_run_report_export_in_process(tiny_space: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_run_report_export_in_process(
+    tiny_space: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "run"
-    assert (
-        main(
-            [
-                "run",
-                str(tiny_space),
-                "--n-trials",
-                "2",
-                "--final-seeds",
-                "1",
-                "--out",
-                str(out),
-                "--device",
-                "cpu",
-            ]
-        )
-        == 0
-    )
+    model = tmp_path / "model"
+    args = ["run", str(tiny_space), "--n-trials", "2", "--final-seeds", "1", "--out", str(out), "--device", "cpu"]
+    assert main([*args, "--save-model", str(model)]) == 0
     text = capsys.readouterr().out
-    assert "plain fine-tuning baseline" in text and "best prompt" in text
+    assert "plain fine-tuning baseline" in text and "best" in text
+    assert (model / "best_prompt.yaml").is_file() and (model / "config.json").is_file()
+    rows = tmp_path / "new.jsonl"
+    rows.write_text('{"text": "a fine film"}\n{"text": "a dull mess"}\n')
+    assert main(["predict", str(model), "--input", str(rows), "--output", str(tmp_path / "pred.jsonl")]) == 0
+    preds = [json.loads(line) for line in (tmp_path / "pred.jsonl").read_text().splitlines()]
+    assert [p["text"] for p in preds] == ["a fine film", "a dull mess"]
+    assert all(p["prediction"] in ("negative", "positive") and 0.5 <= p["probability"] <= 1 for p in preds)
     first = json.loads((out / "report.json").read_text())
     (out / "report.json").unlink()
-    assert main(["report", "--out", str(out)]) == 0  # reuses the stored final evaluation: no training
+
+    def no_model(*args: object, **kwargs: object) -> None:
+        raise AssertionError("report should reuse the stored final evaluation, not load a model")
+
+    monkeypatch.setattr(api, "_make_runner", no_model)
+    assert main(["report", "--out", str(out)]) == 0
     second = json.loads((out / "report.json").read_text())
     assert second["best"]["test"] == first["best"]["test"]
     assert main(["export", "--out", str(out), "-o", str(tmp_path / "b.yaml")]) == 0
@@ -125,3 +126,20 @@ def test_cli_as_subprocess(tiny_space: Path, tmp_path: Path) -> None:
         timeout=120,
     )
     assert bad.returncode == 2 and "no such search-space file" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_validate_refuses_more_demonstrations_than_train_rows(
+    tiny_space: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = tiny_space.read_text().replace("count: {low: 0, high: 2}", "count: {low: 0, high: 40}")
+    tiny_space.write_text(text)
+    assert main(["validate", str(tiny_space)]) == 2
+    err = capsys.readouterr().err
+    assert "prompt.demonstrations.count: up to 40 demonstrations per prompt, but the train split has 32 rows" in err
+
+
+def test_predict_on_a_folder_that_is_not_a_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rows = tmp_path / "in.jsonl"
+    rows.write_text('{"text": "x"}\n')
+    assert main(["predict", str(tmp_path), "--input", str(rows)]) == 2
+    assert "not a promptsearch model folder" in capsys.readouterr().err

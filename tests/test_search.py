@@ -39,6 +39,7 @@ def test_search_end_to_end(tiny_space: Path, tmp_path: Path) -> None:
         ):
             assert key in t.user_attrs, (t.number, key)
         assert t.user_attrs["epochs_run"] >= 1
+        assert set(t.user_attrs["seconds"]) == {"restore", "tokenize", "train", "eval"}, t.state  # pruned too
     assert result.best_test is not None and len(result.best_test["scores"]) == 2
     assert 0.0 <= result.best_test["mean"] <= 1.0
     assert result.baseline_test is not None

@@ -72,8 +72,8 @@ def test_sst2_space_parameters(repo_root: Path) -> None:
     assert space.templates["cloze"].source == "{text} It was {label}."
     assert space.label_words["good_bad"] == {"negative": "bad", "positive": "good"}
     assert space.params["train.learning_rate"] == FloatRange(1e-5, 2e-4, log=True)
-    assert space.params["prompt.demonstrations.count"] == IntRange(0, 4)
-    assert space.params["train.epochs"] == Fixed(8)
+    assert space.params["prompt.demonstrations.count"] == IntRange(0, 2)
+    assert space.params["train.epochs"] == Fixed(5)
 
 
 # --- values: fixed, choice, range -----------------------------------------------------------------

@@ -14,10 +14,11 @@ from promptsearch.render import PromptRenderer, RenderedPrompt
 from promptsearch.sampling import sample_config
 from promptsearch.space import SearchSpace, possible_values
 
-__all__ = ["render_examples"]
+__all__ = ["check_sets", "render_examples"]
 
 
-def _check_sets(space: SearchSpace, sets: dict[str, Any]) -> dict[str, Any]:
+def check_sets(space: SearchSpace, sets: dict[str, Any]) -> dict[str, Any]:
+    """Check ``--set`` values against the space: known parameter names and values the space can take."""
     names = list(space.params)
     out = {}
     for key, value in sets.items():
@@ -50,7 +51,7 @@ def render_examples(
     from promptsearch.modeling import _quiet_transformers, resolve_model_name
 
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
-    study.enqueue_trial(_check_sets(space, sets))
+    study.enqueue_trial(check_sets(space, sets))
     config = sample_config(study.ask(), space)
     spec = space.spec.model
     with _quiet_transformers():
