@@ -21,9 +21,9 @@ import yaml
 from promptsearch.api import load_any_space
 from promptsearch.data import load_task_data
 from promptsearch.device import resolve_device
-from promptsearch.preview import check_sets
 from promptsearch.modeling import ModelRuntime
 from promptsearch.objective import TrialRunner
+from promptsearch.preview import check_sets
 from promptsearch.sampling import sample_config
 from promptsearch.versions import versions
 
@@ -53,20 +53,37 @@ def main() -> None:
         timings: dict[str, float] = {}
         t1 = time.perf_counter()
         result, train = runner.fit(config, seed=i, timings=timings)
-        rows.append({**{k: round(v, 3) for k, v in timings.items()}, "total": round(time.perf_counter() - t1, 3),
-                     "epochs": result.epochs_run, "dev": result.best_score, "prompt_tokens_mean": train.mean_tokens})
+        rows.append(
+            {
+                **{k: round(v, 3) for k, v in timings.items()},
+                "total": round(time.perf_counter() - t1, 3),
+                "epochs": result.epochs_run,
+                "dev": result.best_score,
+                "prompt_tokens_mean": train.mean_tokens,
+            }
+        )
     outcome = {
-        "space": str(args.space), "params": config.params, "device": str(runtime.device),
-        "model_load_seconds": round(load_seconds, 3), "trials": rows, "machine": platform.platform(),
-        "cpu_count": __import__("os").cpu_count(), "versions": versions(),
+        "space": str(args.space),
+        "params": config.params,
+        "device": str(runtime.device),
+        "model_load_seconds": round(load_seconds, 3),
+        "trials": rows,
+        "machine": platform.platform(),
+        "cpu_count": __import__("os").cpu_count(),
+        "versions": versions(),
         "date": time.strftime("%Y-%m-%d"),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "trial_time.json").write_text(json.dumps(outcome, indent=2) + "\n")
-    lines = ["| trial | restore s | tokenize s | train s | eval s | total s | epochs | prompt tokens |",
-             "|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {i} | {r['restore']} | {r['tokenize']} | {r['train']} | {r['eval']} | {r['total']} | {r['epochs']} | "
-              f"{r['prompt_tokens_mean']:.1f} |" for i, r in enumerate(rows)]
+    lines = [
+        "| trial | restore s | tokenize s | train s | eval s | total s | epochs | prompt tokens |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {i} | {r['restore']} | {r['tokenize']} | {r['train']} | {r['eval']} | {r['total']} | {r['epochs']} | "
+        f"{r['prompt_tokens_mean']:.1f} |"
+        for i, r in enumerate(rows)
+    ]
     table = f"Model load (once per process): {load_seconds:.2f} s on {runtime.device}\n\n" + "\n".join(lines) + "\n"
     (args.out / "trial_time.md").write_text(table)
     print(table)

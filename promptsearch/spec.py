@@ -186,7 +186,7 @@ class DemoSpec(_Strict):
     separator: StrDim = Field(default=Fixed("\n\n"), description="Text between demonstrations and the query.")
 
 
-_BOOL_HINT = " (YAML reads bare yes/no/true/false/on/off as booleans: quote the word, e.g. \"yes\")"
+_BOOL_HINT = ' (YAML reads bare yes/no/true/false/on/off as booleans: quote the word, e.g. "yes")'
 
 
 def _text(value: Any, what: str) -> str:

@@ -81,7 +81,7 @@ def test_text_choices_are_stored_as_keys_and_resolved(sst2_space: SearchSpace) -
         assert cfg.prompt.label_words == sst2_space.label_words[trial.params["prompt.label_words"]]
         assert cfg.params == trial.params
         assert 1e-5 <= cfg.train.learning_rate <= 2e-4
-        assert cfg.train.epochs == 8
+        assert cfg.train.epochs == sst2_space.params["train.epochs"].value  # fixed in the file
         assert cfg.prompt.seed == 0
 
 
@@ -164,7 +164,7 @@ def test_fixed_trial_of_a_hand_written_config(sst2_space: SearchSpace) -> None:
             demonstrations=DemoConfig(count=2, selection="similar", separator="\n"),
             seed=0,
         ),
-        train=TrainConfig(learning_rate=3e-5, batch_size=4, epochs=8),
+        train=TrainConfig(learning_rate=3e-5, batch_size=4, epochs=sst2_space.params["train.epochs"].value),
         params=params,
     )
 
@@ -185,7 +185,8 @@ def test_baseline_config_uses_the_baseline_overrides(sst2_space: SearchSpace) ->
     assert cfg.prompt.instruction == ""
     assert cfg.prompt.demonstrations.count == 0
     assert cfg.prompt.label_words == {"negative": "negative", "positive": "positive"}
-    assert cfg.train == TrainConfig(learning_rate=2e-5, batch_size=8, epochs=8)
+    assert cfg.train == TrainConfig(**sst2_space.spec.baseline)
+    assert sst2_space.spec.baseline["learning_rate"] == 2e-5
     assert cfg.params == {}
 
 

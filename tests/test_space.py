@@ -430,6 +430,4 @@ def test_unknown_selection_suggests_the_closest(write_space: WriteSpace) -> None
 
 def test_lora_is_refused_with_the_available_methods(write_space: WriteSpace) -> None:
     path = write_space(BASE + "train:\n  method: [full, lora]\n")
-    assert_one_problem(
-        path, f"{path}:8: train.method: 'lora' is not one of the supported values ['full', 'head']"
-    )
+    assert_one_problem(path, f"{path}:8: train.method: 'lora' is not one of the supported values ['full', 'head']")
