@@ -30,6 +30,7 @@ from promptsearch.export import (
 )
 from promptsearch.final import FINAL_ATTR, final_evaluation, stored_final
 from promptsearch.objective import TrialRunner, trial_config
+from promptsearch.redact import mask_url
 from promptsearch.report import build_report, write_report
 from promptsearch.space import SearchSpace, load_space, parse_space
 from promptsearch.spec import DataSource
@@ -171,7 +172,7 @@ def search(
     t_start = time.perf_counter()
     space = _resolve_space(space_or_path)
     search_spec = space.spec.search
-    n_trials = search_spec.n_trials or 20 if n_trials is None else n_trials
+    n_trials = (search_spec.n_trials or 20) if n_trials is None else n_trials
     if n_trials < 0:
         raise ConfigError(f"--n-trials must be >= 0, but got {n_trials}")
     final_seeds = search_spec.final_seeds if final_seeds is None else final_seeds
@@ -250,10 +251,10 @@ def _open_existing(
     names = [s.study_name for s in optuna.get_all_study_summaries(store, include_best_trial=False)]
     if study_name is None:
         if len(names) != 1:
-            raise ConfigError(f"{storage} holds {len(names)} studies ({names}); pick one with --study-name")
+            raise ConfigError(f"{mask_url(storage)} holds {len(names)} studies ({names}); pick one with --study-name")
         study_name = names[0]
     if study_name not in names:
-        raise ConfigError(f"--study-name '{study_name}': not in {storage}; studies there: {names or 'none'}")
+        raise ConfigError(f"--study-name '{study_name}': not in {mask_url(storage)}; studies there: {names or 'none'}")
     study = optuna.load_study(study_name=study_name, storage=store)
     text = stored_space_text(study)
     info = study.user_attrs.get("space") or {}

@@ -26,7 +26,14 @@ err = Console(stderr=True)
 SpaceArg = Annotated[Path, typer.Argument(help="Search-space YAML file (or an exported best_prompt.yaml).")]
 OutOpt = Annotated[Path | None, typer.Option("--out", help="Run folder (default runs/<space name>/).")]
 StorageOpt = Annotated[
-    str | None, typer.Option("--storage", help="Optuna storage URL (default: SQLite in the run folder).")
+    str | None,
+    typer.Option(
+        "--storage",
+        envvar="PROMPTSEARCH_STORAGE",
+        show_envvar=True,
+        help="Optuna storage URL (default: SQLite in the run folder). Put URLs with a password in the "
+        "environment variable instead of the command line.",
+    ),
 ]
 StudyOpt = Annotated[str | None, typer.Option("--study-name", help="Study name (default: the space name).")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps.")]
@@ -55,8 +62,21 @@ def _setup_logging(verbose: bool) -> None:
     optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.ERROR)
 
 
+def _version(value: bool) -> None:
+    if value:
+        from promptsearch.versions import versions
+
+        say(" ".join(f"{k} {v}" for k, v in versions().items()))
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more.")] = False) -> None:
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the versions and exit.")
+    ] = False,
+) -> None:
     _setup_logging(verbose)
 
 
@@ -168,7 +188,7 @@ def run(
 
 
 def _print_result(result: Any) -> None:
-    from promptsearch.report import _fmt, _fmt_test
+    from promptsearch.report import fmt_score, fmt_test
 
     rep = result.report
     best, base = rep["best"], rep["baseline"]
@@ -179,7 +199,7 @@ def _print_result(result: Any) -> None:
     )
     if best and best["config"]["baseline"]:
         say("best: the plain fine-tuning baseline itself (no sampled prompt beat it on dev)")
-        say(f"  {rep['metric']}: dev {_fmt(best['dev_score'])}, test {_fmt_test(best['test'])}")
+        say(f"  {rep['metric']}: dev {fmt_score(best['dev_score'])}, test {fmt_test(best['test'])}")
     elif best:
         cfg = best["config"]["prompt"]
         say(
@@ -187,9 +207,9 @@ def _print_result(result: Any) -> None:
             f"{cfg['instruction']!r}, label words {cfg['label_words']}, "
             f"{cfg['demonstrations']['count']} demonstration(s)"
         )
-        say(f"  {rep['metric']}: dev {_fmt(best['dev_score'])}, test {_fmt_test(best['test'])}")
+        say(f"  {rep['metric']}: dev {fmt_score(best['dev_score'])}, test {fmt_test(best['test'])}")
     if base:
-        say(f"plain fine-tuning baseline: dev {_fmt(base['dev_score'])}, test {_fmt_test(base['test'])}")
+        say(f"plain fine-tuning baseline: dev {fmt_score(base['dev_score'])}, test {fmt_test(base['test'])}")
     say(f"report: {result.out_dir / 'report.md'}; best prompt: {result.export_path}")
 
 

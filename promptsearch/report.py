@@ -15,7 +15,7 @@ from promptsearch.objective import trial_config
 from promptsearch.study import baseline_trial, best_trial
 from promptsearch.versions import versions
 
-__all__ = ["build_report", "render_markdown", "write_report"]
+__all__ = ["build_report", "fmt_score", "fmt_test", "render_markdown", "write_report"]
 
 
 def _trial_summary(trial: FrozenTrial | None, test: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -88,11 +88,11 @@ def build_report(
     }
 
 
-def _fmt(x: float | None) -> str:
+def fmt_score(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.2f}"
 
 
-def _fmt_test(test: dict[str, Any] | None) -> str:
+def fmt_test(test: dict[str, Any] | None) -> str:
     if not test:
         return "not evaluated"
     return f"{100 * test['mean']:.2f} ± {100 * test['std']:.2f} (n={len(test['scores'])})"
@@ -111,7 +111,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     ]
     for name, item in (("best prompt", best), ("plain fine-tuning baseline", base)):
         if item:
-            lines.append(f"| {name} | {item['trial']} | {_fmt(item['dev_score'])} | {_fmt_test(item['test'])} |")
+            lines.append(f"| {name} | {item['trial']} | {fmt_score(item['dev_score'])} | {fmt_test(item['test'])} |")
         else:
             lines.append(f"| {name} | – | – | – |")
     t = report["trials"]
@@ -146,7 +146,9 @@ def render_markdown(report: dict[str, Any]) -> str:
     for row in report["top_trials"]:
         params = "baseline" if row["baseline"] else ", ".join(f"{k}={_short(v)}" for k, v in row["params"].items())
         secs = f"{row['seconds']:.1f}" if row["seconds"] is not None else ""
-        lines.append(f"| {row['trial']} | {_fmt(row['dev_score'])} | {row['prompt_tokens_mean']} | {secs} | {params} |")
+        lines.append(
+            f"| {row['trial']} | {fmt_score(row['dev_score'])} | {row['prompt_tokens_mean']} | {secs} | {params} |"
+        )
     if report["failures"]:
         lines += ["", "## Failed trials", ""]
         lines += [f"- trial {f['trial']}: {f['error']}" for f in report["failures"]]

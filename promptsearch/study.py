@@ -20,6 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from promptsearch.errors import ConfigError
 from promptsearch.objective import BASELINE_ATTR, INTERRUPTED_ATTR, Objective, TrialRunner
+from promptsearch.redact import mask_url, scrub
 from promptsearch.space import SearchSpace
 from promptsearch.spec import pruner_class
 
@@ -56,9 +57,10 @@ def storage_url_for(out_dir: Path) -> str:
 def make_storage(url: str) -> optuna.storages.BaseStorage:
     """An Optuna RDB storage for ``url``, with a clear error for URLs it cannot use."""
     scheme = url.split("://", 1)[0] if "://" in url else ""
+    shown = mask_url(url)
     if scheme not in _STORAGE_SCHEMES:
         raise ConfigError(
-            f"--storage '{url}': expected a database URL such as sqlite:///runs/x/study.db or "
+            f"--storage '{shown}': expected a database URL such as sqlite:///runs/x/study.db or "
             "postgresql://user@host:5432/db, but found " + (f"the scheme '{scheme}'" if scheme else "no scheme")
         )
     engine_kwargs: dict[str, Any] = {}
@@ -71,10 +73,12 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
         return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
     except ImportError as exc:
         raise ConfigError(
-            f"--storage '{url}': the database driver is not installed ({exc}); install it with pip"
+            f"--storage '{shown}': the database driver is not installed ({scrub(str(exc), url)}); "
+            "for PostgreSQL: pip install 'promptsearch[postgres]'"
         ) from None
     except Exception as exc:  # SQLAlchemy raises many types for unreachable or bad databases
-        raise ConfigError(f"--storage '{url}': cannot open the database: {str(exc).splitlines()[0][:300]}") from None
+        first = scrub(str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__, url)
+        raise ConfigError(f"--storage '{shown}': cannot open the database: {first}") from None
 
 
 def make_sampler(space: SearchSpace, seed: int) -> optuna.samplers.BaseSampler:
@@ -123,7 +127,9 @@ def open_study(
     names = [s.study_name for s in optuna.get_all_study_summaries(store, include_best_trial=False)]
     exists = study_name in names
     if not exists and not create:
-        raise ConfigError(f"--study-name '{study_name}': no such study in {storage}; studies there: {names or 'none'}")
+        raise ConfigError(
+            f"--study-name '{study_name}': no such study in {mask_url(storage)}; studies there: {names or 'none'}"
+        )
     sampler_seed = space.spec.search.seed if seed is None else seed
     study = optuna.create_study(
         storage=store,
@@ -151,7 +157,7 @@ def open_study(
     else:
         if stored.get("fingerprint") != fingerprint:
             raise ConfigError(
-                f"study '{study_name}' in {storage} was created from a different search space "
+                f"study '{study_name}' in {mask_url(storage)} was created from a different search space "
                 f"({stored.get('file')}); resume it with that file, or start a new study with "
                 "--study-name NAME or --out DIR"
             )

@@ -15,6 +15,20 @@ from promptsearch.spec import TaskSpec
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--fuzz-long", action="store_true", help="run the hypothesis fuzzers with many more examples (minutes)"
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    import os
+
+    if config.getoption("--fuzz-long"):
+        os.environ["PROMPTSEARCH_FUZZ_LONG"] = "1"
+
+
 # --- foundation: paths, space files, data files ---------------------------------------------------
 
 
