@@ -68,8 +68,14 @@ class ModelRuntime:
         self.labels = list(labels)
         self.name = resolve_model_name(spec.name)
         if spec.trust_remote_code:
-            logger.warning("model.trust_remote_code is true: code from %s will run", self.name)
+            logger.warning(
+                "model.trust_remote_code is true: Python code shipped with '%s' will run on this machine", spec.name
+            )
         kwargs: dict[str, Any] = {"revision": spec.revision, "trust_remote_code": spec.trust_remote_code}
+        model_kwargs = dict(kwargs)
+        local = Path(self.name)
+        if local.is_dir() and any(local.glob("*.safetensors")):
+            model_kwargs["use_safetensors"] = True  # never unpickle a .bin when safetensors weights are there
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         try:
             with _quiet_transformers():
@@ -80,7 +86,7 @@ class ModelRuntime:
                     id2label=dict(enumerate(self.labels)),
                     label2id={label: i for i, label in enumerate(self.labels)},
                     output_loading_info=True,
-                    **kwargs,
+                    **model_kwargs,
                 )
         except (OSError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__

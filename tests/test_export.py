@@ -89,3 +89,19 @@ def test_train_save_model_then_predict(finished_run: Path, tmp_path: Path) -> No
     infile.write_text("".join(json.dumps(r) + "\n" for r in rows))
     pairs = predictor.predict_file(infile)
     assert [p.label for _, p in pairs] == [p.label for p in preds]
+
+
+def test_an_interrupted_model_save_leaves_nothing_half_written(
+    finished_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import promptsearch.predict as predict_module
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(predict_module, "write_prompt_config", interrupted)  # the last file of the folder
+    target = tmp_path / "models" / "best"
+    with pytest.raises(KeyboardInterrupt):
+        train(finished_run / "best_prompt.yaml", save_model=target, device="cpu")
+    assert not target.exists()
+    assert list((tmp_path / "models").iterdir()) == []

@@ -7,6 +7,7 @@ and a bounded number of examples; ``--fuzz-long`` (or PROMPTSEARCH_FUZZ_LONG=1) 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -251,7 +252,5 @@ def test_csv_files(
     path.write_text(header + ("\n" + body if body else "") + "\n", encoding="utf-8")
     os.environ.setdefault("HF_DATASETS_CACHE", str(directory / "cache"))
     _check_file(path)
-    try:
+    with contextlib.suppress(DataError):  # the same file through the split loader: ok or our error
         load_split(TASK, "train", directory)
-    except DataError:
-        pass
