@@ -16,7 +16,7 @@ from promptsearch.device import free_memory, peak_memory_mb, reset_peak_memory
 from promptsearch.features import Encoded, FeatureCache
 from promptsearch.sampling import baseline_config, sample_config
 from promptsearch.space import SearchSpace
-from promptsearch.trainer import FitResult, fine_tune
+from promptsearch.trainer import FitResult, NonFiniteLoss, fine_tune
 
 if TYPE_CHECKING:
     import torch
@@ -29,6 +29,18 @@ logger = logging.getLogger(__name__)
 BASELINE_ATTR = "baseline"
 CONFIG_ATTR = "config"
 INTERRUPTED_ATTR = "interrupted"
+
+
+class OutOfMemory(RuntimeError):
+    """The accelerator ran out of memory even at batch size 1: the config cannot run here."""
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    import torch
+
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or (
+        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+    )
 
 
 def trial_config(trial: optuna.trial.FrozenTrial) -> TrialConfig:
@@ -69,25 +81,47 @@ class TrialRunner:
         dev = self.features.get(config.prompt, "dev")
         t2 = time.perf_counter()
         timings.update(restore=t1 - t0, tokenize=t2 - t1)
-        result = FitResult()
-        try:
-            fine_tune(
-                model,
-                train,
-                dev,
-                config.train,
-                metric=self.space.spec.task.metric,
-                device=self.device,
-                pad_id=int(self.runtime.tokenizer.pad_token_id),
-                seed=seed,
-                maximize=self.space.spec.search.direction == "maximize",
-                on_epoch=on_epoch,
-                keep_best_state=keep_best_state,
-                result=result,
-            )
-        finally:  # also when pruned: the seconds spent so far
-            timings.update(train=result.train_seconds, eval=result.eval_seconds)
-        return result, train
+        accumulation = 1
+        while True:
+            result = FitResult()
+            try:
+                fine_tune(
+                    model,
+                    train,
+                    dev,
+                    config.train,
+                    metric=self.space.spec.task.metric,
+                    device=self.device,
+                    pad_id=int(self.runtime.tokenizer.pad_token_id),
+                    seed=seed,
+                    maximize=self.space.spec.search.direction == "maximize",
+                    on_epoch=on_epoch,
+                    keep_best_state=keep_best_state,
+                    result=result,
+                    accumulation=accumulation,
+                )
+                return result, train
+            except Exception as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                free_memory(self.device)
+                micro = config.train.batch_size // accumulation
+                if micro <= 1:
+                    raise OutOfMemory(
+                        f"out of memory on {self.device} even with micro-batches of 1 row "
+                        f"(batch size {config.train.batch_size})"
+                    ) from None
+                accumulation *= 2
+                logger.warning(
+                    "out of memory with micro-batches of %d rows; retrying with %d x %d (same effective batch)",
+                    micro,
+                    config.train.batch_size // accumulation,
+                    accumulation,
+                )
+                model = self.runtime.restore(seed=seed, method=config.train.method)
+            finally:  # also when pruned: the seconds spent so far
+                timings["train"] = timings.get("train", 0.0) + result.train_seconds
+                timings["eval"] = timings.get("eval", 0.0) + result.eval_seconds
 
 
 class Objective:
@@ -129,6 +163,11 @@ class Objective:
         except KeyboardInterrupt:
             trial.set_user_attr(INTERRUPTED_ATTR, True)
             raise
+        except (NonFiniteLoss, OutOfMemory) as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            trial.set_user_attr("pruned_reason", reason)
+            trial.set_user_attr("epochs_run", state.get("last", (0, 0.0))[0])
+            raise optuna.TrialPruned(reason) from None
         except optuna.TrialPruned:
             trial.set_user_attr("epochs_run", state.get("last", (0, 0.0))[0])
             self._describe(trial, self.runner.features.get(config.prompt, "train"))

@@ -24,9 +24,13 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel
 
-__all__ = ["FitResult", "evaluate", "fine_tune", "predict_proba"]
+__all__ = ["FitResult", "NonFiniteLoss", "evaluate", "fine_tune", "predict_proba"]
 
 EVAL_BATCH_SIZE = 64
+
+
+class NonFiniteLoss(ArithmeticError):
+    """The training loss became NaN or infinite: the trial cannot recover and stops."""
 
 
 @dataclass
@@ -99,12 +103,16 @@ def fine_tune(
     on_epoch: Callable[[int, float], None] | None = None,
     keep_best_state: bool = False,
     result: FitResult | None = None,
+    accumulation: int = 1,
 ) -> FitResult:
     """Train ``model`` on ``train`` for ``config.epochs`` epochs, scoring ``dev`` after each one.
 
     With 0 epochs the model is scored once, untrained (epoch 0). Progress goes into ``result``
     (a new one if not given), so a caller still has the epochs and seconds when ``on_epoch``
-    raises (a pruned trial).
+    raises (a pruned trial). With ``accumulation`` > 1 each optimizer step sums the gradients of
+    that many micro-batches of ``config.batch_size // accumulation`` rows (same effective batch, less
+    memory). A NaN or infinite loss raises :class:`NonFiniteLoss` at once on CPU, and at the end of the
+    epoch on accelerators (where checking every step would force a device sync).
     """
     import torch
     from transformers import get_linear_schedule_with_warmup
@@ -113,6 +121,7 @@ def fine_tune(
     rng = np.random.default_rng(seed)
     result = result if result is not None else FitResult()
     labels = torch.tensor(train.labels, dtype=torch.long)
+    micro = max(1, config.batch_size // accumulation)
     steps_per_epoch = math.ceil(len(train) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
     optimizer = _optimizer(model, config, device)
@@ -139,17 +148,28 @@ def fine_tune(
         for epoch in range(1, config.epochs + 1):
             t0 = time.perf_counter()
             model.train()
+            finite = torch.ones((), dtype=torch.bool, device=device)
             for idx in batches(train.lengths, config.batch_size, rng):
-                batch = collate(train, idx, pad_id, device)
-                target = labels[idx].to(device, non_blocking=device.type == "cuda")
-                with autocast(device):
-                    logits = model(**batch).logits
-                loss = torch.nn.functional.cross_entropy(logits.float(), target)
-                loss.backward()
+                for start in range(0, len(idx), micro):
+                    part = idx[start : start + micro]
+                    batch = collate(train, part, pad_id, device)
+                    target = labels[part].to(device, non_blocking=device.type == "cuda")
+                    with autocast(device):
+                        logits = model(**batch).logits
+                    # sum over micro-batches of (mean loss x share of the batch) = the batch's mean loss
+                    loss = torch.nn.functional.cross_entropy(logits.float(), target) * (len(part) / len(idx))
+                    if device.type == "cpu":
+                        if not torch.isfinite(loss):
+                            raise NonFiniteLoss(f"the training loss is {loss.item()} at epoch {epoch}")
+                    else:
+                        finite &= torch.isfinite(loss)
+                    loss.backward()
                 torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
+            if not bool(finite):
+                raise NonFiniteLoss(f"the training loss became NaN or infinite in epoch {epoch}")
             result.train_seconds += time.perf_counter() - t0
             result.epochs_run = epoch
             score_dev(epoch)
