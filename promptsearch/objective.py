@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +31,36 @@ logger = logging.getLogger(__name__)
 BASELINE_ATTR = "baseline"
 CONFIG_ATTR = "config"
 INTERRUPTED_ATTR = "interrupted"
+
+
+SURPLUS_ATTR = "surplus"
+
+
+class Surplus(RuntimeError):
+    """Another worker started the last trial of the budget first; this one does not run."""
+
+
+@contextmanager
+def _heartbeat(trial: optuna.trial.Trial, interval: float | None) -> Iterator[None]:
+    """Write a ``heartbeat`` user attribute every ``interval`` seconds while the trial runs."""
+    if not interval:
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.is_set():
+            with suppress(Exception):  # a storage hiccup must not kill the trial
+                trial.set_user_attr("heartbeat", time.time())
+            stop.wait(interval)
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{trial.number}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 class OutOfMemory(RuntimeError):
@@ -127,14 +159,43 @@ class TrialRunner:
 class Objective:
     """``study.optimize(Objective(runner), ...)``: returns the best dev score over the epochs."""
 
-    def __init__(self, runner: TrialRunner, *, on_epoch: Callable[[int, int, float], None] | None = None) -> None:
+    def __init__(
+        self,
+        runner: TrialRunner,
+        *,
+        on_epoch: Callable[[int, int, float], None] | None = None,
+        target: int | None = None,
+        heartbeat: float | None = None,
+    ) -> None:
         self.runner = runner
         self.on_epoch = on_epoch
+        self.target = target  # finished trials wanted: a trial beyond it (a race between workers) is surplus
+        self.heartbeat = heartbeat  # seconds between "heartbeat" user attrs (storages without their own)
+
+    def _is_surplus(self, trial: optuna.trial.Trial) -> bool:
+        from promptsearch.study import counts_towards_budget
+
+        if self.target is None:
+            return False
+        active = (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING)
+        earlier = [
+            t
+            for t in trial.study.get_trials(deepcopy=False)
+            if t.number < trial.number and (counts_towards_budget(t) or t.state in active)
+        ]
+        return len(earlier) >= self.target
 
     def seed_for(self, trial: optuna.trial.Trial) -> int:
         return self.runner.space.spec.search.seed * 100_003 + trial.number
 
     def __call__(self, trial: optuna.trial.Trial) -> float:
+        if self._is_surplus(trial):
+            trial.set_user_attr(SURPLUS_ATTR, True)
+            raise Surplus(f"trial {trial.number} is beyond the {self.target} trials asked for")
+        with _heartbeat(trial, self.heartbeat):
+            return self._run(trial)
+
+    def _run(self, trial: optuna.trial.Trial) -> float:
         space = self.runner.space
         is_baseline = bool(trial.user_attrs.get(BASELINE_ATTR))
         config = baseline_config(space) if is_baseline else sample_config(trial, space)

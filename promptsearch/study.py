@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,7 +20,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from promptsearch.errors import ConfigError
-from promptsearch.objective import BASELINE_ATTR, INTERRUPTED_ATTR, Objective, TrialRunner
+from promptsearch.objective import BASELINE_ATTR, Objective, TrialRunner
 from promptsearch.redact import mask_url, scrub
 from promptsearch.space import SearchSpace
 from promptsearch.spec import pruner_class
@@ -36,6 +37,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 SPACE_ATTR = "space"
+STALE_ATTR = "stale"
+HEARTBEAT_SECONDS = 10.0
 _STORAGE_SCHEMES = (
     "sqlite",
     "postgresql",
@@ -54,23 +57,42 @@ def storage_url_for(out_dir: Path) -> str:
     return f"sqlite:///{(out_dir / 'study.db').resolve()}"
 
 
-def make_storage(url: str) -> optuna.storages.BaseStorage:
-    """An Optuna RDB storage for ``url``, with a clear error for URLs it cannot use."""
+def make_storage(url: str, *, heartbeat: float = HEARTBEAT_SECONDS) -> optuna.storages.BaseStorage:
+    """The Optuna storage for ``url``, with a clear error for URLs it cannot use.
+
+    ``sqlite:///``, ``postgresql://`` and ``mysql://`` URLs are RDB storages with heartbeats: a trial
+    whose worker died is marked failed after ``3 x heartbeat`` seconds and retried once (Optuna's
+    retry callback). ``journal:///path`` is a journal file (several processes on one host); it has no
+    heartbeat, so :func:`promptsearch.workers.fail_stale_journal_trials` does the same job.
+    """
     scheme = url.split("://", 1)[0] if "://" in url else ""
     shown = mask_url(url)
+    if scheme == "journal":
+        path = Path(url.removeprefix("journal://"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
     if scheme not in _STORAGE_SCHEMES:
         raise ConfigError(
-            f"--storage '{shown}': expected a database URL such as sqlite:///runs/x/study.db or "
-            "postgresql://user@host:5432/db, but found " + (f"the scheme '{scheme}'" if scheme else "no scheme")
+            f"--storage '{shown}': expected a database URL such as sqlite:///runs/x/study.db, "
+            "postgresql://user@host:5432/db or journal:///runs/x/study.journal, but found "
+            + (f"the scheme '{scheme}'" if scheme else "no scheme")
         )
     engine_kwargs: dict[str, Any] = {}
     if scheme == "sqlite":
-        path = url.removeprefix("sqlite:///")
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        db = url.removeprefix("sqlite:///")
+        if db and db != ":memory:":
+            Path(db).parent.mkdir(parents=True, exist_ok=True)
         engine_kwargs = {"connect_args": {"timeout": 60}}
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        return optuna.storages.RDBStorage(
+            url,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=max(1, round(heartbeat)),
+            grace_period=max(2, round(3 * heartbeat)),
+            failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=1),
+        )
     except ImportError as exc:
         raise ConfigError(
             f"--storage '{shown}': the database driver is not installed ({scrub(str(exc), url)}); "
@@ -174,15 +196,16 @@ def stored_space_text(study: optuna.Study) -> str | None:
     return (study.user_attrs.get(SPACE_ATTR) or {}).get("text")
 
 
-def _counts(trial: FrozenTrial) -> bool:
+def counts_towards_budget(trial: FrozenTrial) -> bool:
+    """Complete, pruned, or failed by its own error; not interrupted, abandoned (stale) or surplus."""
     if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
         return True
-    return trial.state == TrialState.FAIL and not trial.user_attrs.get(INTERRUPTED_ATTR)
+    return trial.state == TrialState.FAIL and "error" in trial.user_attrs
 
 
 def count_done(study: optuna.Study) -> int:
     """Finished trials that count towards the budget (baseline included)."""
-    return sum(1 for t in study.get_trials(deepcopy=False) if _counts(t))
+    return sum(1 for t in study.get_trials(deepcopy=False) if counts_towards_budget(t))
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial | None:
@@ -200,6 +223,41 @@ def baseline_trial(study: optuna.Study) -> FrozenTrial | None:
     return None
 
 
+def fail_stale_journal_trials(study: optuna.Study, grace: float) -> list[int]:
+    """Journal storages have no heartbeat: fail RUNNING trials whose ``heartbeat`` attribute is older
+    than ``grace`` seconds, and enqueue each once more (as Optuna's retry callback does for RDB)."""
+    from optuna.exceptions import UpdateFinishedTrialError
+
+    storage = study._storage
+    now = time.time()
+    failed = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        started = t.datetime_start.timestamp() if t.datetime_start else now
+        if now - float(t.user_attrs.get("heartbeat", started)) <= grace:
+            continue
+        try:
+            storage.set_trial_user_attr(t._trial_id, STALE_ATTR, True)
+            if not storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
+                continue
+        except (UpdateFinishedTrialError, RuntimeError):
+            continue  # its worker finished it, or another worker failed it first
+        failed.append(t.number)
+        logger.warning("trial %d stopped sending heartbeats; marked failed", t.number)
+        if "retry_of" not in t.user_attrs:
+            keep = {k: v for k, v in t.user_attrs.items() if k == BASELINE_ATTR}
+            study.enqueue_trial(dict(t.params), user_attrs={**keep, "retry_of": t.number})
+    return failed
+
+
+def _recover_stale(study: optuna.Study, heartbeat: float) -> None:
+    if isinstance(study._storage, optuna.storages.JournalStorage):
+        fail_stale_journal_trials(study, 3 * heartbeat)
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)  # RDB heartbeats; the retry callback re-enqueues
+
+
 def run_trials(
     runner: TrialRunner,
     study: optuna.Study,
@@ -208,19 +266,38 @@ def run_trials(
     timeout: float | None = None,
     callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = (),
     on_epoch: Callable[[int, int, float], None] | None = None,
+    heartbeat: float = HEARTBEAT_SECONDS,
+    poll: float = 1.0,
 ) -> int:
-    """Run trials until ``n_trials`` sampled trials (+ the baseline) have finished; return how many ran."""
+    """Run trials until ``n_trials`` sampled trials (+ the baseline) have finished; return how many ran.
+
+    Safe with several workers on one study: a worker waits while others finish the last trials,
+    takes over trials whose worker died (after the heartbeat grace period), and a trial started
+    beyond the budget by a race is dropped (marked ``surplus``, not counted).
+    """
     target = n_trials + 1
-    remaining = target - count_done(study)
-    if remaining <= 0:
-        logger.info("study '%s' already has %d finished trials; nothing to run", study.study_name, target)
-        return 0
-    before = len(study.trials)
-    study.optimize(
-        Objective(runner, on_epoch=on_epoch),
-        n_trials=remaining,
-        timeout=timeout,
-        catch=(Exception,),
-        callbacks=list(callbacks),
-    )
-    return len(study.trials) - before
+    journal = isinstance(study._storage, optuna.storages.JournalStorage)
+    objective = Objective(runner, on_epoch=on_epoch, target=target, heartbeat=heartbeat if journal else None)
+    started = time.monotonic()
+    ran = 0
+    stalled_since: float | None = None
+    while True:
+        _recover_stale(study, heartbeat)
+        trials = study.get_trials(deepcopy=False)
+        done = sum(1 for t in trials if counts_towards_budget(t))
+        running = sum(1 for t in trials if t.state == TrialState.RUNNING)
+        waiting = sum(1 for t in trials if t.state == TrialState.WAITING)
+        if done >= target or (timeout is not None and time.monotonic() - started >= timeout):
+            break
+        if waiting == 0 and done + running >= target:
+            # Other workers are finishing the budget. Wait; if nothing moves for a long time (trials left
+            # RUNNING by a crash before heartbeats existed), run one more rather than wait forever.
+            stalled_since = stalled_since or time.monotonic()
+            if time.monotonic() - stalled_since < 6 * heartbeat:
+                time.sleep(poll)
+                continue
+            logger.warning("%d running trial(s) show no progress; starting another trial", running)
+        stalled_since = None
+        study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=list(callbacks))
+        ran += 1
+    return ran
