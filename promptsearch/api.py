@@ -7,6 +7,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +38,7 @@ from promptsearch.report import build_report, write_report
 from promptsearch.space import SearchSpace, load_space, parse_space
 from promptsearch.spec import DataSource
 from promptsearch.study import (
+    HEARTBEAT_SECONDS,
     baseline_trial,
     best_trial,
     default_out_dir,
@@ -44,11 +48,18 @@ from promptsearch.study import (
     stored_space_text,
 )
 from promptsearch.versions import versions
+from promptsearch.workers import choose_storage, launch_workers, worker_seed
 
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
-__all__ = ["SearchResult", "export_best", "load_any_space", "report", "search", "train"]
+_FINISHED = (
+    optuna.trial.TrialState.COMPLETE,
+    optuna.trial.TrialState.PRUNED,
+    optuna.trial.TrialState.FAIL,
+)
+
+__all__ = ["SearchResult", "export_best", "load_any_space", "report", "search", "train", "work"]
 
 logger = logging.getLogger(__name__)
 
@@ -163,11 +174,14 @@ def search(
     callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = (),
     on_epoch: Callable[[int, int, float], None] | None = None,
     progress: Callable[[str], None] | None = None,
+    workers: int = 1,
+    heartbeat: float = HEARTBEAT_SECONDS,
 ) -> SearchResult:
     """Run (or resume) the search of a space, evaluate on test, write the report and the best prompt.
 
     Arguments default to the space's ``search`` section. Running it again with the same storage
-    continues the study and runs only the remaining trials.
+    continues the study and runs only the remaining trials. With ``workers`` > 1, that many worker
+    processes share the study (a journal file in the run folder unless ``storage`` names another).
     """
     t_start = time.perf_counter()
     space = _resolve_space(space_or_path)
@@ -181,13 +195,26 @@ def search(
     timeout = search_spec.timeout if timeout is None else timeout
     out_dir = Path(out) if out is not None else default_out_dir(space)
     out_dir.mkdir(parents=True, exist_ok=True)
-    storage = storage or storage_url_for(out_dir)
+    storage = choose_storage(out_dir, storage, workers)
     study_name = study_name or space.name
 
     data = load_task_data(space.spec.task, space.base_dir)
-    study = open_study(space, storage, study_name, data_fingerprint=data.fingerprint, seed=seed)
-    runner = _make_runner(space, data, device)
-    run_trials(runner, study, n_trials=n_trials, timeout=timeout, callbacks=callbacks, on_epoch=on_epoch)
+    study = open_study(space, storage, study_name, data_fingerprint=data.fingerprint, seed=seed, heartbeat=heartbeat)
+    if workers > 1:
+        if space.path is None:
+            raise ConfigError("--workers needs the search space as a file, which every worker reads")
+        procs = launch_workers(
+            space.path, storage, study_name, workers=workers, n_trials=n_trials, device=device,
+            out_dir=out_dir, heartbeat=heartbeat,
+        )  # fmt: skip
+        _watch_workers(procs, study, callbacks, progress)
+        runner = _make_runner(space, data, device)
+    else:
+        runner = _make_runner(space, data, device)
+        run_trials(
+            runner, study, n_trials=n_trials, timeout=timeout, callbacks=callbacks, on_epoch=on_epoch,
+            heartbeat=heartbeat,
+        )  # fmt: skip
     search_seconds = time.perf_counter() - t_start
 
     final = None
@@ -232,6 +259,78 @@ def search(
     )
 
 
+def _watch_workers(
+    procs: Sequence[tuple[subprocess.Popen[bytes], Path]],
+    study: optuna.Study,
+    callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]],
+    progress: Callable[[str], None] | None,
+) -> None:
+    """Wait for the worker processes, passing each newly finished trial to ``callbacks``."""
+    seen: set[int] = set()
+
+    def notify() -> None:
+        for trial in study.get_trials(deepcopy=False, states=_FINISHED):
+            if trial.number not in seen:
+                seen.add(trial.number)
+                for callback in callbacks:
+                    callback(study, trial)
+
+    try:
+        while any(p.poll() is None for p, _ in procs):
+            if progress is not None:
+                running = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
+                progress(f"{sum(p.poll() is None for p, _ in procs)} workers, {running} trials running")
+            notify()
+            time.sleep(1.0)
+        notify()
+    except KeyboardInterrupt:
+        for p, _ in procs:
+            p.send_signal(signal.SIGINT)  # each worker records its running trial as interrupted
+        for p, _ in procs:
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        raise
+    for p, log in procs:
+        if p.returncode != 0:
+            logger.warning("a worker exited with code %s; its output is in %s", p.returncode, log)
+
+
+def work(
+    space_or_path: SearchSpace | str | Path | None,
+    *,
+    storage: str,
+    study_name: str,
+    n_trials: int | None = None,
+    device: str | None = "auto",
+    worker_index: int = 0,
+    heartbeat: float = HEARTBEAT_SECONDS,
+) -> int:
+    """Join an existing study as one worker and run trials until the study has ``n_trials`` (+ baseline).
+
+    Without a space file the space stored with the study is used. A worker whose space or data differ
+    from the study's refuses to join. Returns the number of trials this worker ran.
+    """
+    threads = os.environ.get("PROMPTSEARCH_TORCH_THREADS")
+    if threads:
+        import torch
+
+        torch.set_num_threads(max(1, int(threads)))
+    if space_or_path is None:
+        space, _, _ = _open_existing(None, storage, study_name)
+    else:
+        space = _resolve_space(space_or_path)
+    data = load_task_data(space.spec.task, space.base_dir)
+    study = open_study(
+        space, storage, study_name, data_fingerprint=data.fingerprint, create=False, heartbeat=heartbeat,
+        seed=worker_seed(space.spec.search.seed, worker_index),
+    )  # fmt: skip
+    n = (space.spec.search.n_trials or 20) if n_trials is None else n_trials
+    runner = _make_runner(space, data, device)
+    return run_trials(runner, study, n_trials=n, heartbeat=heartbeat)
+
+
 def _open_existing(
     out: str | Path | None, storage: str | None, study_name: str | None
 ) -> tuple[SearchSpace, optuna.Study, Path]:
@@ -239,10 +338,15 @@ def _open_existing(
         if out is None:
             raise ConfigError("give --out DIR (a run folder) or --storage URL with --study-name NAME")
         out_dir = Path(out)
-        db = out_dir / "study.db"
-        if not db.is_file():
-            raise ConfigError(f"--out {out_dir}: no study.db there; run `promptsearch run SPACE --out {out_dir}` first")
-        storage = storage_url_for(out_dir)
+        if (out_dir / "study.journal").is_file():
+            storage = f"journal://{(out_dir / 'study.journal').resolve()}"
+        elif (out_dir / "study.db").is_file():
+            storage = storage_url_for(out_dir)
+        else:
+            raise ConfigError(
+                f"--out {out_dir}: no study there (study.db or study.journal); "
+                f"run `promptsearch run SPACE --out {out_dir}` first"
+            )
     else:
         out_dir = Path(out) if out is not None else Path("runs") / (study_name or "study")
     from promptsearch.study import make_storage

@@ -36,6 +36,12 @@ StorageOpt = Annotated[
     ),
 ]
 StudyOpt = Annotated[str | None, typer.Option("--study-name", help="Study name (default: the space name).")]
+WorkersOpt = Annotated[
+    int, typer.Option("--workers", min=1, help="Worker processes on this machine (several share a journal file).")
+]
+HeartbeatOpt = Annotated[
+    float, typer.Option("--heartbeat", min=0.5, help="Seconds between heartbeats; a silent trial is stale after 3x.")
+]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps.")]
 
 
@@ -153,6 +159,8 @@ def run(
         typer.Option("--final-seeds", min=0, help="Seeds of the final test evaluation (0 = skip)."),
     ] = None,
     save_model: Annotated[Path | None, typer.Option("--save-model", help="Save the best config's model here.")] = None,
+    workers: WorkersOpt = 1,
+    heartbeat: HeartbeatOpt = 10.0,
 ) -> None:
     """Run (or resume) a search, evaluate the best prompt on test, write the report and best_prompt.yaml."""
     from promptsearch.api import load_any_space, search
@@ -176,6 +184,8 @@ def run(
                 callbacks=[progress.on_trial],
                 on_epoch=progress.on_epoch,
                 progress=progress.status,
+                workers=workers,
+                heartbeat=heartbeat,
             )
         except KeyboardInterrupt:
             progress.stop()
@@ -185,6 +195,41 @@ def run(
             )
             raise typer.Exit(130) from None
     _print_result(result)
+
+
+@app.command()
+def worker(
+    path: Annotated[
+        Path | None, typer.Argument(help="The study's space file (default: the space stored with the study).")
+    ] = None,
+    storage: Annotated[
+        str, typer.Option("--storage", envvar="PROMPTSEARCH_STORAGE", show_envvar=True, help="The study's storage URL.")
+    ] = "",
+    study_name: Annotated[str, typer.Option("--study-name", help="The study to join.")] = "",
+    n_trials: Annotated[
+        int | None, typer.Option("--n-trials", min=0, help="The study's budget (baseline not counted).")
+    ] = None,
+    device: DeviceOpt = "auto",
+    worker_index: Annotated[
+        int, typer.Option("--worker-index", min=0, help="Gives this worker its own sampler seed.")
+    ] = 0,
+    heartbeat: HeartbeatOpt = 10.0,
+) -> None:
+    """Join an existing study from any machine and run trials until its budget is reached."""
+    from promptsearch.api import work
+
+    if not storage or not study_name:
+        _fail("worker needs --storage URL (or PROMPTSEARCH_STORAGE) and --study-name NAME of an existing study")
+    ran = work(
+        path,
+        storage=storage,
+        study_name=study_name,
+        n_trials=n_trials,
+        device=device,
+        worker_index=worker_index,
+        heartbeat=heartbeat,
+    )
+    say(f"worker {worker_index}: ran {ran} trial(s); the study has reached its budget")
 
 
 def _print_result(result: Any) -> None:
@@ -287,7 +332,10 @@ def predict(
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (0 ok, 2 bad input, 130 interrupted)."""
     try:
-        app(args=argv, standalone_mode=False)
+        # standalone mode: typer itself reports usage errors (unknown option, bad value) and exits 2
+        app(args=argv, standalone_mode=True)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     except SpaceError as exc:
         for line in exc.messages:
             _error(line)
@@ -296,18 +344,9 @@ def main(argv: list[str] | None = None) -> int:
         for line in str(exc).splitlines():
             _error(line)
         return 2
-    except typer.Exit as exc:
-        return int(exc.exit_code)
-    except (typer.Abort, KeyboardInterrupt):
+    except KeyboardInterrupt:
         err.print("interrupted")
         return 130
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return 2
-        raise
     return 0
 
 

@@ -86,13 +86,15 @@ def make_storage(url: str, *, heartbeat: float = HEARTBEAT_SECONDS) -> optuna.st
             Path(db).parent.mkdir(parents=True, exist_ok=True)
         engine_kwargs = {"connect_args": {"timeout": 60}}
     try:
-        return optuna.storages.RDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=max(1, round(heartbeat)),
-            grace_period=max(2, round(3 * heartbeat)),
-            failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=1),
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=max(1, round(heartbeat)),
+                grace_period=max(2, round(3 * heartbeat)),
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
+            )
     except ImportError as exc:
         raise ConfigError(
             f"--storage '{shown}': the database driver is not installed ({scrub(str(exc), url)}); "
@@ -143,9 +145,10 @@ def open_study(
     data_fingerprint: str | None,
     seed: int | None = None,
     create: bool = True,
+    heartbeat: float = HEARTBEAT_SECONDS,
 ) -> optuna.Study:
     """Load the study, or create it (storing the space and enqueueing the baseline)."""
-    store = make_storage(storage)
+    store = make_storage(storage, heartbeat=heartbeat)
     names = [s.study_name for s in optuna.get_all_study_summaries(store, include_best_trial=False)]
     exists = study_name in names
     if not exists and not create:

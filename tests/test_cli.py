@@ -143,3 +143,9 @@ def test_predict_on_a_folder_that_is_not_a_model(tmp_path: Path, capsys: pytest.
     rows.write_text('{"text": "x"}\n')
     assert main(["predict", str(tmp_path), "--input", str(rows)]) == 2
     assert "not a promptsearch model folder" in capsys.readouterr().err
+
+
+def test_a_bad_option_value_is_a_usage_error_not_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", str(REPO / "search_spaces" / "sst2.yaml"), "--n-trials", "abc"]) == 2
+    err = capsys.readouterr().err
+    assert "Invalid value for '--n-trials'" in err and "Traceback" not in err
