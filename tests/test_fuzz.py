@@ -231,7 +231,7 @@ def test_jsonl_files(tmp_path_factory: pytest.TempPathFactory, lines: list[str],
     _check_file(path)
 
 
-@fuzz(100, 3000)
+@fuzz(30, 1000)
 @given(
     header=st.sampled_from(["text,label", "label,text", "text", "txt,label", '"text","label"']),
     cells=st.lists(
