@@ -144,6 +144,11 @@ def build_export(space: SearchSpace, study: optuna.Study, data: TaskData) -> Pro
     )
 
 
+def _build_report(space: SearchSpace, study: optuna.Study, final: dict[str, Any] | None) -> dict[str, Any]:
+    file = str(space.path) if space.path else None
+    return build_report(study, space_name=space.name, space_file=file, metric=space.spec.task.metric, final=final)
+
+
 def _make_runner(space: SearchSpace, data: TaskData, device: str | None) -> TrialRunner:
     from promptsearch.device import resolve_device
     from promptsearch.modeling import ModelRuntime
@@ -194,12 +199,12 @@ def search(
         raise ConfigError(f"--final-seeds must be >= 0, but got {final_seeds}")
     timeout = search_spec.timeout if timeout is None else timeout
     out_dir = Path(out) if out is not None else default_out_dir(space)
-    out_dir.mkdir(parents=True, exist_ok=True)
     storage = choose_storage(out_dir, storage, workers)
     study_name = study_name or space.name
 
     data = load_task_data(space.spec.task, space.base_dir)
     study = open_study(space, storage, study_name, data_fingerprint=data.fingerprint, seed=seed, heartbeat=heartbeat)
+    out_dir.mkdir(parents=True, exist_ok=True)  # only once the inputs and the storage are good
     if workers > 1:
         if space.path is None:
             raise ConfigError("--workers needs the search space as a file, which every worker reads")
@@ -231,13 +236,7 @@ def search(
     elif save_model is not None:
         raise ConfigError("--save-model needs the final evaluation (a test split and --final-seeds >= 1)")
 
-    report_dict = build_report(
-        study,
-        space_name=space.name,
-        space_file=str(space.path) if space.path else None,
-        metric=space.spec.task.metric,
-        final=final,
-    )
+    report_dict = _build_report(space, study, final)
     report_dict["seconds"]["search"] = round(search_seconds, 2)
     report_dict["seconds"]["total"] = round(time.perf_counter() - t_start, 2)
     write_report(out_dir, report_dict)
@@ -389,13 +388,7 @@ def report(
         final = stored_final(study, space, data, seeds) or final_evaluation(
             _make_runner(space, data, device), study, seeds=seeds
         )
-    result = build_report(
-        study,
-        space_name=space.name,
-        space_file=str(space.path) if space.path else None,
-        metric=space.spec.task.metric,
-        final=final,
-    )
+    result = _build_report(space, study, final)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_report(out_dir, result)
     return result

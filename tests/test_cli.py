@@ -58,8 +58,9 @@ def test_render_unknown_set_key(tiny_space: Path, capsys: pytest.CaptureFixture[
 
 
 def test_bad_storage_url(tiny_space: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["run", str(tiny_space), "--storage", "nosuchdb://x", "--out", str(tmp_path)]) == 2
+    assert main(["run", str(tiny_space), "--storage", "nosuchdb://x", "--out", str(tmp_path / "run")]) == 2
     assert "expected a database URL" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # nothing written
 
 
 def test_run_report_export_in_process(
