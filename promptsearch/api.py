@@ -210,7 +210,7 @@ def search(
             raise ConfigError("--workers needs the search space as a file, which every worker reads")
         procs = launch_workers(
             space.path, storage, study_name, workers=workers, n_trials=n_trials, device=device,
-            out_dir=out_dir, heartbeat=heartbeat,
+            out_dir=out_dir, heartbeat=heartbeat, timeout=timeout,
         )  # fmt: skip
         _watch_workers(procs, study, callbacks, progress)
         runner = _make_runner(space, data, device)
@@ -305,6 +305,7 @@ def work(
     device: str | None = "auto",
     worker_index: int = 0,
     heartbeat: float = HEARTBEAT_SECONDS,
+    timeout: float | None = None,
 ) -> int:
     """Join an existing study as one worker and run trials until the study has ``n_trials`` (+ baseline).
 
@@ -327,7 +328,7 @@ def work(
     )  # fmt: skip
     n = (space.spec.search.n_trials or 20) if n_trials is None else n_trials
     runner = _make_runner(space, data, device)
-    return run_trials(runner, study, n_trials=n, heartbeat=heartbeat)
+    return run_trials(runner, study, n_trials=n, heartbeat=heartbeat, timeout=timeout)
 
 
 def _open_existing(

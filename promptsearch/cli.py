@@ -214,6 +214,9 @@ def worker(
         int, typer.Option("--worker-index", min=0, help="Gives this worker its own sampler seed.")
     ] = 0,
     heartbeat: HeartbeatOpt = 10.0,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", min=1, help="Stop starting trials after this many seconds.")
+    ] = None,
 ) -> None:
     """Join an existing study from any machine and run trials until its budget is reached."""
     from promptsearch.api import work
@@ -228,6 +231,7 @@ def worker(
         device=device,
         worker_index=worker_index,
         heartbeat=heartbeat,
+        timeout=timeout,
     )
     say(f"worker {worker_index}: ran {ran} trial(s); the study has reached its budget")
 

@@ -62,6 +62,7 @@ def launch_workers(
     device: str | None,
     out_dir: Path,
     heartbeat: float,
+    timeout: float | None = None,
 ) -> list[tuple[subprocess.Popen[bytes], Path]]:
     """Start ``workers`` ``promptsearch worker`` processes; their output goes to ``worker-<i>.log``.
 
@@ -81,6 +82,8 @@ def launch_workers(
             "--study-name", study_name, "--n-trials", str(n_trials), "--worker-index", str(index),
             "--device", device or "auto", "--heartbeat", str(heartbeat),
         ]  # fmt: skip
+        if timeout is not None:
+            cmd += ["--timeout", str(timeout)]
         log = out_dir / f"worker-{index}.log"
         with log.open("wb") as fh:
             procs.append((subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT), log))
