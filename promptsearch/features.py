@@ -6,10 +6,9 @@ so trials that share a prompt (and differ only in training) tokenize once.
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from promptsearch.config import PromptConfig
@@ -32,7 +31,6 @@ class Encoded:
     token_type_ids: list[list[int]] | None
     labels: list[int]
     prompts: list[RenderedPrompt]
-    seconds: dict[str, float] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -48,12 +46,10 @@ class Encoded:
 
 def encode(runtime: ModelRuntime, prompt: PromptConfig, rows: Sequence[Example], pool: Sequence[Example]) -> Encoded:
     """Render ``rows`` with ``prompt`` (demonstrations from ``pool``) and tokenize them."""
-    t0 = time.perf_counter()
     renderer = PromptRenderer(
         prompt, pool, slot=runtime.slot, count_tokens=runtime.count_tokens, max_length=runtime.max_length
     )
     prompts = renderer.render_all(rows)
-    t1 = time.perf_counter()
     texts = [p.text for p in prompts]
     pairs = [p.text_pair for p in prompts]
     enc = runtime.tokenizer(
@@ -64,13 +60,11 @@ def encode(runtime: ModelRuntime, prompt: PromptConfig, rows: Sequence[Example],
         add_special_tokens=True,
     )
     label_ids = {label: i for i, label in enumerate(runtime.labels)}
-    seconds = {"render": t1 - t0, "tokenize": time.perf_counter() - t1}
     return Encoded(
         input_ids=list(enc["input_ids"]),
         token_type_ids=list(enc["token_type_ids"]) if "token_type_ids" in enc else None,
         labels=[label_ids[p.label] for p in prompts],
         prompts=prompts,
-        seconds=seconds,
     )
 
 
@@ -82,7 +76,7 @@ class FeatureCache:
         self.data = data
         self.max_entries = max_entries
         self._cache: OrderedDict[tuple[str, ...], Encoded] = OrderedDict()
-        self.hits = 0
+        self.hits = 0  # lookups served from the cache (trials that share a prompt tokenize once)
 
     def get(self, prompt: PromptConfig, split: str) -> Encoded:
         rt = self.runtime

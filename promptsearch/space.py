@@ -17,12 +17,12 @@ import yaml
 from pydantic import ValidationError
 
 from promptsearch.config import TrainConfig
-from promptsearch.dimensions import Categorical, Dimension, Fixed, FloatRange, IntRange, describe
+from promptsearch.dimensions import Categorical, Dimension, Fixed, IntRange, describe
 from promptsearch.errors import SpaceError, TemplateError, did_you_mean
 from promptsearch.spec import SpaceSpec, TrainSpec, pruner_class
 from promptsearch.template import Template
 
-__all__ = ["SearchSpace", "load_space", "parse_space"]
+__all__ = ["SearchSpace", "is_active", "load_space", "parse_space", "possible_values"]
 
 RESERVED = ("instruction", "demos", "label")
 PROMPT_PARAMS = (
@@ -383,7 +383,3 @@ def _check_pruner(spec: SpaceSpec, problems: list[str], msg: Any) -> None:
 def is_active(dim: Dimension, values: Mapping[str, Any]) -> bool:
     """Whether a conditional parameter exists given the values sampled so far."""
     return all(values.get(parent) in allowed for parent, allowed in dim.when.items())
-
-
-__all__ += ["is_active", "possible_values"]
-_ = (FloatRange,)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from tiny import postgres_reachable
 
 import promptsearch
 from promptsearch.cli import main
@@ -100,17 +101,7 @@ def test_unreachable_storage_message_hides_the_password(
     assert "root:***@127.0.0.1:1" in err and SECRET not in err
 
 
-def _postgres_reachable() -> bool:
-    try:
-        import psycopg
-
-        psycopg.connect(host="127.0.0.1", port=5432, dbname="test", user="root", connect_timeout=3).close()
-        return True
-    except Exception:
-        return False
-
-
-@pytest.mark.skipif(not _postgres_reachable(), reason="no PostgreSQL server at 127.0.0.1:5432 (database test)")
+@pytest.mark.skipif(not postgres_reachable(), reason="no PostgreSQL server at 127.0.0.1:5432 (database test)")
 def test_a_password_from_the_environment_never_reaches_outputs(
     tiny_space: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

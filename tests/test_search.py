@@ -128,3 +128,29 @@ def test_the_search_never_reads_the_test_split(
     assert "load:test" in events
     last_trial = max(i for i, e in enumerate(events) if e.startswith("trial:"))
     assert all(i > last_trial for i, e in enumerate(events) if e == "load:test"), events
+
+
+def test_trials_share_the_loaded_model_and_the_tokenized_splits(tiny_space: Path) -> None:
+    import torch
+
+    from promptsearch.api import _make_runner
+    from promptsearch.data import load_task_data
+    from promptsearch.sampling import baseline_config
+    from promptsearch.space import load_space
+
+    space = load_space(tiny_space)
+    runner = _make_runner(space, load_task_data(space.spec.task, space.base_dir), "cpu")
+    model = runner.runtime.model
+    pristine = {k: v.clone() for k, v in model.state_dict().items()}
+    config = baseline_config(space)
+    first, _ = runner.fit(config, seed=1)
+    assert runner.features.hits == 0  # train and dev tokenized once
+    body = "bert.embeddings.word_embeddings.weight"
+    assert not torch.equal(model.state_dict()[body], pristine[body])  # training changed the weights
+    second, _ = runner.fit(config, seed=1)
+    assert runner.features.hits == 2  # the second trial reuses both splits
+    assert runner.runtime.model is model  # restored in place, not reloaded
+    assert second.history == first.history  # same seed from the same restored weights: same trial
+    runner.runtime.restore(seed=2, method="full")
+    assert torch.equal(model.state_dict()[body], pristine[body])  # the body is back to pretrained
+    assert not torch.equal(model.state_dict()["classifier.weight"], pristine["classifier.weight"])  # new head

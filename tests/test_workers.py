@@ -17,6 +17,7 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
+from tiny import postgres_reachable
 
 from promptsearch.api import search
 from promptsearch.cli import main
@@ -29,18 +30,8 @@ from promptsearch.workers import choose_storage, worker_seed
 PG = "postgresql://root@127.0.0.1:5432/test"
 
 
-def _postgres_reachable() -> bool:
-    try:
-        import psycopg
-
-        psycopg.connect(host="127.0.0.1", port=5432, dbname="test", user="root", connect_timeout=3).close()
-        return True
-    except Exception:
-        return False
-
-
 needs_postgres = pytest.mark.skipif(
-    not _postgres_reachable(), reason="no PostgreSQL server at 127.0.0.1:5432 (database test, user root)"
+    not postgres_reachable(), reason="no PostgreSQL server at 127.0.0.1:5432 (database test, user root)"
 )
 
 

@@ -121,3 +121,14 @@ def tiny_data(directory: Path, *, test_rows: int = 64) -> Path:
     lines = (SST2 / "test.jsonl").read_text(encoding="utf-8").splitlines()[:test_rows]
     (directory / "test.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return directory
+
+
+def postgres_reachable() -> bool:
+    """Whether the PostgreSQL server of the test machines answers (127.0.0.1:5432, database test)."""
+    try:
+        import psycopg
+
+        psycopg.connect(host="127.0.0.1", port=5432, dbname="test", user="root", connect_timeout=3).close()
+        return True
+    except Exception:
+        return False
