@@ -47,6 +47,7 @@ from promptsearch.study import (
     storage_url_for,
     stored_space_text,
 )
+from promptsearch.validate import check_space_data
 from promptsearch.versions import versions
 from promptsearch.workers import choose_storage, launch_workers, worker_seed
 
@@ -203,6 +204,7 @@ def search(
     study_name = study_name or space.name
 
     data = load_task_data(space.spec.task, space.base_dir)
+    check_space_data(space, data)
     study = open_study(space, storage, study_name, data_fingerprint=data.fingerprint, seed=seed, heartbeat=heartbeat)
     out_dir.mkdir(parents=True, exist_ok=True)  # only once the inputs and the storage are good
     if workers > 1:
