@@ -35,6 +35,7 @@ from promptsearch.final import FINAL_ATTR, final_evaluation, stored_final
 from promptsearch.objective import TrialRunner, trial_config
 from promptsearch.redact import mask_url
 from promptsearch.report import build_report, write_report
+from promptsearch.sampling import baseline_config
 from promptsearch.space import SearchSpace, load_space, parse_space
 from promptsearch.spec import DataSource
 from promptsearch.study import (
@@ -131,6 +132,7 @@ def build_export(space: SearchSpace, study: optuna.Study, data: TaskData) -> Pro
         prompt=config.prompt,
         demonstration_pool=pool,
         train=config.train,
+        baseline_train=(trial_config(base).train if base is not None else baseline_config(space).train),
         params=dict(best.params),
         scores=ExportedScores(
             metric=task.metric,
@@ -199,6 +201,17 @@ def search(
     if final_seeds < 0:
         raise ConfigError(f"--final-seeds must be >= 0, but got {final_seeds}")
     timeout = search_spec.timeout if timeout is None else timeout
+    if save_model is not None:
+        from promptsearch.predict import check_save_target
+
+        check_save_target(save_model)
+        if final_seeds == 0 or space.spec.task.splits.test is None:
+            raise ConfigError(
+                "--save-model saves the model of the final evaluation: it needs a test split and --final-seeds >= 1"
+            )
+    from promptsearch.device import resolve_device
+
+    resolve_device(device)  # a bad --device fails now, not after the study exists
     out_dir = Path(out) if out is not None else default_out_dir(space)
     storage = choose_storage(out_dir, storage, workers)
     study_name = study_name or space.name
@@ -235,8 +248,6 @@ def search(
                 _save(runner, build_export(space, study, data), Path(save_model))
 
         final = final_evaluation(runner, study, seeds=final_seeds, save_model=saver, progress=progress)
-    elif save_model is not None:
-        raise ConfigError("--save-model needs the final evaluation (a test split and --final-seeds >= 1)")
 
     report_dict = _build_report(space, study, final)
     report_dict["seconds"]["search"] = round(search_seconds, 2)
@@ -353,7 +364,7 @@ def _open_existing(
         out_dir = Path(out) if out is not None else Path("runs") / (study_name or "study")
     from promptsearch.study import make_storage
 
-    store = make_storage(storage)
+    store = make_storage(storage, create=False)
     names = [s.study_name for s in optuna.get_all_study_summaries(store, include_best_trial=False)]
     if study_name is None:
         if len(names) != 1:
@@ -423,11 +434,19 @@ def train(
     Returns ``{"dev": ..., "dev_epoch": ..., "test": ... or None}``; with ``save_model`` the model
     (at its best dev epoch), its tokenizer and the prompt config are written there.
     """
+    from promptsearch.predict import check_save_target
     from promptsearch.predict import save_model as _save
     from promptsearch.sampling import sample_config
     from promptsearch.trainer import evaluate, load_state
 
-    space = _resolve_space(space_or_path)
+    if save_model is not None:
+        check_save_target(save_model)
+    exported = None
+    if not isinstance(space_or_path, SearchSpace) and is_export_file(space_or_path):
+        exported = load_prompt_config(space_or_path)
+        space = export_to_space(exported, path=Path(space_or_path), allow_plain=True)
+    else:
+        space = _resolve_space(space_or_path)
     searched = [k for k, d in space.params.items() if not isinstance(d, Fixed)]
     if searched:
         raise ConfigError(
@@ -436,7 +455,10 @@ def train(
         )
     data = load_task_data(space.spec.task, space.base_dir)
     runner = _make_runner(space, data, device)
-    config = sample_config(optuna.trial.FixedTrial({}), space)
+    if exported is not None:  # the export's own prompt (possibly plain, which no space can express)
+        config = TrialConfig(prompt=exported.prompt, train=exported.train, baseline=exported.prompt.is_plain)
+    else:
+        config = sample_config(optuna.trial.FixedTrial({}), space)
     result, _ = runner.fit(config, seed=seed, keep_best_state=True)
     if result.best_state is not None:
         load_state(runner.runtime.model, result.best_state)

@@ -43,9 +43,6 @@ class TrainConfig(_Frozen):
     weight_decay: float = Field(0.01, ge=0)
     warmup_ratio: float = Field(0.1, ge=0, le=1)
     max_grad_norm: float = Field(1.0, gt=0)
-    lora_r: int = Field(8, ge=1)
-    lora_alpha: int = Field(16, ge=1)
-    lora_dropout: float = Field(0.1, ge=0, lt=1)
 
 
 class TrialConfig(_Frozen):

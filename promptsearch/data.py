@@ -311,8 +311,8 @@ def load_task_data(task: TaskSpec, base_dir: Path) -> TaskData:
         if dev_present and few.dev_k is not None:
             dev = sample_per_class(dev, few.dev_k, few.seed + 1, task.labels, "task.few_shot.dev_k")
         elif not dev_present:
-            used = {id(ex) for ex in sampled}
-            rest = [ex for ex in train if id(ex) not in used]
+            used = {ex.key for ex in sampled}  # by text: a duplicated row must not end up in both splits
+            rest = [ex for ex in train if ex.key not in used]
             assert few.dev_k is not None
             dev = sample_per_class(
                 rest, few.dev_k, few.seed + 1, task.labels, "task.few_shot.dev_k (from the rest of train)"

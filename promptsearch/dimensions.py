@@ -105,7 +105,7 @@ def _parse_when(raw: Any) -> dict[str, tuple[Any, ...]]:
     if not isinstance(raw, Mapping) or not raw:
         raise ValueError(
             f"'when' must map parameter names to a value or a list of values "
-            f"(for example when: {{train.method: lora}}), but found {raw!r}"
+            f"(for example when: {{train.method: full}}), but found {raw!r}"
         )
     out: dict[str, tuple[Any, ...]] = {}
     for key, value in raw.items():

@@ -69,6 +69,7 @@ class PromptExport(_Frozen):
         description="Train rows the demonstrations are drawn from (empty when count is 0).",
     )
     train: TrainConfig
+    baseline_train: TrainConfig | None = Field(None, description="Training of the baseline the scores compare to.")
     params: dict[str, Any] = Field(default_factory=dict)
     scores: ExportedScores
     data_fingerprint: str
@@ -93,8 +94,16 @@ def dump_yaml(data: Any) -> str:
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file in the same folder and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder; give the path of a file to write")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
@@ -156,7 +165,9 @@ def export_to_space_text(export: PromptExport) -> str:
         "model": export.model.model_dump(mode="json", exclude_none=True),
         "prompt": {
             "instruction": export.prompt.instruction,
-            "template": export.prompt.template,
+            # a plain (template-less) export still needs a template to be a valid space; train() uses
+            # the export's own prompt config, so this placeholder is never rendered
+            "template": export.prompt.template or " ".join(f"{{{f}}}" for f in export.task.text_fields) + " {label}",
             "label_words": export.prompt.label_words,
             "demonstrations": {
                 "count": demos.count,
@@ -166,14 +177,16 @@ def export_to_space_text(export: PromptExport) -> str:
         },
         "train": export.train.model_dump(mode="json"),
         "search": {"seed": export.prompt.seed, "n_trials": 1, "pruner": {"type": "none"}},
+        "baseline": export.baseline_train.model_dump(mode="json") if export.baseline_train else {},
     }
     return dump_yaml(raw)
 
 
-def export_to_space(export: PromptExport, path: Path | None = None) -> SearchSpace:
-    if export.prompt.template is None:
+def export_to_space(export: PromptExport, path: Path | None = None, *, allow_plain: bool = False) -> SearchSpace:
+    """The export as a one-point space. A plain (baseline) export only with ``allow_plain`` (for train)."""
+    if export.prompt.template is None and not allow_plain:
         raise ConfigError(
-            "this export is the plain fine-tuning baseline (no template), which is not a point of a search space; "
-            "run the original space instead"
+            f"{path or 'this export'}: the best config is the plain fine-tuning baseline (no template), which "
+            "`promptsearch run` would only compare with itself; retrain it with `promptsearch train` instead"
         )
     return parse_space(export_to_space_text(export), path=path)

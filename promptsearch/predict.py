@@ -17,9 +17,22 @@ from promptsearch.export import PromptExport, load_prompt_config, write_prompt_c
 if TYPE_CHECKING:
     from promptsearch.objective import TrialRunner
 
-__all__ = ["Prediction", "Predictor", "save_model"]
+__all__ = ["Prediction", "Predictor", "check_save_target", "save_model"]
 
 PROMPT_FILE = "best_prompt.yaml"
+
+
+def check_save_target(directory: str | Path) -> Path:
+    """Refuse, before any training, a target that is a file or a folder holding something else."""
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise ConfigError(f"--save-model {directory}: this is a file; give a folder path")
+    if directory.is_dir() and any(directory.iterdir()) and not (directory / PROMPT_FILE).is_file():
+        raise ConfigError(
+            f"--save-model {directory}: the folder is not empty and holds no saved promptsearch model; "
+            "give a new or empty folder (a previous save there is replaced)"
+        )
+    return directory
 
 
 def save_model(runner: TrialRunner, export: PromptExport, directory: Path) -> Path:
@@ -27,14 +40,14 @@ def save_model(runner: TrialRunner, export: PromptExport, directory: Path) -> Pa
 
     The folder is built next to ``directory`` and moved into place, so it is never half-written.
     """
-    directory = Path(directory)
+    directory = check_save_target(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
         runner.runtime.model.save_pretrained(tmp, safe_serialization=True)
         runner.runtime.tokenizer.save_pretrained(tmp)
         write_prompt_config(export, tmp / PROMPT_FILE)
-        if directory.exists():
+        if directory.exists():  # a previous save (check_save_target refused anything else)
             shutil.rmtree(directory)
         tmp.rename(directory)
     except BaseException:
@@ -84,8 +97,9 @@ class Predictor:
             for f in task.text_fields:
                 value = row.get(f)
                 if not isinstance(value, str) or not value.strip():
+                    found = "it missing" if f not in row else repr(value)
                     raise DataError(
-                        f"{source}: row {i}: text field '{f}' must be a non-empty string, but found {value!r}"
+                        f"{source}: row {i}: text field '{f}' must be a non-empty string, but found {found}"
                     )
                 fields[f] = value
             examples.append(Example(fields=fields, label=task.labels[0], source=source, row=i))

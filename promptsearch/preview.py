@@ -8,7 +8,7 @@ import optuna
 
 from promptsearch.config import TrialConfig
 from promptsearch.data import TaskData
-from promptsearch.dimensions import Fixed
+from promptsearch.dimensions import Fixed, FloatRange
 from promptsearch.errors import ConfigError, did_you_mean
 from promptsearch.render import PromptRenderer, RenderedPrompt
 from promptsearch.sampling import sample_config
@@ -30,6 +30,11 @@ def check_sets(space: SearchSpace, sets: dict[str, Any]) -> dict[str, Any]:
         if isinstance(dim, Fixed):
             if value != dim.value:
                 raise ConfigError(f"--set {key}: the space fixes it to {dim.value!r}")
+            continue
+        if isinstance(dim, FloatRange):
+            if not isinstance(value, (int, float)) or not dim.low <= value <= dim.high:
+                raise ConfigError(f"--set {key}={value!r}: expected a number in [{dim.low}, {dim.high}]")
+            out[key] = float(value)
             continue
         options = possible_values(dim)
         if options is not None and value not in options:
@@ -62,12 +67,10 @@ def render_examples(
     def count(text: str) -> int:
         return len(tokenizer(text, add_special_tokens=True)["input_ids"])
 
+    limit = getattr(tokenizer, "model_max_length", None)
+    max_length = min(spec.max_length, limit) if isinstance(limit, int) and 0 < limit < 1_000_000 else spec.max_length
     renderer = PromptRenderer(
-        config.prompt,
-        data.train,
-        slot=tokenizer.mask_token or "",
-        count_tokens=count,
-        max_length=spec.max_length,
+        config.prompt, data.train, slot=tokenizer.mask_token or "", count_tokens=count, max_length=max_length
     )
     rows = (data.train if split == "train" else data.dev)[:n]
     out = []

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from promptsearch.config import PromptConfig
 from promptsearch.data import Example
 from promptsearch.demos import DemoSelector, get_selector
+from promptsearch.errors import TemplateError
 from promptsearch.template import Template
 
 __all__ = ["PromptRenderer", "RenderedPrompt"]
@@ -84,6 +85,13 @@ class PromptRenderer:
                 text = self._compose(demos, fields)
             if self.count_tokens(text) > self.max_length:
                 text, truncated = self._cut_query(demos, fields), True
+                if self.count_tokens(text) > self.max_length:
+                    empty = self.count_tokens(self._compose([], dict.fromkeys(fields, "")))
+                    raise TemplateError(
+                        f"the instruction and template alone take {empty} tokens, more than model.max_length "
+                        f"({self.max_length}), so no text of the query fits; shorten the instruction or the "
+                        "template, or raise model.max_length"
+                    )
         return RenderedPrompt(
             text=text, label=query.label, demos=tuple(demos), demos_requested=available, query_truncated=truncated
         )

@@ -50,7 +50,7 @@ def sample_config(trial: optuna.trial.BaseTrial, space: SearchSpace) -> TrialCon
         template=space.templates[values["prompt.template"]].source,
         label_words=dict(space.label_words[values["prompt.label_words"]]),
         demonstrations=DemoConfig(
-            count=values["prompt.demonstrations.count"],
+            count=values.get("prompt.demonstrations.count", 0),  # absent when its condition is false
             selection=values.get("prompt.demonstrations.selection", demo_defaults.selection),
             separator=values.get("prompt.demonstrations.separator", demo_defaults.separator),
         ),

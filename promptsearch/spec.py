@@ -254,9 +254,6 @@ class TrainSpec(_Strict):
     weight_decay: FloatDim = Field(default=Fixed(0.01))
     warmup_ratio: FloatDim = Field(default=Fixed(0.1))
     max_grad_norm: FloatDim = Field(default=Fixed(1.0))
-    lora_r: IntDim = Field(default=Fixed(8), description="LoRA rank (only used when method is lora).")
-    lora_alpha: IntDim = Field(default=Fixed(16))
-    lora_dropout: FloatDim = Field(default=Fixed(0.1))
 
 
 class PrunerSpec(_Strict):

@@ -57,19 +57,31 @@ def storage_url_for(out_dir: Path) -> str:
     return f"sqlite:///{(out_dir / 'study.db').resolve()}"
 
 
-def make_storage(url: str, *, heartbeat: float = HEARTBEAT_SECONDS) -> optuna.storages.BaseStorage:
+def _make_parent(path: Path, shown: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"--storage '{shown}': cannot create the folder {path.parent}: {exc.strerror or exc}"
+        ) from None
+
+
+def make_storage(url: str, *, heartbeat: float = HEARTBEAT_SECONDS, create: bool = True) -> optuna.storages.BaseStorage:
     """The Optuna storage for ``url``, with a clear error for URLs it cannot use.
 
     ``sqlite:///``, ``postgresql://`` and ``mysql://`` URLs are RDB storages with heartbeats: a trial
     whose worker died is marked failed after ``3 x heartbeat`` seconds and retried once (Optuna's
     retry callback). ``journal:///path`` is a journal file (several processes on one host); it has no
-    heartbeat, so :func:`promptsearch.workers.fail_stale_journal_trials` does the same job.
+    heartbeat, so :func:`fail_stale_journal_trials` does the same job. With ``create=False`` a
+    missing SQLite or journal file is an error instead of a new, empty database.
     """
     scheme = url.split("://", 1)[0] if "://" in url else ""
     shown = mask_url(url)
     if scheme == "journal":
         path = Path(url.removeprefix("journal://"))
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if not create and not path.is_file():
+            raise ConfigError(f"--storage '{shown}': no such journal file; check the path")
+        _make_parent(path, shown)
         from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
         return optuna.storages.JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
@@ -82,8 +94,14 @@ def make_storage(url: str, *, heartbeat: float = HEARTBEAT_SECONDS) -> optuna.st
     engine_kwargs: dict[str, Any] = {}
     if scheme == "sqlite":
         db = url.removeprefix("sqlite:///")
-        if db and db != ":memory:":
-            Path(db).parent.mkdir(parents=True, exist_ok=True)
+        if not db or db == ":memory:":
+            raise ConfigError(
+                f"--storage '{shown}': an in-memory study is lost when the run ends and cannot be resumed; "
+                "give a file, e.g. sqlite:///runs/x/study.db"
+            )
+        if not create and not Path(db).is_file():
+            raise ConfigError(f"--storage '{shown}': no such database file; check the path")
+        _make_parent(Path(db), shown)
         engine_kwargs = {"connect_args": {"timeout": 60}}
     try:
         with warnings.catch_warnings():
@@ -148,7 +166,7 @@ def open_study(
     heartbeat: float = HEARTBEAT_SECONDS,
 ) -> optuna.Study:
     """Load the study, or create it (storing the space and enqueueing the baseline)."""
-    store = make_storage(storage, heartbeat=heartbeat)
+    store = make_storage(storage, heartbeat=heartbeat, create=create)
     names = [s.study_name for s in optuna.get_all_study_summaries(store, include_best_trial=False)]
     exists = study_name in names
     if not exists and not create:
@@ -166,6 +184,11 @@ def open_study(
     )
     fingerprint = space_fingerprint(space)
     stored = study.user_attrs.get(SPACE_ATTR)
+    if stored is None and study.trials:
+        raise ConfigError(
+            f"study '{study_name}' in {mask_url(storage)} was not created by promptsearch (it has trials but no "
+            "stored search space); use another --study-name"
+        )
     if stored is None:
         study.set_user_attr(
             SPACE_ATTR,

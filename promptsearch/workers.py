@@ -37,6 +37,8 @@ def choose_storage(out_dir: Path, storage: str | None, workers: int) -> str:
                 "postgresql://user@host/db (many hosts), or leave --storage out"
             )
         return storage
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir}: this is a file; give a folder for the run")
     journal, db = out_dir / "study.journal", out_dir / "study.db"
     if journal.exists():
         return f"journal://{journal.resolve()}"

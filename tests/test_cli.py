@@ -150,3 +150,55 @@ def test_a_bad_option_value_is_a_usage_error_not_a_traceback(capsys: pytest.Capt
     assert main(["run", str(REPO / "search_spaces" / "sst2.yaml"), "--n-trials", "abc"]) == 2
     err = capsys.readouterr().err
     assert "Invalid value for '--n-trials'" in err and "Traceback" not in err
+
+
+def test_save_model_refuses_a_file_or_a_foreign_folder_before_training(
+    tiny_space: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("important")
+    for target, message in ((afile, "this is a file"), (folder, "the folder is not empty")):
+        out = tmp_path / f"run-{target.name}"
+        assert main(["run", str(tiny_space), "--out", str(out), "--save-model", str(target)]) == 2
+        assert message in capsys.readouterr().err
+        assert not out.exists()  # refused before any study or training
+    assert (folder / "notes.txt").read_text() == "important"
+    out = tmp_path / "run-0"
+    assert (
+        main(["run", str(tiny_space), "--out", str(out), "--final-seeds", "0", "--save-model", str(tmp_path / "m")])
+        == 2
+    )
+    assert "needs a test split and --final-seeds >= 1" in capsys.readouterr().err and not out.exists()
+
+
+def test_paths_that_cannot_be_used_are_one_message(
+    tiny_space: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert main(["run", str(tiny_space), "--out", str(afile)]) == 2
+    assert "this is a file; give a folder for the run" in capsys.readouterr().err
+    assert main(["run", str(tiny_space), "--storage", f"journal://{afile}/x.journal"]) == 2
+    assert "cannot create the folder" in capsys.readouterr().err
+    assert main(["run", str(tiny_space), "--storage", "sqlite:///:memory:", "--out", str(tmp_path / "r")]) == 2
+    assert "in-memory study" in capsys.readouterr().err
+    assert main(["report", "--storage", f"sqlite:///{tmp_path / 'nope' / 'x.db'}", "--study-name", "x"]) == 2
+    assert "no such database file" in capsys.readouterr().err and not (tmp_path / "nope").exists()
+    assert main(["run", str(tiny_space), "--device", "tpu", "--out", str(tmp_path / "r2")]) == 2
+    assert "is not a device" in capsys.readouterr().err and not (tmp_path / "r2").exists()
+
+
+def test_a_study_not_made_by_promptsearch_is_refused(
+    tiny_space: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 'foreign.db'}"
+    foreign = optuna.create_study(study_name="f", storage=url, direction="maximize")
+    foreign.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    assert main(["run", str(tiny_space), "--storage", url, "--study-name", "f", "--out", str(tmp_path / "r")]) == 2
+    assert "was not created by promptsearch" in capsys.readouterr().err
+    assert len(optuna.load_study(study_name="f", storage=url).trials) == 2

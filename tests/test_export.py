@@ -105,3 +105,27 @@ def test_an_interrupted_model_save_leaves_nothing_half_written(
         train(finished_run / "best_prompt.yaml", save_model=target, device="cpu")
     assert not target.exists()
     assert list((tmp_path / "models").iterdir()) == []
+
+
+def test_a_plain_baseline_export_trains_and_predicts(finished_run: Path, tmp_path: Path) -> None:
+    from promptsearch.config import PromptConfig
+
+    exported = promptsearch.load_prompt_config(finished_run / "best_prompt.yaml")
+    plain = exported.model_copy(
+        update={
+            "prompt": PromptConfig(label_words={"negative": "negative", "positive": "positive"}),
+            "demonstration_pool": [],
+        }
+    )
+    path = write_prompt_config(plain, tmp_path / "plain.yaml")
+    with pytest.raises(promptsearch.ConfigError, match="retrain it with `promptsearch train`"):
+        search(path, out=tmp_path / "rerun", device="cpu")
+    scores = train(path, save_model=tmp_path / "model", device="cpu")
+    assert scores["test"] is not None
+    preds = Predictor(tmp_path / "model", device="cpu").predict_rows([{"text": "a fine film"}])
+    assert preds[0].label in ("negative", "positive")
+
+
+def test_export_to_a_folder_is_one_message(finished_run: Path, tmp_path: Path) -> None:
+    with pytest.raises(promptsearch.ConfigError, match="is a folder; give the path of a file"):
+        promptsearch.export_best(out=finished_run, output=tmp_path)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from promptsearch.config import DemoConfig, PromptConfig
 from promptsearch.data import Example, TaskData
 from promptsearch.demos import get_selector
@@ -193,3 +195,15 @@ def test_plain_config_for_pairs_yields_text_and_text_pair(rte_train: list[Exampl
     assert [(r.text, r.text_pair, r.label) for r in rendered] == [
         (ex.fields["text_a"], ex.fields["text_b"], ex.label) for ex in rte_train
     ]
+
+
+def test_an_instruction_longer_than_max_length_is_an_error_not_a_silent_cut() -> None:
+    from promptsearch.config import PromptConfig
+    from promptsearch.data import Example
+    from promptsearch.errors import TemplateError
+    from promptsearch.render import PromptRenderer
+
+    config = PromptConfig(instruction="word " * 50, template="{text} It was {label}.", label_words={"a": "x"})
+    renderer = PromptRenderer(config, [], count_tokens=lambda t: len(t.split()), max_length=20)
+    with pytest.raises(TemplateError, match=r"the instruction and template alone take \d+ tokens, more than"):
+        renderer.render(Example(fields={"text": "a short review"}, label="a"))

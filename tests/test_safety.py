@@ -90,6 +90,9 @@ def test_mask_url() -> None:
     assert mask_url("sqlite:///runs/x/study.db") == "sqlite:///runs/x/study.db"
     assert mask_url("postgresql://root@host/db") == "postgresql://root@host/db"
     assert SECRET not in scrub(f"password {SECRET} rejected for {PG}", PG)
+    query = f"postgresql://127.0.0.1/test?user=root&password={SECRET}"
+    assert mask_url(query) == "postgresql://127.0.0.1/test?user=root&password=***"
+    assert SECRET not in scrub(f"login failed ({SECRET})", query)
 
 
 def test_unreachable_storage_message_hides_the_password(

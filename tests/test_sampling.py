@@ -196,3 +196,21 @@ def test_baseline_config_defaults_without_overrides(write_space: WriteSpace) -> 
     assert cfg.prompt.seed == 3
     custom = baseline_config(load_space(write_space(CONDITIONAL + "baseline: {method: head, learning_rate: 1.0e-3}\n")))
     assert custom.train == TrainConfig(method="head", learning_rate=1e-3)
+
+
+def test_a_conditional_demonstration_count_is_zero_when_its_condition_is_false() -> None:
+    space = parse_space(
+        CONDITIONAL.split("prompt:")[0]
+        + 'prompt:\n  template: {cloze: "{text} It was {label}.", review: "Review: {text} {label}"}\n'
+        + "  demonstrations:\n    count: {low: 1, high: 2, when: {prompt.template: cloze}}\n"
+    )
+    seen = set()
+    for trial in random_trials(30):
+        cfg = sample_config(trial, space)
+        seen.add(trial.params["prompt.template"])
+        if trial.params["prompt.template"] == "review":
+            assert cfg.prompt.demonstrations.count == 0
+            assert "prompt.demonstrations.count" not in trial.params
+        else:
+            assert cfg.prompt.demonstrations.count in (1, 2)
+    assert seen == {"cloze", "review"}

@@ -27,11 +27,7 @@ task:
 prompt:
   template: "{text} It was {label}."
 """
-TRAIN_KEYS = (
-    "method, learning_rate, epochs, batch_size, weight_decay, warmup_ratio, max_grad_norm, lora_r, "
-    "lora_alpha, "
-    "lora_dropout"
-)
+TRAIN_KEYS = "method, learning_rate, epochs, batch_size, weight_decay, warmup_ratio, max_grad_norm"
 WriteSpace = Callable[..., Path]
 
 
@@ -260,11 +256,11 @@ def test_condition_on_an_unknown_parameter(write_space: WriteSpace) -> None:
 
 def test_condition_on_a_value_the_parent_never_takes(write_space: WriteSpace) -> None:
     path = write_space(
-        BASE + "train:\n  method: [full, head]\n  lora_r: {low: 2, high: 16, when: {train.method: lora}}\n"
+        BASE + "train:\n  method: [full, head]\n  weight_decay: {low: 0.0, high: 0.1, when: {train.method: lora}}\n"
     )
     assert_one_problem(
         path,
-        f"{path}:9: train.lora_r.when.train.method: ['lora'] can never be a value of 'train.method' "
+        f"{path}:9: train.weight_decay.when.train.method: ['lora'] can never be a value of 'train.method' "
         "(its values: ['full', 'head'])",
     )
 
