@@ -47,7 +47,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "workers.json").write_text(json.dumps(outcome, indent=2) + "\n")
     lines = ["| space | workers | trials | seconds | trials/hour |", "|---|---|---|---|---|"]
-    lines += [f"| {r['space']} | {r['workers']} | {r['trials']} | {r['seconds']} | {r['trials_per_hour']} |" for r in rows]
+    for r in rows:
+        lines.append(f"| {r['space']} | {r['workers']} | {r['trials']} | {r['seconds']} | {r['trials_per_hour']} |")
     (args.out / "workers.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
