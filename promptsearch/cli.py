@@ -259,7 +259,8 @@ def _print_result(result: Any) -> None:
         say(f"  {rep['metric']}: dev {fmt_score(best['dev_score'])}, test {fmt_test(best['test'])}")
     if base:
         say(f"plain fine-tuning baseline: dev {fmt_score(base['dev_score'])}, test {fmt_test(base['test'])}")
-    say(f"report: {result.out_dir / 'report.md'}; best prompt: {result.export_path}")
+    label = "best config (plain)" if best and best["config"]["baseline"] else "best prompt"
+    say(f"report: {result.out_dir / 'report.md'}; {label}: {result.export_path}")
 
 
 @app.command("report")

@@ -202,3 +202,19 @@ def test_a_study_not_made_by_promptsearch_is_refused(
     assert main(["run", str(tiny_space), "--storage", url, "--study-name", "f", "--out", str(tmp_path / "r")]) == 2
     assert "was not created by promptsearch" in capsys.readouterr().err
     assert len(optuna.load_study(study_name="f", storage=url).trials) == 2
+
+
+def test_a_missing_database_driver_says_what_to_install(
+    tiny_space: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("sqlalchemy")
+    try:
+        import MySQLdb  # noqa: F401  (SQLAlchemy's default driver for mysql://)
+    except ImportError:
+        pass
+    else:
+        pytest.skip("a MySQL driver is installed here")
+    out = tmp_path / "run"
+    assert main(["run", str(tiny_space), "--storage", "mysql://root@127.0.0.1:3306/test", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "the database driver is not installed" in err and "Traceback" not in err and not out.exists()
