@@ -167,7 +167,7 @@ def run(
     from promptsearch.progress import SearchProgress
 
     space = load_any_space(path)
-    total = (space.spec.search.n_trials or 20 if n_trials is None else n_trials) + 1
+    total = ((space.spec.search.n_trials or 20) if n_trials is None else n_trials) + 1
     with SearchProgress(console, total=total) as progress:
         try:
             result = search(

@@ -101,12 +101,12 @@ def test_summary_lists_searched_parameters_and_counts_fixed_ones(write_space: Wr
     assert load_space(path).summary() == (
         "space 'tiny': 3 searched parameter(s) (template: 2 choices; learning_rate: float [1e-05, 0.001, "
         "log]; "
-        "batch_size: 2 choices), 13 fixed"
+        "batch_size: 2 choices), 10 fixed"
     )
 
 
 def test_summary_of_a_space_with_nothing_searched() -> None:
-    assert parse_space(BASE).summary() == "space 'tiny': 0 searched parameter(s), 16 fixed"
+    assert parse_space(BASE).summary() == "space 'tiny': 0 searched parameter(s), 13 fixed"
 
 
 # --- one test per kind of mistake -----------------------------------------------------------------
