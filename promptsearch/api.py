@@ -42,15 +42,15 @@ from promptsearch.study import (
     HEARTBEAT_SECONDS,
     baseline_trial,
     best_trial,
+    count_done,
     default_out_dir,
     open_study,
     run_trials,
-    storage_url_for,
     stored_space_text,
 )
 from promptsearch.validate import check_space_data
 from promptsearch.versions import versions
-from promptsearch.workers import choose_storage, launch_workers, worker_seed
+from promptsearch.workers import choose_storage, existing_storage, launch_workers, worker_seed
 
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
@@ -220,6 +220,14 @@ def search(
     check_space_data(space, data)
     study = open_study(space, storage, study_name, data_fingerprint=data.fingerprint, seed=seed, heartbeat=heartbeat)
     out_dir.mkdir(parents=True, exist_ok=True)  # only once the inputs and the storage are good
+    loaded: list[TrialRunner] = []
+
+    def runner() -> TrialRunner:
+        """The model, loaded on first use: a finished study with a stored final evaluation needs none."""
+        if not loaded:
+            loaded.append(_make_runner(space, data, device))
+        return loaded[0]
+
     if workers > 1:
         if space.path is None:
             raise ConfigError("--workers needs the search space as a file, which every worker reads")
@@ -228,11 +236,9 @@ def search(
             out_dir=out_dir, heartbeat=heartbeat, timeout=timeout,
         )  # fmt: skip
         _watch_workers(procs, study, callbacks, progress)
-        runner = _make_runner(space, data, device)
-    else:
-        runner = _make_runner(space, data, device)
+    elif count_done(study) < n_trials + 1:
         run_trials(
-            runner, study, n_trials=n_trials, timeout=timeout, callbacks=callbacks, on_epoch=on_epoch,
+            runner(), study, n_trials=n_trials, timeout=timeout, callbacks=callbacks, on_epoch=on_epoch,
             heartbeat=heartbeat,
         )  # fmt: skip
     search_seconds = time.perf_counter() - t_start
@@ -245,9 +251,11 @@ def search(
             def saver(config: TrialConfig) -> None:
                 from promptsearch.predict import save_model as _save
 
-                _save(runner, build_export(space, study, data), Path(save_model))
+                _save(runner(), build_export(space, study, data), Path(save_model))
 
-        final = final_evaluation(runner, study, seeds=final_seeds, save_model=saver, progress=progress)
+        final = stored_final(study, space, data, final_seeds) if saver is None else None
+        if final is None:
+            final = final_evaluation(runner(), study, seeds=final_seeds, save_model=saver, progress=progress)
 
     report_dict = _build_report(space, study, final)
     report_dict["seconds"]["search"] = round(search_seconds, 2)
@@ -351,11 +359,8 @@ def _open_existing(
         if out is None:
             raise ConfigError("give --out DIR (a run folder) or --storage URL with --study-name NAME")
         out_dir = Path(out)
-        if (out_dir / "study.journal").is_file():
-            storage = f"journal://{(out_dir / 'study.journal').resolve()}"
-        elif (out_dir / "study.db").is_file():
-            storage = storage_url_for(out_dir)
-        else:
+        storage = existing_storage(out_dir)
+        if storage is None:
             raise ConfigError(
                 f"--out {out_dir}: no study there (study.db or study.journal); "
                 f"run `promptsearch run SPACE --out {out_dir}` first"

@@ -320,7 +320,7 @@ def predict(
     device: DeviceOpt = "auto",
 ) -> None:
     """Label new texts with a saved model: label and probability per row."""
-    from promptsearch.predict import Predictor, write_predictions
+    from promptsearch.predict import Predictor, prediction_record, write_predictions
 
     pairs = Predictor(model_dir, device=device).predict_file(input_)
     if output is not None:
@@ -328,10 +328,7 @@ def predict(
         say(f"wrote {len(pairs)} predictions to {output}")
     else:
         for row, p in pairs:
-            sys.stdout.write(
-                json.dumps({**row, "prediction": p.label, "probability": round(p.probability, 6)}, ensure_ascii=False)
-                + "\n"
-            )
+            sys.stdout.write(prediction_record(row, p) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-__all__ = ["ModelRuntime", "resolve_model_name"]
+__all__ = ["ModelRuntime", "resolve_model_name", "usable_max_length"]
 
 logger = logging.getLogger(__name__)
 EMBEDDED_ALIASES = (DEFAULT_MODEL, "sentence-transformers/all-MiniLM-L6-v2")
@@ -104,7 +104,7 @@ class ModelRuntime:
         new_keys = set(info.get("missing_keys", ()))
         self.head_modules = sorted({k.rsplit(".", 1)[0] for k in new_keys}) or self._guess_head()
         self._pristine = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
-        self.max_length = min(spec.max_length, _model_limit(self.tokenizer, self.model))
+        self.max_length = usable_max_length(spec.max_length, self.tokenizer, self.model.config)
         self.slot = self.tokenizer.mask_token or ""
         _ = torch  # imported for the type of device
 
@@ -136,10 +136,8 @@ class ModelRuntime:
         return len(self.tokenizer(text, add_special_tokens=True, truncation=False)["input_ids"])
 
 
-def _model_limit(tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> int:
-    limits = [
-        getattr(model.config, "max_position_embeddings", None),
-        getattr(tokenizer, "model_max_length", None),
-    ]
+def usable_max_length(requested: int, tokenizer: PreTrainedTokenizerBase, config: Any = None) -> int:
+    """``model.max_length`` capped by what the tokenizer and (when given) the model config can take."""
+    limits = [getattr(tokenizer, "model_max_length", None), getattr(config, "max_position_embeddings", None)]
     usable = [int(x) for x in limits if isinstance(x, int) and 0 < x < 1_000_000]
-    return min(usable) if usable else 512
+    return min([requested, *usable])

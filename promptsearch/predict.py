@@ -17,7 +17,7 @@ from promptsearch.export import PromptExport, load_prompt_config, write_prompt_c
 if TYPE_CHECKING:
     from promptsearch.objective import TrialRunner
 
-__all__ = ["Prediction", "Predictor", "check_save_target", "save_model"]
+__all__ = ["Prediction", "Predictor", "check_save_target", "prediction_record", "save_model", "write_predictions"]
 
 PROMPT_FILE = "best_prompt.yaml"
 
@@ -129,11 +129,14 @@ class Predictor:
         return list(zip(rows, self.predict_rows(rows, source=str(path)), strict=True))
 
 
+def prediction_record(row: dict[str, Any], prediction: Prediction) -> str:
+    """One JSON line: the input row with its ``prediction`` and ``probability``."""
+    record = {**row, "prediction": prediction.label, "probability": round(prediction.probability, 6)}
+    return json.dumps(record, ensure_ascii=False)
+
+
 def write_predictions(pairs: Sequence[tuple[dict[str, Any], Prediction]], path: Path) -> None:
     from promptsearch.export import atomic_write_text
 
-    lines = [
-        json.dumps({**row, "prediction": p.label, "probability": round(p.probability, 6)}, ensure_ascii=False)
-        for row, p in pairs
-    ]
+    lines = [prediction_record(row, p) for row, p in pairs]
     atomic_write_text(path, "\n".join(lines) + ("\n" if lines else ""))

@@ -53,7 +53,7 @@ def render_examples(
     """Sample a config (``sets`` fixed, the rest at random with ``seed``) and render ``n`` rows of ``split``."""
     from transformers import AutoTokenizer
 
-    from promptsearch.modeling import _quiet_transformers, resolve_model_name
+    from promptsearch.modeling import _quiet_transformers, resolve_model_name, usable_max_length
 
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     study.enqueue_trial(check_sets(space, sets))
@@ -67,8 +67,7 @@ def render_examples(
     def count(text: str) -> int:
         return len(tokenizer(text, add_special_tokens=True)["input_ids"])
 
-    limit = getattr(tokenizer, "model_max_length", None)
-    max_length = min(spec.max_length, limit) if isinstance(limit, int) and 0 < limit < 1_000_000 else spec.max_length
+    max_length = usable_max_length(spec.max_length, tokenizer)
     renderer = PromptRenderer(
         config.prompt, data.train, slot=tokenizer.mask_token or "", count_tokens=count, max_length=max_length
     )

@@ -32,7 +32,6 @@ __all__ = [
     "make_storage",
     "open_study",
     "run_trials",
-    "storage_url_for",
 ]
 
 logger = logging.getLogger(__name__)
@@ -51,10 +50,6 @@ _STORAGE_SCHEMES = (
 
 def default_out_dir(space: SearchSpace) -> Path:
     return Path("runs") / space.name
-
-
-def storage_url_for(out_dir: Path) -> str:
-    return f"sqlite:///{(out_dir / 'study.db').resolve()}"
 
 
 def _make_parent(path: Path, shown: str) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from promptsearch.errors import ConfigError
 
-__all__ = ["choose_storage", "launch_workers", "worker_seed"]
+__all__ = ["choose_storage", "existing_storage", "launch_workers", "worker_seed"]
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +23,16 @@ logger = logging.getLogger(__name__)
 def worker_seed(seed: int, index: int) -> int:
     """Each worker's sampler seed: worker 0 keeps the study seed, the others get their own."""
     return seed + 7919 * index
+
+
+def existing_storage(out_dir: Path) -> str | None:
+    """The storage URL of the study already in a run folder (its journal or SQLite file), if any."""
+    journal, db = out_dir / "study.journal", out_dir / "study.db"
+    if journal.is_file():
+        return f"journal://{journal.resolve()}"
+    if db.is_file():
+        return f"sqlite:///{db.resolve()}"
+    return None
 
 
 def choose_storage(out_dir: Path, storage: str | None, workers: int) -> str:
@@ -39,19 +49,18 @@ def choose_storage(out_dir: Path, storage: str | None, workers: int) -> str:
         return storage
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"--out {out_dir}: this is a file; give a folder for the run")
-    journal, db = out_dir / "study.journal", out_dir / "study.db"
-    if journal.exists():
-        return f"journal://{journal.resolve()}"
-    if db.exists():
-        if workers > 1:
+    found = existing_storage(out_dir)
+    if found is not None:
+        if workers > 1 and found.startswith("sqlite"):
             raise ConfigError(
-                f"--workers {workers}: the study in {db} is SQLite, which takes one writer; continue it with "
-                "--workers 1, or start a new run folder (--out DIR) where several workers share a journal file"
+                f"--workers {workers}: the study in {out_dir / 'study.db'} is SQLite, which takes one writer; "
+                "continue it with --workers 1, or start a new run folder (--out DIR) where several workers "
+                "share a journal file"
             )
-        return f"sqlite:///{db.resolve()}"
+        return found
     if workers > 1:
-        return f"journal://{journal.resolve()}"
-    return f"sqlite:///{db.resolve()}"
+        return f"journal://{(out_dir / 'study.journal').resolve()}"
+    return f"sqlite:///{(out_dir / 'study.db').resolve()}"
 
 
 def launch_workers(

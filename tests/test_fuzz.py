@@ -171,7 +171,7 @@ def test_random_templates(source: str, value: str) -> None:
     try:
         tpl = Template.parse(source)
     except TemplateError as exc:
-        assert repr(source)[:20] in str(exc) or "template" in str(exc)
+        assert repr(source) in str(exc)  # every message quotes the template it refuses
         return
     out = tpl.render(dict.fromkeys(tpl.names, value))
     assert isinstance(out, str)

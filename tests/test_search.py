@@ -63,7 +63,9 @@ def test_search_end_to_end(tiny_space: Path, tmp_path: Path) -> None:
     assert exported.scores.test.mean == pytest.approx(report["best"]["test"]["mean"])
 
 
-def test_resume_runs_only_the_remaining_trials(tiny_space: Path, tmp_path: Path) -> None:
+def test_resume_runs_only_the_remaining_trials(
+    tiny_space: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "run"
     first = search(tiny_space, out=out, n_trials=2, final_seeds=0, device="cpu")
     kept = [(t.number, t.value, t.datetime_start) for t in first.study.trials]
@@ -72,6 +74,12 @@ def test_resume_runs_only_the_remaining_trials(tiny_space: Path, tmp_path: Path)
     trials = second.study.trials
     assert len(trials) == 5
     assert [(t.number, t.value, t.datetime_start) for t in trials[:3]] == kept
+    import promptsearch.api as api
+
+    def no_model(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a finished study needs no model")
+
+    monkeypatch.setattr(api, "_make_runner", no_model)
     third = search(tiny_space, out=out, n_trials=4, final_seeds=0, device="cpu")
     assert len(third.study.trials) == 5, "a finished study runs nothing more"
 
