@@ -37,7 +37,7 @@ from promptsearch.redact import mask_url
 from promptsearch.report import build_report, write_report
 from promptsearch.sampling import baseline_config
 from promptsearch.space import SearchSpace, load_space, parse_space
-from promptsearch.spec import DataSource
+from promptsearch.spec import DataSource, ModelSpec
 from promptsearch.study import (
     HEARTBEAT_SECONDS,
     baseline_trial,
@@ -101,6 +101,13 @@ def _absolute_source(space: SearchSpace) -> DataSource:
     return DataSource(dir=absolute(src.dir) if src.dir else None, files={k: absolute(v) for k, v in src.files.items()})
 
 
+def _model_for(spec: ModelSpec, head: str) -> ModelSpec:
+    """The model section of a config that ran with ``head`` (the baseline: a classification head)."""
+    if head == spec.head:
+        return spec
+    return spec.model_copy(update={"head": head, "multi_token": None})
+
+
 def build_export(space: SearchSpace, study: optuna.Study, data: TaskData) -> PromptExport:
     """The best trial of ``study`` as a :class:`PromptExport` (with test scores when evaluated)."""
     best = best_trial(study)
@@ -119,7 +126,7 @@ def build_export(space: SearchSpace, study: optuna.Study, data: TaskData) -> Pro
         name=space.name,
         space_file=str(space.path) if space.path else None,
         trial=best.number,
-        model=space.spec.model,
+        model=_model_for(space.spec.model, config.head),
         task=ExportedTask(
             text_fields=task.text_fields,
             label_field=task.label_field,
@@ -442,7 +449,6 @@ def train(
     from promptsearch.predict import check_save_target
     from promptsearch.predict import save_model as _save
     from promptsearch.sampling import sample_config
-    from promptsearch.trainer import evaluate, load_state
 
     if save_model is not None:
         check_save_target(save_model)
@@ -461,22 +467,16 @@ def train(
     data = load_task_data(space.spec.task, space.base_dir)
     runner = _make_runner(space, data, device)
     if exported is not None:  # the export's own prompt (possibly plain, which no space can express)
-        config = TrialConfig(prompt=exported.prompt, train=exported.train, baseline=exported.prompt.is_plain)
+        config = TrialConfig(
+            prompt=exported.prompt,
+            train=exported.train,
+            baseline=exported.prompt.is_plain,
+            head=exported.model.head,
+        )
     else:
         config = sample_config(optuna.trial.FixedTrial({}), space)
     result, _ = runner.fit(config, seed=seed, keep_best_state=True)
-    if result.best_state is not None:
-        load_state(runner.runtime.model, result.best_state)
-    test = None
-    if data.has_test:
-        encoded = runner.features.get(config.prompt, "test")
-        test = evaluate(
-            runner.runtime.model,
-            encoded,
-            runner.device,
-            int(runner.runtime.tokenizer.pad_token_id),
-            space.spec.task.metric,
-        )
+    test = runner.evaluate(config, "test") if data.has_test else None
     if save_model is not None:
         study = optuna.create_study(direction=space.spec.search.direction)
         study.add_trial(

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["DemoConfig", "PromptConfig", "TrainConfig", "TrialConfig"]
+__all__ = ["DemoConfig", "LoraConfig", "PromptConfig", "TrainConfig", "TrialConfig"]
 
 
 class _Frozen(BaseModel):
@@ -27,22 +27,38 @@ class PromptConfig(_Frozen):
     label_words: dict[str, str] = Field(default_factory=dict)
     demonstrations: DemoConfig = Field(default_factory=DemoConfig)
     seed: int = Field(0, description="Seed of the demonstration choice (rendering is deterministic given it).")
+    chat: bool = Field(False, description="Causal head: wrap the prompt in the tokenizer's chat template.")
 
     @property
     def is_plain(self) -> bool:
         return self.template is None
 
 
+class LoraConfig(_Frozen):
+    r: int = Field(8, ge=1)
+    alpha: int = Field(16, ge=1)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] | None = None
+
+
 class TrainConfig(_Frozen):
     """Fine-tuning hyperparameters; the defaults are the plain fine-tuning baseline."""
 
-    method: Literal["full", "head"] = Field("full", description="full | head (only the classification head trains)")
+    method: Literal["full", "lora", "head", "bitfit", "none"] = Field(
+        "full", description="full | lora | head | bitfit | none (no training)"
+    )
+    lora: LoraConfig | None = Field(None, description="Set when method is lora.")
     learning_rate: float = Field(2e-5, gt=0)
     epochs: int = Field(10, ge=0)
     batch_size: int = Field(8, ge=1)
     weight_decay: float = Field(0.01, ge=0)
     warmup_ratio: float = Field(0.1, ge=0, le=1)
     max_grad_norm: float = Field(1.0, gt=0)
+
+    @property
+    def trains(self) -> bool:
+        """Whether any weight changes: not with method 'none' or 0 epochs (the prompt in context only)."""
+        return self.method != "none" and self.epochs > 0
 
 
 class TrialConfig(_Frozen):
@@ -52,3 +68,6 @@ class TrialConfig(_Frozen):
     train: TrainConfig
     params: dict[str, Any] = Field(default_factory=dict, description="Optuna params (dotted names -> keys/values).")
     baseline: bool = False
+    head: Literal["classification", "mlm", "causal"] = Field(
+        "classification", description="How the model answers (the baseline always uses a classification head)."
+    )

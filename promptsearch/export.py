@@ -174,10 +174,11 @@ def export_to_space_text(export: PromptExport) -> str:
                 "selection": demos.selection,
                 "separator": demos.separator,
             },
+            "chat": export.prompt.chat,
         },
-        "train": export.train.model_dump(mode="json"),
+        "train": export.train.model_dump(mode="json", exclude_none=True),
         "search": {"seed": export.prompt.seed, "n_trials": 1, "pruner": {"type": "none"}},
-        "baseline": export.baseline_train.model_dump(mode="json") if export.baseline_train else {},
+        "baseline": (export.baseline_train.model_dump(mode="json", exclude={"lora"}) if export.baseline_train else {}),
     }
     return dump_yaml(raw)
 

@@ -23,7 +23,6 @@ from promptsearch.objective import TrialRunner, trial_config
 from promptsearch.sampling import baseline_config
 from promptsearch.space import SearchSpace
 from promptsearch.study import baseline_trial, best_trial
-from promptsearch.trainer import evaluate, load_state
 
 __all__ = ["FINAL_ATTR", "final_evaluation", "score_summary", "stored_final"]
 
@@ -50,16 +49,12 @@ def _evaluate_config(
     label: str = "",
 ) -> dict[str, Any]:
     scores, dev_scores, epochs = [], [], []
-    pad_id = int(runner.runtime.tokenizer.pad_token_id)
     for i in range(seeds):
         seed = SEED_OFFSET + i
         if progress is not None:
             progress(f"final evaluation: {label} seed {i + 1}/{seeds}")
         result, _ = runner.fit(config, seed=seed, keep_best_state=True)
-        if result.best_state is not None:
-            load_state(runner.runtime.model, result.best_state)
-        test = runner.features.get(config.prompt, "test")
-        score = evaluate(runner.runtime.model, test, runner.device, pad_id, runner.space.spec.task.metric)
+        score = runner.evaluate(config, "test")
         scores.append(score)
         dev_scores.append(result.best_score)
         epochs.append(result.best_epoch)

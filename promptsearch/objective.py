@@ -18,7 +18,7 @@ from promptsearch.device import free_memory, peak_memory_mb, reset_peak_memory
 from promptsearch.features import Encoded, FeatureCache
 from promptsearch.sampling import baseline_config, sample_config
 from promptsearch.space import SearchSpace
-from promptsearch.trainer import FitResult, NonFiniteLoss, fine_tune
+from promptsearch.trainer import FitResult, NonFiniteLoss, evaluate, fine_tune, load_state
 
 if TYPE_CHECKING:
     import torch
@@ -82,18 +82,50 @@ def trial_config(trial: optuna.trial.FrozenTrial) -> TrialConfig:
 
 @dataclass
 class TrialRunner:
-    """What trials share in one process: the data, the loaded model and the tokenized-split cache."""
+    """What trials share in one process: the data, the loaded models and their tokenized-split caches.
+
+    ``runtime`` has the space's head. The baseline fine-tunes a classification head on the same
+    body, so with an mlm or causal head a second runtime is loaded the first time it runs.
+    """
 
     space: SearchSpace
     data: TaskData
     runtime: ModelRuntime
 
     def __post_init__(self) -> None:
-        self.features = FeatureCache(self.runtime, self.data)
+        self._runtimes = {self.runtime.head: self.runtime}
+        self._features = {self.runtime.head: FeatureCache(self.runtime, self.data)}
+
+    @property
+    def features(self) -> FeatureCache:
+        return self._features[self.runtime.head]
 
     @property
     def device(self) -> torch.device:
         return self.runtime.device
+
+    def runtime_for(self, head: str) -> ModelRuntime:
+        """The loaded model with ``head`` (loaded now if it is not yet)."""
+        if head not in self._runtimes:
+            from promptsearch.modeling import ModelRuntime
+
+            t0 = time.perf_counter()
+            runtime = ModelRuntime(self.runtime.spec, self.runtime.labels, self.device, head=head)
+            logger.info("loaded %s with a %s head in %.1f s", runtime.name, head, time.perf_counter() - t0)
+            self._runtimes[head] = runtime
+            self._features[head] = FeatureCache(runtime, self.data)
+        return self._runtimes[head]
+
+    def features_for(self, head: str) -> FeatureCache:
+        self.runtime_for(head)
+        return self._features[head]
+
+    def evaluate(self, config: TrialConfig, split: str) -> float:
+        """The score on ``split`` of the model as ``config``'s last :meth:`fit` left it."""
+        runtime = self.runtime_for(config.head)
+        encoded = self.features_for(config.head).get(config.prompt, split)
+        pad_id = int(runtime.tokenizer.pad_token_id)
+        return evaluate(runtime.model, encoded, self.device, pad_id, self.space.spec.task.metric)
 
     def fit(
         self,
@@ -106,11 +138,13 @@ class TrialRunner:
     ) -> tuple[FitResult, Encoded]:
         """Restore the model, encode train/dev for ``config`` and fine-tune it."""
         timings = timings if timings is not None else {}
+        runtime = self.runtime_for(config.head)
+        features = self.features_for(config.head)
         t0 = time.perf_counter()
-        model = self.runtime.restore(seed=seed, method=config.train.method)
+        model = runtime.restore(seed=seed, train=config.train)
         t1 = time.perf_counter()
-        train = self.features.get(config.prompt, "train")
-        dev = self.features.get(config.prompt, "dev")
+        train = features.get(config.prompt, "train")
+        dev = features.get(config.prompt, "dev")
         t2 = time.perf_counter()
         timings.update(restore=t1 - t0, tokenize=t2 - t1)
         accumulation = 1
@@ -124,7 +158,7 @@ class TrialRunner:
                     config.train,
                     metric=self.space.spec.task.metric,
                     device=self.device,
-                    pad_id=int(self.runtime.tokenizer.pad_token_id),
+                    pad_id=int(runtime.tokenizer.pad_token_id),
                     seed=seed,
                     maximize=self.space.spec.search.direction == "maximize",
                     on_epoch=on_epoch,
@@ -132,6 +166,8 @@ class TrialRunner:
                     result=result,
                     accumulation=accumulation,
                 )
+                if keep_best_state and result.best_state:
+                    load_state(model, result.best_state)  # the model ends at its best dev epoch
                 return result, train
             except Exception as exc:
                 if not is_out_of_memory(exc):
@@ -150,7 +186,7 @@ class TrialRunner:
                     config.train.batch_size // accumulation,
                     accumulation,
                 )
-                model = self.runtime.restore(seed=seed, method=config.train.method)
+                model = runtime.restore(seed=seed, train=config.train)
             finally:  # also when pruned: the seconds spent so far
                 timings["train"] = timings.get("train", 0.0) + result.train_seconds
                 timings["eval"] = timings.get("eval", 0.0) + result.eval_seconds
@@ -231,7 +267,7 @@ class Objective:
             raise optuna.TrialPruned(reason) from None
         except optuna.TrialPruned:
             trial.set_user_attr("epochs_run", state.get("last", (0, 0.0))[0])
-            self._describe(trial, self.runner.features.get(config.prompt, "train"))
+            self._describe(trial, self.runner.features_for(config.head).get(config.prompt, "train"))
             raise
         except Exception as exc:
             trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:2000])

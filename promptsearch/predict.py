@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 __all__ = ["Prediction", "Predictor", "check_save_target", "prediction_record", "save_model", "write_predictions"]
 
 PROMPT_FILE = "best_prompt.yaml"
+ADAPTER_FILE = "adapter_config.json"
 
 
 def check_save_target(directory: str | Path) -> Path:
@@ -38,14 +39,28 @@ def check_save_target(directory: str | Path) -> Path:
 def save_model(runner: TrialRunner, export: PromptExport, directory: Path) -> Path:
     """Write the runner's current model and tokenizer (Hugging Face format) and the prompt config.
 
-    The folder is built next to ``directory`` and moved into place, so it is never half-written.
+    After LoRA training only the adapter is written (with a trained classification head, when there
+    is one, and the weights the checkpoint lacked); ``Predictor`` loads the base model named in the
+    prompt config and applies it. The folder is built next to ``directory`` and moved into place,
+    so it is never half-written.
     """
+    from safetensors.torch import save_file
+
+    from promptsearch.modeling import MISSING_WEIGHTS_FILE
+
     directory = check_save_target(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
+    runtime = runner.runtime_for(export.model.head)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
-        runner.runtime.model.save_pretrained(tmp, safe_serialization=True)
-        runner.runtime.tokenizer.save_pretrained(tmp)
+        if runtime.peft is not None:
+            runtime.peft.save_pretrained(tmp)
+            missing = runtime.missing_weights()
+            if missing:
+                save_file({k: v.contiguous() for k, v in missing.items()}, str(tmp / MISSING_WEIGHTS_FILE))
+        else:
+            runtime.model.save_pretrained(tmp, safe_serialization=True)
+        runtime.tokenizer.save_pretrained(tmp)
         write_prompt_config(export, tmp / PROMPT_FILE)
         if directory.exists():  # a previous save (check_save_target refused anything else)
             shutil.rmtree(directory)
@@ -78,13 +93,32 @@ class Predictor:
                 "create one with `promptsearch train best_prompt.yaml --save-model DIR`"
             )
         self.export = load_prompt_config(prompt_file)
-        spec = self.export.model.model_copy(update={"name": str(self.directory), "revision": None})
-        self.runtime = ModelRuntime(spec, self.export.task.labels, resolve_device(device))
+        labels = self.export.task.labels
+        if (self.directory / ADAPTER_FILE).is_file():  # LoRA: the base model, then the adapter
+            self.runtime = ModelRuntime(self.export.model, labels, resolve_device(device))
+            self._apply_adapter()
+        else:
+            update = {"name": str(self.directory), "revision": None, "gguf_file": None}
+            self.runtime = ModelRuntime(self.export.model.model_copy(update=update), labels, resolve_device(device))
         task = self.export.task
         self.pool = [
             Example(fields={f: row[f] for f in task.text_fields}, label=row[task.label_field])
             for row in self.export.demonstration_pool
         ]
+
+    def _apply_adapter(self) -> None:
+        from peft import PeftModel
+        from safetensors.torch import load_file
+
+        from promptsearch.modeling import MISSING_WEIGHTS_FILE
+
+        model = self.runtime.model
+        missing = self.directory / MISSING_WEIGHTS_FILE
+        if missing.is_file():
+            state = load_file(str(missing), device=str(self.runtime.device))
+            model.load_state_dict(state, strict=False)
+        PeftModel.from_pretrained(model, str(self.directory))  # injects the adapter into ``model`` in place
+        model.eval()
 
     def predict_rows(self, rows: Sequence[dict[str, Any]], *, source: str = "input") -> list[Prediction]:
         from promptsearch.features import encode

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import optuna
@@ -10,7 +11,7 @@ from promptsearch.config import TrialConfig
 from promptsearch.data import TaskData
 from promptsearch.dimensions import Fixed, FloatRange
 from promptsearch.errors import ConfigError, did_you_mean
-from promptsearch.render import PromptRenderer, RenderedPrompt
+from promptsearch.render import RenderedPrompt
 from promptsearch.sampling import sample_config
 from promptsearch.space import SearchSpace, possible_values
 
@@ -51,30 +52,20 @@ def render_examples(
     space: SearchSpace, data: TaskData, sets: dict[str, Any], *, n: int, split: str, seed: int
 ) -> tuple[TrialConfig, list[tuple[RenderedPrompt, int]]]:
     """Sample a config (``sets`` fixed, the rest at random with ``seed``) and render ``n`` rows of ``split``."""
-    from transformers import AutoTokenizer
-
-    from promptsearch.modeling import _quiet_transformers, resolve_model_name, usable_max_length
+    from promptsearch.features import PromptEncoder
+    from promptsearch.modeling import load_tokenizer, usable_max_length
 
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     study.enqueue_trial(check_sets(space, sets))
     config = sample_config(study.ask(), space)
     spec = space.spec.model
-    with _quiet_transformers():
-        tokenizer = AutoTokenizer.from_pretrained(
-            resolve_model_name(spec.name), revision=spec.revision, trust_remote_code=spec.trust_remote_code
-        )
-
-    def count(text: str) -> int:
-        return len(tokenizer(text, add_special_tokens=True)["input_ids"])
-
+    tokenizer = load_tokenizer(spec)
     max_length = usable_max_length(spec.max_length, tokenizer)
-    renderer = PromptRenderer(
-        config.prompt, data.train, slot=tokenizer.mask_token or "", count_tokens=count, max_length=max_length
-    )
+    encoder = PromptEncoder(tokenizer, spec.head, max_length, space.spec.task.labels, spec.scoring)
     rows = (data.train if split == "train" else data.dev)[:n]
-    out = []
-    for row in rows:
-        prompt = renderer.render(row)
-        tokens = len(tokenizer(prompt.text, prompt.text_pair, add_special_tokens=True)["input_ids"])
-        out.append((prompt, tokens))
+    encoded = encoder.encode(config.prompt, rows, data.train)
+    out = [
+        (replace(prompt, text=encoder.model_text(prompt.text, config.prompt.chat)), len(ids))
+        for prompt, ids in zip(encoded.prompts, encoded.input_ids, strict=True)
+    ]
     return config, out

@@ -4,7 +4,9 @@ The template's *example part* is everything after its last ``{instruction}``/``{
 placeholder; demonstrations and the query are both rendered with it. Without ``{instruction}``
 a non-empty instruction goes first, followed by a newline; without ``{demos}`` the demonstrations
 go right before the query. In the query the ``{label}`` slot holds ``slot`` (the tokenizer's mask
-token for a classification head). When a prompt is longer than ``max_length`` tokens,
+token), or, with ``stop_at_slot`` (causal heads), the query ends where ``{label}`` starts; the
+slot text is removed from the data so that a prompt never holds two. When a prompt is longer than
+``max_length`` tokens,
 demonstrations are dropped from the end first; then the query's longest text is cut by words.
 """
 
@@ -51,6 +53,7 @@ class PromptRenderer:
         slot: str = "",
         count_tokens: TokenCounter | None = None,
         max_length: int | None = None,
+        stop_at_slot: bool = False,
     ) -> None:
         self.config = config
         self.slot = slot
@@ -63,6 +66,10 @@ class PromptRenderer:
             cut = max((i for i, s in enumerate(tpl.segments) if _is(s, ("instruction", "demos"))), default=-1)
             self._head = tpl.slice(0, cut + 1)
             self._example = tpl.slice(cut + 1)
+            self._query = self._example
+            if stop_at_slot:
+                at = next(i for i, s in enumerate(self._example.segments) if _is(s, ("label",)))
+                self._query = self._example.slice(0, at)
             self._has_instruction = "instruction" in names
             self._has_demos = "demos" in names
             if config.demonstrations.count > 0:
@@ -76,7 +83,7 @@ class PromptRenderer:
         k = self.config.demonstrations.count
         demos = self._selector.select(query, k) if self._selector is not None and k > 0 else []
         available = len(demos)  # the pool may hold fewer than k: only truncation counts as dropping
-        fields = dict(query.fields)
+        fields = self._clean(query.fields)
         text = self._compose(demos, fields)
         truncated = False
         if self.count_tokens is not None and self.max_length is not None:
@@ -102,15 +109,22 @@ class PromptRenderer:
     def _compose(self, demos: Sequence[Example], fields: Mapping[str, str]) -> str:
         words = self.config.label_words
         sep = self.config.demonstrations.separator
-        demo_text = "".join(self._example.render({**d.fields, "label": words[d.label]}) + sep for d in demos)
+        demo_text = "".join(
+            self._example.render({**self._clean(d.fields), "label": words[d.label]}) + sep for d in demos
+        )
         parts = []
         if self.config.instruction and not self._has_instruction:
             parts.append(self.config.instruction + "\n")
         parts.append(self._head.render({"instruction": self.config.instruction, "demos": demo_text}))
         if not self._has_demos:
             parts.append(demo_text)
-        parts.append(self._example.render({**fields, "label": self.slot}))
+        parts.append(self._query.render({**fields, "label": self.slot}))
         return "".join(parts).lstrip()
+
+    def _clean(self, fields: Mapping[str, str]) -> dict[str, str]:
+        if not self.slot:
+            return dict(fields)
+        return {k: v.replace(self.slot, " ") for k, v in fields.items()}
 
     def _cut_query(self, demos: Sequence[Example], fields: dict[str, str]) -> str:
         assert self.count_tokens is not None and self.max_length is not None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from promptsearch.config import DemoConfig, PromptConfig, TrainConfig, TrialConfig
+from promptsearch.config import DemoConfig, LoraConfig, PromptConfig, TrainConfig, TrialConfig
 from promptsearch.dimensions import Categorical, Dimension, Fixed, FloatRange, IntRange
 from promptsearch.space import SearchSpace, is_active
 
@@ -32,16 +32,24 @@ def _suggest(trial: optuna.trial.BaseTrial, name: str, dim: Dimension) -> Any:
     raise TypeError(f"unknown dimension {dim!r}")
 
 
+def _meaningless(name: str, values: dict[str, Any]) -> bool:
+    """Natural conditions: parameters that mean nothing given earlier values are not sampled."""
+    if name in ("prompt.demonstrations.selection", "prompt.demonstrations.separator"):
+        return not values.get("prompt.demonstrations.count")
+    method = values.get("train.method")
+    if name.startswith("train.lora."):
+        return method != "lora"
+    if name.startswith("train.") and name != "train.method":
+        return method == "none"  # nothing trains, so no training hyperparameters
+    return False
+
+
 def sample_config(trial: optuna.trial.BaseTrial, space: SearchSpace) -> TrialConfig:
     """Sample every active parameter of ``space`` in order and resolve text keys to their texts."""
     values: dict[str, Any] = {}
     for name, dim in space.params.items():
-        if not is_active(dim, values):
+        if not is_active(dim, values) or _meaningless(name, values):
             continue
-        if name in ("prompt.demonstrations.selection", "prompt.demonstrations.separator") and not values.get(
-            "prompt.demonstrations.count"
-        ):
-            continue  # meaningless without demonstrations, so not sampled (a natural condition)
         values[name] = _suggest(trial, name, dim)
 
     demo_defaults = DemoConfig()
@@ -55,10 +63,19 @@ def sample_config(trial: optuna.trial.BaseTrial, space: SearchSpace) -> TrialCon
             separator=values.get("prompt.demonstrations.separator", demo_defaults.separator),
         ),
         seed=space.spec.search.seed,
+        chat=bool(values.get("prompt.chat", False)),
     )
-    train = TrainConfig(**{k.removeprefix("train."): v for k, v in values.items() if k.startswith("train.")})
+    train_values = {
+        k.removeprefix("train."): v for k, v in values.items() if k.startswith("train.") and ".lora." not in k
+    }
+    if train_values.get("method") == "lora":
+        lora = {k.removeprefix("train.lora."): v for k, v in values.items() if k.startswith("train.lora.")}
+        train_values["lora"] = LoraConfig(**lora, target_modules=space.spec.train.lora.target_modules)
+    if train_values.get("method") == "none":
+        train_values["epochs"] = 0
+    train = TrainConfig(**train_values)
     params = {k: v for k, v in values.items() if not isinstance(space.params[k], Fixed)}
-    return TrialConfig(prompt=prompt, train=train, params=params)
+    return TrialConfig(prompt=prompt, train=train, params=params, head=space.spec.model.head)
 
 
 def baseline_config(space: SearchSpace) -> TrialConfig:

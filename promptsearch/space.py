@@ -25,15 +25,7 @@ from promptsearch.template import Template
 __all__ = ["SearchSpace", "is_active", "load_space", "parse_space", "possible_values"]
 
 RESERVED = ("instruction", "demos", "label")
-PROMPT_PARAMS = (
-    "prompt.instruction",
-    "prompt.template",
-    "prompt.label_words",
-    "prompt.demonstrations.count",
-    "prompt.demonstrations.selection",
-    "prompt.demonstrations.separator",
-)
-TRAIN_PARAMS = tuple(f"train.{name}" for name in TrainSpec.model_fields)
+LORA_PARAMS = ("r", "alpha", "dropout")
 
 
 @dataclass(frozen=True)
@@ -119,6 +111,7 @@ def parse_space(text: str, *, path: Path | None = None) -> SearchSpace:
     label_words = _check_label_words(spec, problems, msg)
     params = _parameters(spec, instructions, templates, label_words)
     _check_conditions(params, problems, msg)
+    _check_heads(spec, params, problems, msg)
     _check_baseline(spec, problems, msg)
     _check_pruner(spec, problems, msg)
     if problems:
@@ -305,9 +298,44 @@ def _parameters(
         "prompt.demonstrations.selection": demos.selection,
         "prompt.demonstrations.separator": demos.separator,
     }
+    if spec.model.head == "causal":  # the other heads are refused a chat template (see _check_heads)
+        params["prompt.chat"] = spec.prompt.chat
     for name in TrainSpec.model_fields:
-        params[f"train.{name}"] = getattr(spec.train, name)
+        if name != "lora":
+            params[f"train.{name}"] = getattr(spec.train, name)
+    if "lora" in (possible_values(spec.train.method) or ()):  # LoRA's parameters only where LoRA can run
+        for name in LORA_PARAMS:
+            params[f"train.lora.{name}"] = getattr(spec.train.lora, name)
     return params
+
+
+def _check_heads(spec: SpaceSpec, params: Mapping[str, Dimension], problems: list[str], msg: Any) -> None:
+    """What each head can do: no untrained classification heads, no chat outside causal, no 'head' for causal."""
+    head = spec.model.head
+    methods = possible_values(params["train.method"]) or ()
+    if head == "classification" and "none" in methods:
+        problems.append(
+            msg(
+                ("train", "method"),
+                "method 'none' (no training) needs model.head 'mlm' or 'causal': a new classification head "
+                "starts random, so an untrained one only guesses; drop 'none' or change model.head",
+            )
+        )
+    if head == "causal" and "head" in methods:
+        problems.append(
+            msg(
+                ("train", "method"),
+                "method 'head' trains a head of its own, but a causal LM answers through its output layer, "
+                "which is usually tied to the input embeddings; use 'lora', 'bitfit' or 'full' instead",
+            )
+        )
+    if head != "causal" and True in (possible_values(spec.prompt.chat) or ()):
+        problems.append(
+            msg(
+                ("prompt", "chat"),
+                f"chat templates apply to model.head 'causal' only, but the head is '{head}'; remove prompt.chat",
+            )
+        )
 
 
 def possible_values(dim: Dimension) -> tuple[Any, ...] | None:
@@ -340,7 +368,7 @@ def _check_conditions(params: Mapping[str, Dimension], problems: list[str], msg:
 
 
 def _check_baseline(spec: SpaceSpec, problems: list[str], msg: Any) -> None:
-    allowed = list(TrainSpec.model_fields)
+    allowed = [name for name in TrainSpec.model_fields if name != "lora"]
     usable: dict[str, Any] = {}
     for key, value in spec.baseline.items():
         if key not in allowed:
@@ -353,6 +381,10 @@ def _check_baseline(spec: SpaceSpec, problems: list[str], msg: Any) -> None:
         elif isinstance(value, (list, dict)):
             problems.append(
                 msg(("baseline", key), f"the baseline takes one value, not a range or list; found {value!r}")
+            )
+        elif key == "method" and value == "none":
+            problems.append(
+                msg(("baseline", key), "the baseline fine-tunes a classification head, so its method cannot be 'none'")
             )
         else:
             usable[key] = value

@@ -21,6 +21,7 @@ __all__ = [
     "DemoSpec",
     "FewShot",
     "HubSource",
+    "LoraSpec",
     "ModelSpec",
     "PromptSpec",
     "PrunerSpec",
@@ -32,10 +33,10 @@ __all__ = [
 
 DEFAULT_MODEL = "default"
 METRICS = ("accuracy", "macro_f1", "mcc")
-HEADS = ("classification",)
-PLANNED_HEADS = ("mlm", "causal")
+HEADS = ("classification", "mlm", "causal")
 SELECTIONS = ("random", "balanced", "similar")
-METHODS = ("full", "head")
+METHODS = ("full", "lora", "head", "bitfit", "none")
+EMBEDDED_MODELS = (DEFAULT_MODEL, "minilm", "smollm2")
 
 
 class _Strict(BaseModel):
@@ -161,20 +162,50 @@ class TaskSpec(_Strict):
 
 
 class ModelSpec(_Strict):
-    name: str = Field(DEFAULT_MODEL, description="Hub id or local path; 'default' is the embedded MiniLM.")
+    name: str = Field(
+        DEFAULT_MODEL,
+        description="Hub id or local path; 'default'/'minilm' is the embedded MiniLM, 'smollm2' the embedded "
+        "SmolLM2-135M-Instruct (GGUF).",
+    )
     max_length: int = Field(128, ge=8, le=32768, description="Max tokens of a rendered prompt.")
-    head: str = Field("classification", description="How the model answers: classification.")
+    head: str = Field(
+        "classification",
+        description="How the model answers: classification (a new head on the body) | mlm (the masked-LM head "
+        "fills the {label} slot) | causal (the label word continues the prompt).",
+    )
+    multi_token: Literal["error", "mean", "sum"] | None = Field(
+        None,
+        description="Label words of several tokens: error (mlm default: each word must be one token), mean "
+        "(mean of the sub-token log-probabilities) or sum (causal default: log-probability of the whole word).",
+    )
+    gguf_file: str | None = Field(None, description="A .gguf file inside the model folder (needs the gguf package).")
     revision: str | None = None
     trust_remote_code: bool = False
 
     @field_validator("head")
     @classmethod
     def _known_head(cls, value: str) -> str:
-        if value in PLANNED_HEADS:
-            raise ValueError(f"head '{value}' is not available in this version; available: {', '.join(HEADS)}")
         if value not in HEADS:
             raise ValueError(f"unknown head '{value}'.{did_you_mean(value, HEADS)} Available: {', '.join(HEADS)}")
         return value
+
+    @model_validator(mode="after")
+    def _multi_token_rule(self) -> ModelSpec:
+        if self.head == "classification" and self.multi_token is not None:
+            raise ValueError("multi_token applies to the mlm and causal heads only; remove it")
+        if self.head == "mlm" and self.multi_token == "sum":
+            raise ValueError(
+                "multi_token 'sum' needs one mask per sub-token, which an mlm prompt does not have; "
+                "use 'mean' (mean of the sub-token log-probabilities at the one mask) or 'error'"
+            )
+        return self
+
+    @property
+    def scoring(self) -> str:
+        """The multi-token rule in effect: the head's default when none is set."""
+        if self.multi_token is not None:
+            return self.multi_token
+        return "sum" if self.head == "causal" else "error"
 
 
 class DemoSpec(_Strict):
@@ -242,11 +273,28 @@ class PromptSpec(_Strict):
     template: TextChoices = Field(description="Template candidates; placeholders {text}, {label}, ...")
     label_words: LabelWordChoices = Field(None, description="Candidate maps label -> word; default: label names.")
     demonstrations: DemoSpec = Field(default_factory=DemoSpec)
+    chat: Annotated[Dimension, _dim("bool")] = Field(
+        default=Fixed(False),
+        description="Causal head only: wrap the prompt in the tokenizer's chat template (true, false or both).",
+    )
+
+
+class LoraSpec(_Strict):
+    """LoRA adapters (through peft); sampled only in trials whose train.method is 'lora'."""
+
+    r: IntDim = Field(default=Fixed(8), description="Rank of the update matrices.")
+    alpha: IntDim = Field(default=Fixed(16), description="Scaling numerator: the update is scaled by alpha / r.")
+    dropout: FloatDim = Field(default=Fixed(0.05), description="Dropout on the adapter input.")
+    target_modules: list[str] | None = Field(
+        None, description="Module names to adapt; default: peft's choice for the architecture (e.g. query, value)."
+    )
 
 
 class TrainSpec(_Strict):
     method: Annotated[Dimension, _dim("str", METHODS)] = Field(
-        default=Fixed("full"), description="full (all weights) | head (only the classification head trains)."
+        default=Fixed("full"),
+        description="full (all weights) | lora (adapters, body frozen) | head (only the head trains) | "
+        "bitfit (only biases, and a classification head) | none (no training: the prompt in context only).",
     )
     learning_rate: FloatDim = Field(default=Fixed(2e-5))
     epochs: IntDim = Field(default=Fixed(10))
@@ -254,6 +302,7 @@ class TrainSpec(_Strict):
     weight_decay: FloatDim = Field(default=Fixed(0.01))
     warmup_ratio: FloatDim = Field(default=Fixed(0.1))
     max_grad_norm: FloatDim = Field(default=Fixed(1.0))
+    lora: LoraSpec = Field(default_factory=LoraSpec)
 
 
 class PrunerSpec(_Strict):

@@ -18,6 +18,7 @@ import numpy as np
 from promptsearch.config import TrainConfig
 from promptsearch.device import autocast
 from promptsearch.features import Encoded, collate
+from promptsearch.heads import class_scores
 from promptsearch.metrics import compute_metric
 
 if TYPE_CHECKING:
@@ -55,15 +56,29 @@ def batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator | 
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
+def scores(
+    model: PreTrainedModel, encoded: Encoded, index: Sequence[int], device: torch.device, pad_id: int
+) -> torch.Tensor:
+    """Class scores ``[len(index), classes]`` of the rows at ``index`` (see :func:`promptsearch.heads.class_scores`)."""
+    import torch
+
+    batch = collate(encoded, index, pad_id, device)
+    slots = None
+    if encoded.slots is not None:
+        slots = torch.tensor([encoded.slots[i] for i in index], dtype=torch.long).to(device)
+    return class_scores(model, encoded.head, batch, slots, encoded.tokens)
+
+
 def predict_proba(model: PreTrainedModel, encoded: Encoded, device: torch.device, pad_id: int) -> np.ndarray:
     """Class probabilities, in the order of ``encoded``."""
     import torch
 
     model.eval()
-    out = np.zeros((len(encoded), int(model.config.num_labels or 2)), dtype=np.float32)
+    classes = len(encoded.tokens.ids) if encoded.tokens is not None else int(model.config.num_labels or 2)
+    out = np.zeros((len(encoded), classes), dtype=np.float32)
     with torch.inference_mode(), autocast(device):
         for idx in batches(encoded.lengths, EVAL_BATCH_SIZE, None):
-            logits = model(**collate(encoded, idx, pad_id, device)).logits
+            logits = scores(model, encoded, idx, device, pad_id)
             out[idx] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
     return out
 
@@ -124,8 +139,6 @@ def fine_tune(
     micro = max(1, config.batch_size // accumulation)
     steps_per_epoch = math.ceil(len(train) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
-    optimizer = _optimizer(model, config, device)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
     trainable = [p for p in model.parameters() if p.requires_grad]
     better = (lambda a, b: a > b) if maximize else (lambda a, b: a < b)
 
@@ -136,15 +149,19 @@ def fine_tune(
         result.history.append(score)
         if math.isnan(result.best_score) or better(score, result.best_score):
             result.best_score, result.best_epoch = score, epoch
-            if keep_best_state:
-                result.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            if keep_best_state:  # what training changed: the trainable parameters
+                result.best_state = {
+                    k: v.detach().to("cpu", copy=True) for k, v in model.named_parameters() if v.requires_grad
+                }
         if on_epoch is not None:
             on_epoch(epoch, score)
 
+    if not config.trains or not trainable:
+        score_dev(0)  # in context only: the prompt as it is, nothing trains
+        return result
+    optimizer = _optimizer(model, config, device)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
     try:
-        if config.epochs == 0:
-            score_dev(0)
-            return result
         for epoch in range(1, config.epochs + 1):
             t0 = time.perf_counter()
             model.train()
@@ -152,10 +169,9 @@ def fine_tune(
             for idx in batches(train.lengths, config.batch_size, rng):
                 for start in range(0, len(idx), micro):
                     part = idx[start : start + micro]
-                    batch = collate(train, part, pad_id, device)
                     target = labels[part].to(device, non_blocking=device.type == "cuda")
                     with autocast(device):
-                        logits = model(**batch).logits
+                        logits = scores(model, train, part, device, pad_id)
                     # sum over micro-batches of (mean loss x share of the batch) = the batch's mean loss
                     loss = torch.nn.functional.cross_entropy(logits.float(), target) * (len(part) / len(idx))
                     if device.type == "cpu":
@@ -180,9 +196,10 @@ def fine_tune(
 
 
 def load_state(model: PreTrainedModel, state: dict[str, torch.Tensor]) -> None:
-    """Copy a state dict saved by ``keep_best_state`` back into ``model`` in place."""
+    """Copy the parameters saved by ``keep_best_state`` back into ``model`` in place."""
     import torch
 
+    params = dict(model.named_parameters())
     with torch.no_grad():
-        for key, value in model.state_dict().items():
-            value.copy_(state[key])
+        for key, value in state.items():
+            params[key].copy_(value)

@@ -159,6 +159,6 @@ def test_trials_share_the_loaded_model_and_the_tokenized_splits(tiny_space: Path
     assert runner.features.hits == 2  # the second trial reuses both splits
     assert runner.runtime.model is model  # restored in place, not reloaded
     assert second.history == first.history  # same seed from the same restored weights: same trial
-    runner.runtime.restore(seed=2, method="full")
+    runner.runtime.restore(seed=2)
     assert torch.equal(model.state_dict()[body], pristine[body])  # the body is back to pretrained
     assert not torch.equal(model.state_dict()["classifier.weight"], pristine["classifier.weight"])  # new head

@@ -27,7 +27,7 @@ task:
 prompt:
   template: "{text} It was {label}."
 """
-TRAIN_KEYS = "method, learning_rate, epochs, batch_size, weight_decay, warmup_ratio, max_grad_norm"
+TRAIN_KEYS = "method, learning_rate, epochs, batch_size, weight_decay, warmup_ratio, max_grad_norm, lora"
 WriteSpace = Callable[..., Path]
 
 
@@ -307,7 +307,7 @@ def test_baseline_unknown_key(write_space: WriteSpace) -> None:
     path = write_space(BASE + "baseline: {lerning_rate: 1.0e-5}\n")
     assert_one_problem(
         path,
-        f"{path}:7: baseline.lerning_rate: unknown training key. did you mean 'learning_rate'? Allowed: {TRAIN_KEYS}",
+        f"{path}:7: baseline.lerning_rate: unknown training key. did you mean 'learning_rate'? Allowed: {TRAIN_KEYS.removesuffix(', lora')}",
     )
 
 
@@ -424,6 +424,29 @@ def test_unknown_selection_suggests_the_closest(write_space: WriteSpace) -> None
     )
 
 
-def test_lora_is_refused_with_the_available_methods(write_space: WriteSpace) -> None:
-    path = write_space(BASE + "train:\n  method: [full, lora]\n")
-    assert_one_problem(path, f"{path}:8: train.method: 'lora' is not one of the supported values ['full', 'head']")
+def test_unknown_method_lists_the_available_ones(write_space: WriteSpace) -> None:
+    path = write_space(BASE + "train:\n  method: [full, qlora]\n")
+    assert_one_problem(
+        path,
+        f"{path}:8: train.method: 'qlora' is not one of the supported values ['full', 'lora', 'head', 'bitfit', 'none']. did you mean 'lora'?",
+    )
+
+
+def test_untrained_classification_head_and_chat_outside_causal_are_refused(write_space: WriteSpace) -> None:
+    path = write_space(BASE + "train:\n  method: [full, none]\n")
+    with pytest.raises(SpaceError, match="method 'none' \\(no training\\) needs model.head 'mlm' or 'causal'"):
+        load_space(path)
+    path = write_space(BASE.replace("prompt:\n", "prompt:\n  chat: [true, false]\n"))
+    with pytest.raises(SpaceError, match="chat templates apply to model.head 'causal' only"):
+        load_space(path)
+    path = write_space(BASE + "model:\n  head: causal\ntrain:\n  method: [lora, head]\n")
+    with pytest.raises(SpaceError, match="method 'head' trains a head of its own"):
+        load_space(path)
+
+
+def test_lora_parameters_exist_only_where_lora_can_run(write_space: WriteSpace) -> None:
+    plain = load_space(write_space(BASE))
+    assert not any(k.startswith("train.lora.") for k in plain.params)
+    lora = load_space(write_space(BASE + "train:\n  method: [full, lora]\n  lora:\n    r: [4, 8]\n"))
+    assert lora.params["train.lora.r"].values() == (4, 8)
+    assert lora.params["train.lora.alpha"].values() == (16,)
