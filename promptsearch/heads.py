@@ -19,6 +19,7 @@ continuation (as lm-evaluation-harness does), so prompts never end in a bare spa
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -74,7 +75,7 @@ def _word_ids(tokenizer: PreTrainedTokenizerBase, word: str, whitespace: str, *,
     full = tokenizer(_PROBE + ws + word.strip(), add_special_tokens=False)["input_ids"]
     ids = full[len(probe) :] if full[: len(probe)] == probe else tokenizer(word, add_special_tokens=False)["input_ids"]
     if not keep_whitespace:
-        while len(ids) > 1 and not tokenizer.decode(ids[:1]).strip():
+        while len(ids) > 1 and not str(tokenizer.decode(ids[:1])).strip():
             ids = ids[1:]  # a bare space token (SentencePiece's '▁' before some words): not part of the word
     return list(ids)
 
@@ -160,8 +161,6 @@ def _mlm_scores(
 
 def _keep_positions(model: PreTrainedModel, last: torch.Tensor) -> dict[str, Any]:
     """``logits_to_keep`` so the vocabulary projection runs at each prompt's last token only."""
-    import inspect
-
     if "logits_to_keep" not in inspect.signature(model.forward).parameters:
         return {}
     try:
@@ -197,16 +196,17 @@ def _causal_scores(
                 feed[c, :k] = torch.tensor(toks[:-1], device=device)
                 target[c, :k] = torch.tensor(toks[1:], device=device)
                 valid[c, :k] = 1
-        cache = out.past_key_values
+        cache = getattr(out, "cache", None) or out.past_key_values
         cache.batch_repeat_interleave(n_classes)  # row b's cache serves its n_classes continuations
+        cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
         attention = torch.cat([mask.repeat_interleave(n_classes, dim=0), valid.repeat(n_rows, 1)], dim=1)
         positions = (last + 1).repeat_interleave(n_classes).unsqueeze(1) + torch.arange(rest, device=device)
         out2 = model(
             input_ids=feed.repeat(n_rows, 1),
             attention_mask=attention,
             position_ids=positions,
-            past_key_values=cache,
             use_cache=False,
+            **{cache_arg: cache},
         )
         logp2 = torch.log_softmax(out2.logits.float(), dim=-1)
         picked = logp2.gather(-1, target.repeat(n_rows, 1).unsqueeze(-1)).squeeze(-1)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -220,12 +221,19 @@ class ModelRuntime:
             return self.model
         for name, param in self.model.named_parameters():
             param.requires_grad = self._trains(name, train.method)
-        if train.method in ("head", "bitfit") and not any(p.requires_grad for p in self.model.parameters()):
-            raise ConfigError(
-                f"train.method '{train.method}': '{self.spec.name}' has no parameters that this method trains "
-                f"({'no bias terms' if train.method == 'bitfit' else 'no head of its own'}); choose another method"
-            )
+        self.check_methods([train.method])
         return self.model
+
+    def check_methods(self, methods: Sequence[str]) -> None:
+        """Refuse, before any trial, a method that would train nothing in this model (bitfit without biases)."""
+        names = [name for name, _ in self.model.named_parameters()]
+        for method in methods:
+            if method in ("head", "bitfit") and not any(self._trains(n, method) for n in names):
+                why = "it has no bias terms" if method == "bitfit" else "it has no head of its own"
+                raise ConfigError(
+                    f"train.method '{method}' would train nothing in '{self.spec.name}' ({why}); "
+                    "remove it from train.method or choose another model"
+                )
 
     def _in_head(self, name: str) -> bool:
         return any(name.startswith(h + ".") for h in self.head_modules)
@@ -255,7 +263,9 @@ class ModelRuntime:
             modules_to_save=list(self.head_modules) or None,
         )
         try:
-            self.peft = get_peft_model(self.model, config)
+            with warnings.catch_warnings():  # peft calls a transformers method that transformers deprecates
+                warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+                self.peft = get_peft_model(self.model, config)
         except ValueError as exc:
             raise ConfigError(
                 f"train.lora: peft cannot place LoRA adapters in '{self.spec.name}' ({str(exc).splitlines()[0]}); "

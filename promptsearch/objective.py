@@ -12,12 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 
-from promptsearch.config import TrialConfig
+from promptsearch.config import PromptConfig, TrialConfig
 from promptsearch.data import TaskData
 from promptsearch.device import free_memory, peak_memory_mb, reset_peak_memory
+from promptsearch.dimensions import Fixed
+from promptsearch.errors import ConfigError
 from promptsearch.features import Encoded, FeatureCache
 from promptsearch.sampling import baseline_config, sample_config
-from promptsearch.space import SearchSpace
+from promptsearch.space import SearchSpace, possible_values
 from promptsearch.trainer import FitResult, NonFiniteLoss, evaluate, fine_tune, load_state
 
 if TYPE_CHECKING:
@@ -95,6 +97,28 @@ class TrialRunner:
     def __post_init__(self) -> None:
         self._runtimes = {self.runtime.head: self.runtime}
         self._features = {self.runtime.head: FeatureCache(self.runtime, self.data)}
+        self._check_space()
+
+    def _check_space(self) -> None:
+        """What needs the model to check: methods that train something, label words the head can score."""
+        space, runtime = self.space, self.runtime
+        where = f"{space.path}: " if space.path else ""
+        methods = possible_values(space.params["train.method"]) or ()
+        try:
+            runtime.check_methods(methods)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}{exc}") from None
+        if runtime.head == "classification":
+            return
+        chats = possible_values(space.params.get("prompt.chat", Fixed(False))) or (False,)
+        for template in space.templates.values():
+            for key, words in space.label_words.items():
+                for chat in chats:
+                    prompt = PromptConfig(template=template.source, label_words=dict(words), chat=bool(chat))
+                    try:
+                        runtime.encoder.label_tokens(prompt)
+                    except ConfigError as exc:
+                        raise ConfigError(f"{where}prompt.label_words ({key}): {exc}") from None
 
     @property
     def features(self) -> FeatureCache:

@@ -134,6 +134,30 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
 
 
+@pytest.fixture(scope="session")
+def tiny_mlm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny BERT with a (random, saved) masked-LM head."""
+    from tiny import build_tiny_bert_mlm
+
+    return build_tiny_bert_mlm(tmp_path_factory.mktemp("tiny-bert-mlm"))
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, 32-wide Llama with an offline byte-level BPE tokenizer and a ChatML chat template."""
+    from tiny import build_tiny_causal
+
+    return build_tiny_causal(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same tokenizer with a GPT-2 layout (absolute position embeddings)."""
+    from tiny import build_tiny_causal
+
+    return build_tiny_causal(tmp_path_factory.mktemp("tiny-gpt2"), arch="gpt2")
+
+
 @pytest.fixture
 def tiny_space(tiny_model: Path, tmp_path: Path) -> Path:
     """An SST-2 space over the tiny model: 4 sampled trials + baseline, successive halving, 2 final seeds."""

@@ -307,7 +307,8 @@ def test_baseline_unknown_key(write_space: WriteSpace) -> None:
     path = write_space(BASE + "baseline: {lerning_rate: 1.0e-5}\n")
     assert_one_problem(
         path,
-        f"{path}:7: baseline.lerning_rate: unknown training key. did you mean 'learning_rate'? Allowed: {TRAIN_KEYS.removesuffix(', lora')}",
+        f"{path}:7: baseline.lerning_rate: unknown training key. did you mean 'learning_rate'? "
+        f"Allowed: {TRAIN_KEYS.removesuffix(', lora')}",
     )
 
 
@@ -428,16 +429,17 @@ def test_unknown_method_lists_the_available_ones(write_space: WriteSpace) -> Non
     path = write_space(BASE + "train:\n  method: [full, qlora]\n")
     assert_one_problem(
         path,
-        f"{path}:8: train.method: 'qlora' is not one of the supported values ['full', 'lora', 'head', 'bitfit', 'none']. did you mean 'lora'?",
+        f"{path}:8: train.method: 'qlora' is not one of the supported values "
+        "['full', 'lora', 'head', 'bitfit', 'none']. did you mean 'lora'?",
     )
 
 
 def test_untrained_classification_head_and_chat_outside_causal_are_refused(write_space: WriteSpace) -> None:
     path = write_space(BASE + "train:\n  method: [full, none]\n")
-    with pytest.raises(SpaceError, match="method 'none' \\(no training\\) needs model.head 'mlm' or 'causal'"):
+    with pytest.raises(SpaceError, match=r"method 'none' \(no training\) needs model\.head 'mlm' or 'causal'"):
         load_space(path)
     path = write_space(BASE.replace("prompt:\n", "prompt:\n  chat: [true, false]\n"))
-    with pytest.raises(SpaceError, match="chat templates apply to model.head 'causal' only"):
+    with pytest.raises(SpaceError, match=r"chat templates apply to model\.head 'causal' only"):
         load_space(path)
     path = write_space(BASE + "model:\n  head: causal\ntrain:\n  method: [lora, head]\n")
     with pytest.raises(SpaceError, match="method 'head' trains a head of its own"):

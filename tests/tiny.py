@@ -132,3 +132,75 @@ def postgres_reachable() -> bool:
         return True
     except Exception:
         return False
+
+
+def build_tiny_bert_mlm(directory: Path) -> Path:
+    """A tiny BERT *with* its masked-LM head, and the same offline WordPiece tokenizer."""
+    from transformers import BertConfig, BertForMaskedLM
+
+    build_tiny_bert(directory)
+    config = BertConfig.from_pretrained(directory)
+    import torch
+
+    torch.manual_seed(1)
+    BertForMaskedLM(config).save_pretrained(directory)
+    return directory
+
+
+CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def build_tiny_causal(directory: Path, *, arch: str = "llama") -> Path:
+    """A tiny decoder LM (Llama or GPT-2 layout) and a byte-level BPE tokenizer trained offline on SST-2 text.
+
+    The BPE vocabulary is small (400), so rarer words split into several tokens, and words after a
+    space get their own 'Ġ' tokens, as in real GPT-2/SmolLM tokenizers. The tokenizer has a ChatML
+    chat template.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    directory.mkdir(parents=True, exist_ok=True)
+    texts = []
+    for path in [SST2 / "16-13" / "train.jsonl", SST2 / "16-13" / "dev.jsonl"]:
+        texts += [json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines()]
+    texts += ["It was great. It was terrible. Review: Sentiment: positive negative good bad"] * 20
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    bpe.train_from_iterator(texts, trainer=trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>", bos_token="<|im_start|>"
+    )
+    tokenizer.chat_template = CHATML
+    tokenizer.model_max_length = 512
+    tokenizer.save_pretrained(directory)
+    import torch
+
+    torch.manual_seed(2)
+    size = len(tokenizer)
+    if arch == "gpt2":
+        ends = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id}
+        model = GPT2LMHeadModel(GPT2Config(vocab_size=size, n_embd=32, n_layer=2, n_head=2, n_positions=512, **ends))
+    else:
+        config = LlamaConfig(
+            vocab_size=size,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            max_position_embeddings=512,
+            tie_word_embeddings=True,
+        )
+        model = LlamaForCausalLM(config)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(directory)
+    return directory

@@ -1,0 +1,173 @@
+"""Throughput of each head (train and eval tokens per second) and SmolLM2's zero-shot accuracy.
+
+For each case, one process loads the model once, fine-tunes one config for ``--epochs`` epochs on
+SST-2 16-shot train (32 rows) and scores the test rows, timing both. Tokens are the prompt tokens
+the model reads (padding excluded; a causal head's label-word tokens not counted). Zero-shot rows:
+no training, no demonstrations, the prompt ``Review: {text}\\nSentiment: {label}`` with the words
+negative/positive, with and without SmolLM2's chat template.
+
+    python benchmarks/heads.py --data-dir data --max-test 200 --out benchmarks/results
+
+``--smoke`` runs every case on tiny random models built offline (seconds; for CI).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+CASES = [
+    # name, model, head, method, template
+    ("classification", "default", "classification", "full", None),
+    ("mlm", "default", "mlm", "full", "{text} It was {label}."),
+    ("causal-lora", "smollm2", "causal", "lora", "Review: {text}\nSentiment: {label}"),
+    ("causal-full", "smollm2", "causal", "full", "Review: {text}\nSentiment: {label}"),
+]
+ZERO_SHOT = [("smollm2 zero-shot", False), ("smollm2 zero-shot, chat", True)]
+
+
+def _space_text(model: str, head: str, data: Path, test: Path, words: dict[str, str]) -> str:
+    return f"""
+name: bench-{head}
+task:
+  data: {{dir: {data}, files: {{test: {test}}}}}
+  labels: [negative, positive]
+model: {{name: {model}, head: {head}, max_length: 256}}
+prompt:
+  template: "{{text}} {{label}}"
+  label_words: {json.dumps(words)}
+"""
+
+
+def _run_case(
+    model: str, head: str, method: str, template: str | None, chat: bool, args: argparse.Namespace, tmp: Path
+) -> dict[str, Any]:
+    import torch
+
+    from promptsearch.config import LoraConfig, PromptConfig, TrainConfig, TrialConfig
+    from promptsearch.data import load_task_data
+    from promptsearch.modeling import ModelRuntime
+    from promptsearch.objective import TrialRunner
+    from promptsearch.space import parse_space
+
+    data_dir = args.data_dir / "k-shot" / "SST-2" / "16-13"
+    if not data_dir.is_dir():
+        data_dir = args.data_dir / "sst2" / "16-13"  # the repository's copy
+    full_test = args.data_dir / "sst2" / "test.jsonl"
+    if not full_test.is_file():
+        full_test = next(args.data_dir.glob("**/SST-2/test.jsonl"))
+    lines = full_test.read_text(encoding="utf-8").splitlines()[: args.max_test]
+    test = tmp / "test.jsonl"
+    test.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    words = {"negative": "negative", "positive": "positive"} if head == "causal" else {}
+    words = words or {"negative": "terrible", "positive": "great"}
+    space = parse_space(_space_text(model, head, data_dir.resolve(), test, words))
+    data = load_task_data(space.spec.task, space.base_dir)
+    t0 = time.perf_counter()
+    runtime = ModelRuntime(space.spec.model, space.spec.task.labels, torch.device("cpu"))
+    load = time.perf_counter() - t0
+    runner = TrialRunner(space=space, data=data, runtime=runtime)
+    prompt = PromptConfig(template=template, label_words=words, chat=chat)
+    lora = LoraConfig() if method == "lora" else None
+    train_config = TrainConfig(method=method, lora=lora, epochs=args.epochs, learning_rate=1e-4 if lora else 2e-5)  # type: ignore[arg-type]
+    config = TrialConfig(prompt=prompt, train=train_config, head=head)  # type: ignore[arg-type]
+    result, train = runner.fit(config, seed=0)
+    train_tokens = sum(train.lengths) * result.epochs_run
+    encoded = runner.features_for(head).get(prompt, "test")
+    t0 = time.perf_counter()
+    score = runner.evaluate(config, "test")
+    eval_seconds = time.perf_counter() - t0
+    return {
+        "load_seconds": round(load, 2),
+        "train_seconds": round(result.train_seconds, 2),
+        "train_tokens": train_tokens,
+        "train_tokens_per_s": round(train_tokens / result.train_seconds, 1) if result.train_seconds else None,
+        "eval_rows": len(encoded),
+        "eval_tokens": sum(encoded.lengths),
+        "eval_seconds": round(eval_seconds, 2),
+        "eval_tokens_per_s": round(sum(encoded.lengths) / eval_seconds, 1),
+        "test_accuracy": round(100 * score, 2),
+        "mean_prompt_tokens": round(encoded.mean_tokens, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=REPO / "data", help="datasets (the repo's data/ by default)")
+    parser.add_argument("--max-test", type=int, default=200, help="test rows scored (the first N of SST-2 test)")
+    parser.add_argument("--epochs", type=int, default=1, help="training epochs timed per case")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results", help="folder for heads.{md,json}")
+    parser.add_argument("--smoke", action="store_true", help="tiny random models, a few rows (CI)")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        models = {"default": "default", "smollm2": "smollm2"}
+        if args.smoke:
+            sys.path.insert(0, str(REPO / "tests"))
+            from tiny import build_tiny_bert_mlm, build_tiny_causal
+
+            models = {"default": str(build_tiny_bert_mlm(tmp / "bert")), "smollm2": str(build_tiny_causal(tmp / "lm"))}
+            args.max_test = min(args.max_test, 16)
+        for name, model, head, method, template in CASES:
+            print(f"{name} ...", file=sys.stderr, flush=True)
+            rows.append(
+                {"case": name, "method": method, **_run_case(models[model], head, method, template, False, args, tmp)}
+            )
+        for name, chat in ZERO_SHOT:
+            print(f"{name} ...", file=sys.stderr, flush=True)
+            template = "Review: {text}\nSentiment: {label}"
+            rows.append(
+                {
+                    "case": name,
+                    "method": "none",
+                    **_run_case(models["smollm2"], "causal", "none", template, chat, args, tmp),
+                }
+            )
+    import transformers
+
+    record = {
+        "benchmark": "heads",
+        "smoke": args.smoke,
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": {"platform": platform.platform(), "cpu_threads": args.threads, "device": "cpu"},
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+        "budget": {"epochs": args.epochs, "train_rows": 32, "test_rows": args.max_test},
+        "rows": rows,
+    }
+    header = "| case | method | train tokens/s | eval tokens/s | mean prompt tokens | test acc (%) | load (s) |\n"
+    header += "|---|---|---:|---:|---:|---:|---:|\n"
+    table = header + "".join(
+        f"| {r['case']} | {r['method']} | {r['train_tokens_per_s'] or '-'} | {r['eval_tokens_per_s']} | "
+        f"{r['mean_prompt_tokens']} | {r['test_accuracy']} | {r['load_seconds']} |\n"
+        for r in rows
+    )
+    note = (
+        f"\nCPU, {args.threads} threads, fp32; {args.epochs} epoch(s) on SST-2 16-shot train (32 rows), "
+        f"test = first {args.max_test} SST-2 test rows; test accuracy after that short training is a sanity "
+        "figure, not a result. Tokens = prompt tokens read (no padding).\n"
+    )
+    print(table + note)
+    if not args.smoke:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "heads.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        (args.out / "heads.md").write_text("# Heads: throughput on CPU\n\n" + table + note, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
