@@ -131,8 +131,12 @@ def render(
         _fail(f"--split {split!r}: expected train or dev (the test split is read only by the final report)")
     space = load_any_space(path)
     data = load_task_data(space.spec.task, space.base_dir)
-    config, rendered = render_examples(space, data, _parse_sets(set_ or []), n=n, split=split, seed=seed)
+    config, rendered, answers = render_examples(space, data, _parse_sets(set_ or []), n=n, split=split, seed=seed)
     say("parameters: " + json.dumps(config.params, ensure_ascii=False))
+    if answers:
+        head = space.spec.model.head
+        scored = "; ".join(f"{label} -> {' '.join(tokens)}" for label, tokens in answers.items())
+        say(f"label words ({head} head, scored as these tokens): {scored}")
     for i, (prompt, tokens) in enumerate(rendered, start=1):
         extra = f", {prompt.demos_dropped} demonstration(s) dropped to fit" if prompt.demos_dropped else ""
         extra += ", query cut to fit" if prompt.query_truncated else ""

@@ -50,8 +50,11 @@ def check_sets(space: SearchSpace, sets: dict[str, Any]) -> dict[str, Any]:
 
 def render_examples(
     space: SearchSpace, data: TaskData, sets: dict[str, Any], *, n: int, split: str, seed: int
-) -> tuple[TrialConfig, list[tuple[RenderedPrompt, int]]]:
-    """Sample a config (``sets`` fixed, the rest at random with ``seed``) and render ``n`` rows of ``split``."""
+) -> tuple[TrialConfig, list[tuple[RenderedPrompt, int]], dict[str, list[str]]]:
+    """Sample a config (``sets`` fixed, the rest at random with ``seed``) and render ``n`` rows of ``split``.
+
+    Also returns the tokens each label's word is scored by (empty for a classification head).
+    """
     from promptsearch.features import PromptEncoder
     from promptsearch.modeling import load_tokenizer, usable_max_length
 
@@ -68,4 +71,8 @@ def render_examples(
         (replace(prompt, text=encoder.model_text(prompt.text, config.prompt.chat)), len(ids))
         for prompt, ids in zip(encoded.prompts, encoded.input_ids, strict=True)
     ]
-    return config, out
+    answers = {}
+    if encoded.tokens is not None:
+        for label, ids in zip(encoder.labels, encoded.tokens.ids, strict=True):
+            answers[label] = tokenizer.convert_ids_to_tokens(list(ids))
+    return config, out, answers

@@ -249,3 +249,16 @@ def _runner_from(path: Path) -> TrialRunner:
     space = load_space(path)
     data = load_task_data(space.spec.task, space.base_dir)
     return TrialRunner(space=space, data=data, runtime=ModelRuntime(space.spec.model, LABELS, torch.device("cpu")))
+
+
+def test_render_shows_the_causal_prompt_and_the_scored_tokens(
+    tiny_llama: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from promptsearch.cli import main
+
+    path = _space(tmp_path, tiny_llama, "causal", "  chat: [true, false]\ntrain:\n  method: none\n")
+    assert main(["render", str(path), "--set", "prompt.chat=true", "--n", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "label words (causal head, scored as these tokens): negative -> " in out
+    assert "positive -> g reat" in out  # a chat answer opens the assistant's turn: no leading space (no Ġ)
+    assert "It was<|im_end|>" in out and out.rstrip().endswith("<|im_start|>assistant")
