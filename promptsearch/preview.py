@@ -71,8 +71,8 @@ def render_examples(
         (replace(prompt, text=encoder.model_text(prompt.text, config.prompt.chat)), len(ids))
         for prompt, ids in zip(encoded.prompts, encoded.input_ids, strict=True)
     ]
-    answers = {}
+    answers: dict[str, list[str]] = {}
     if encoded.tokens is not None:
         for label, ids in zip(encoder.labels, encoded.tokens.ids, strict=True):
-            answers[label] = tokenizer.convert_ids_to_tokens(list(ids))
+            answers[label] = [str(t) for t in tokenizer.convert_ids_to_tokens(list(ids))]
     return config, out, answers
