@@ -79,6 +79,14 @@ def _load_kwargs(spec: ModelSpec, gguf_file: str | None) -> dict[str, Any]:
 
 
 @contextmanager
+def quiet_peft() -> Iterator[None]:
+    """peft calls a transformers method that transformers deprecates; users can do nothing about the warning."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
+
+
+@contextmanager
 def _quiet_transformers() -> Iterator[None]:
     from transformers.utils import logging as hf_logging
 
@@ -263,8 +271,7 @@ class ModelRuntime:
             modules_to_save=list(self.head_modules) or None,
         )
         try:
-            with warnings.catch_warnings():  # peft calls a transformers method that transformers deprecates
-                warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            with quiet_peft():
                 self.peft = get_peft_model(self.model, config)
         except ValueError as exc:
             raise ConfigError(

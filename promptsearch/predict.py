@@ -110,14 +110,15 @@ class Predictor:
         from peft import PeftModel
         from safetensors.torch import load_file
 
-        from promptsearch.modeling import MISSING_WEIGHTS_FILE
+        from promptsearch.modeling import MISSING_WEIGHTS_FILE, quiet_peft
 
         model = self.runtime.model
         missing = self.directory / MISSING_WEIGHTS_FILE
         if missing.is_file():
             state = load_file(str(missing), device=str(self.runtime.device))
             model.load_state_dict(state, strict=False)
-        PeftModel.from_pretrained(model, str(self.directory))  # injects the adapter into ``model`` in place
+        with quiet_peft():
+            PeftModel.from_pretrained(model, str(self.directory))  # injects the adapter into ``model`` in place
         model.eval()
 
     def predict_rows(self, rows: Sequence[dict[str, Any]], *, source: str = "input") -> list[Prediction]:
