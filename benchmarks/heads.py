@@ -8,7 +8,9 @@ negative/positive, with and without SmolLM2's chat template.
 
     python benchmarks/heads.py --data-dir data --max-test 200 --out benchmarks/results
 
-``--smoke`` runs every case on tiny random models built offline (seconds; for CI).
+``--smoke`` runs every case on tiny random models built offline (seconds; for CI). ``--device cuda``
+runs on a GPU (bf16 autocast), and the table adds the training TFLOP/s (6 x parameters x tokens
+per second; for LoRA 4 x, as the frozen weights get no gradient).
 """
 
 from __future__ import annotations
@@ -51,10 +53,10 @@ prompt:
 def _run_case(
     model: str, head: str, method: str, template: str | None, chat: bool, args: argparse.Namespace, tmp: Path
 ) -> dict[str, Any]:
-    import torch
 
     from promptsearch.config import LoraConfig, PromptConfig, TrainConfig, TrialConfig
     from promptsearch.data import load_task_data
+    from promptsearch.device import resolve_device
     from promptsearch.modeling import ModelRuntime
     from promptsearch.objective import TrialRunner
     from promptsearch.space import parse_space
@@ -73,7 +75,7 @@ def _run_case(
     space = parse_space(_space_text(model, head, data_dir.resolve(), test, words))
     data = load_task_data(space.spec.task, space.base_dir)
     t0 = time.perf_counter()
-    runtime = ModelRuntime(space.spec.model, space.spec.task.labels, torch.device("cpu"))
+    runtime = ModelRuntime(space.spec.model, space.spec.task.labels, resolve_device(args.device))
     load = time.perf_counter() - t0
     runner = TrialRunner(space=space, data=data, runtime=runtime)
     prompt = PromptConfig(template=template, label_words=words, chat=chat)
@@ -82,6 +84,8 @@ def _run_case(
     config = TrialConfig(prompt=prompt, train=train_config, head=head)  # type: ignore[arg-type]
     result, train = runner.fit(config, seed=0)
     train_tokens = sum(train.lengths) * result.epochs_run
+    params = sum(p.numel() for p in runtime.model.parameters())
+    flops = (4 if method == "lora" else 6) * params * train_tokens
     encoded = runner.features_for(head).get(prompt, "test")
     t0 = time.perf_counter()
     score = runner.evaluate(config, "test")
@@ -91,6 +95,8 @@ def _run_case(
         "train_seconds": round(result.train_seconds, 2),
         "train_tokens": train_tokens,
         "train_tokens_per_s": round(train_tokens / result.train_seconds, 1) if result.train_seconds else None,
+        "parameters": params,
+        "train_tflops": round(flops / result.train_seconds / 1e12, 3) if result.train_seconds else None,
         "eval_rows": len(encoded),
         "eval_tokens": sum(encoded.lengths),
         "eval_seconds": round(eval_seconds, 2),
@@ -108,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results", help="folder for heads.{md,json}")
     parser.add_argument("--smoke", action="store_true", help="tiny random models, a few rows (CI)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, auto")
+    parser.add_argument("--minilm", default="default", help="the MiniLM model (name or folder)")
+    parser.add_argument("--causal", default="smollm2", help="the causal LM (name or folder)")
+    parser.add_argument("--cases", default="", help="comma-separated case names to run (default: all)")
     args = parser.parse_args(argv)
 
     import torch
@@ -116,19 +126,24 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        models = {"default": "default", "smollm2": "smollm2"}
+        models = {"default": args.minilm, "smollm2": args.causal}
         if args.smoke:
             sys.path.insert(0, str(REPO / "tests"))
             from tiny import build_tiny_bert_mlm, build_tiny_causal
 
             models = {"default": str(build_tiny_bert_mlm(tmp / "bert")), "smollm2": str(build_tiny_causal(tmp / "lm"))}
             args.max_test = min(args.max_test, 16)
+        wanted = set(filter(None, args.cases.split(",")))
         for name, model, head, method, template in CASES:
+            if wanted and name not in wanted:
+                continue
             print(f"{name} ...", file=sys.stderr, flush=True)
             rows.append(
                 {"case": name, "method": method, **_run_case(models[model], head, method, template, False, args, tmp)}
             )
         for name, chat in ZERO_SHOT:
+            if wanted and name not in wanted:
+                continue
             print(f"{name} ...", file=sys.stderr, flush=True)
             template = "Review: {text}\nSentiment: {label}"
             rows.append(
@@ -144,28 +159,31 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "heads",
         "smoke": args.smoke,
         "date": time.strftime("%Y-%m-%d"),
-        "machine": {"platform": platform.platform(), "cpu_threads": args.threads, "device": "cpu"},
+        "machine": {"platform": platform.platform(), "cpu_threads": args.threads, "device": args.device},
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
         "budget": {"epochs": args.epochs, "train_rows": 32, "test_rows": args.max_test},
         "rows": rows,
     }
-    header = "| case | method | train tokens/s | eval tokens/s | mean prompt tokens | test acc (%) | load (s) |\n"
-    header += "|---|---|---:|---:|---:|---:|---:|\n"
+    header = "| case | method | train tokens/s | train TFLOP/s | eval tokens/s | mean prompt tokens | test acc (%) |"
+    header += " load (s) |\n|---|---|---:|---:|---:|---:|---:|---:|\n"
     table = header + "".join(
-        f"| {r['case']} | {r['method']} | {r['train_tokens_per_s'] or '-'} | {r['eval_tokens_per_s']} | "
-        f"{r['mean_prompt_tokens']} | {r['test_accuracy']} | {r['load_seconds']} |\n"
+        f"| {r['case']} | {r['method']} | {r['train_tokens_per_s'] or '-'} | {r['train_tflops'] or '-'} | "
+        f"{r['eval_tokens_per_s']} | {r['mean_prompt_tokens']} | {r['test_accuracy']} | {r['load_seconds']} |\n"
         for r in rows
     )
+    where = f"CPU, {args.threads} threads, fp32" if args.device == "cpu" else f"{args.device} (bf16 autocast)"
     note = (
-        f"\nCPU, {args.threads} threads, fp32; {args.epochs} epoch(s) on SST-2 16-shot train (32 rows), "
+        f"\n{where}; {args.epochs} epoch(s) on SST-2 16-shot train (32 rows), "
         f"test = first {args.max_test} SST-2 test rows; test accuracy after that short training is a sanity "
         "figure, not a result. Tokens = prompt tokens read (no padding).\n"
     )
     print(table + note)
     if not args.smoke:
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "heads.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-        (args.out / "heads.md").write_text("# Heads: throughput on CPU\n\n" + table + note, encoding="utf-8")
+        stem = "heads" if args.device == "cpu" else f"heads-{args.device}"
+        (args.out / f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        title = f"# Heads: throughput on {'CPU' if args.device == 'cpu' else args.device}\n\n"
+        (args.out / f"{stem}.md").write_text(title + table + note, encoding="utf-8")
     return 0
 
 

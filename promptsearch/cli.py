@@ -6,13 +6,16 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from promptsearch.errors import PromptsearchError, SpaceError
+from promptsearch.errors import ConfigError, PromptsearchError, SpaceError
+
+if TYPE_CHECKING:
+    from promptsearch.space import SearchSpace
 
 app = typer.Typer(
     add_completion=False,
@@ -96,7 +99,27 @@ def validate(path: SpaceArg) -> None:
     space = load_any_space(path)
     data = load_task_data(space.spec.task, space.base_dir)
     check_space_data(space, data)
-    say(f"ok: {space.summary()}; data: {data_summary(data)}")
+    words = _check_words(space)
+    say(f"ok: {space.summary()}; data: {data_summary(data)}{words}")
+
+
+def _check_words(space: SearchSpace) -> str:
+    """Label words against the tokenizer (mlm and causal heads); a tokenizer that cannot load is a note."""
+    from promptsearch.features import PromptEncoder
+    from promptsearch.modeling import load_tokenizer, usable_max_length
+    from promptsearch.validate import check_label_words
+
+    spec = space.spec.model
+    if spec.head == "classification":
+        return ""
+    try:
+        tokenizer = load_tokenizer(spec)
+    except ConfigError as exc:
+        return f"; label words not checked ({exc})"
+    max_length = usable_max_length(spec.max_length, tokenizer)
+    encoder = PromptEncoder(tokenizer, spec.head, max_length, space.spec.task.labels, spec.scoring)
+    n = check_label_words(space, encoder)
+    return f"; label words: {n} template x map combination(s) checked against the tokenizer"
 
 
 def _parse_sets(values: list[str]) -> dict[str, Any]:

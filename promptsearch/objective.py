@@ -12,15 +12,15 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 
-from promptsearch.config import PromptConfig, TrialConfig
+from promptsearch.config import TrialConfig
 from promptsearch.data import TaskData
 from promptsearch.device import free_memory, peak_memory_mb, reset_peak_memory
-from promptsearch.dimensions import Fixed
 from promptsearch.errors import ConfigError
 from promptsearch.features import Encoded, FeatureCache
 from promptsearch.sampling import baseline_config, sample_config
 from promptsearch.space import SearchSpace, possible_values
 from promptsearch.trainer import FitResult, NonFiniteLoss, evaluate, fine_tune, load_state
+from promptsearch.validate import check_label_words
 
 if TYPE_CHECKING:
     import torch
@@ -108,17 +108,7 @@ class TrialRunner:
             runtime.check_methods(methods)
         except ConfigError as exc:
             raise ConfigError(f"{where}{exc}") from None
-        if runtime.head == "classification":
-            return
-        chats = possible_values(space.params.get("prompt.chat", Fixed(False))) or (False,)
-        for template in space.templates.values():
-            for key, words in space.label_words.items():
-                for chat in chats:
-                    prompt = PromptConfig(template=template.source, label_words=dict(words), chat=bool(chat))
-                    try:
-                        runtime.encoder.label_tokens(prompt)
-                    except ConfigError as exc:
-                        raise ConfigError(f"{where}prompt.label_words ({key}): {exc}") from None
+        check_label_words(space, runtime.encoder)
 
     @property
     def features(self) -> FeatureCache:

@@ -3,13 +3,40 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import TYPE_CHECKING
 
+from promptsearch.config import PromptConfig
 from promptsearch.data import Example, TaskData, has_split
 from promptsearch.dimensions import Categorical, Fixed, IntRange
-from promptsearch.errors import SpaceError
-from promptsearch.space import SearchSpace
+from promptsearch.errors import ConfigError, SpaceError
+from promptsearch.space import SearchSpace, possible_values
 
-__all__ = ["check_space_data", "data_summary"]
+if TYPE_CHECKING:
+    from promptsearch.features import PromptEncoder
+
+__all__ = ["check_label_words", "check_space_data", "data_summary"]
+
+
+def check_label_words(space: SearchSpace, encoder: PromptEncoder) -> int:
+    """Every template x label-word map x chat choice must give label tokens the head can score.
+
+    Returns how many combinations were checked; raises :class:`ConfigError` naming the map and the word.
+    """
+    if encoder.head == "classification":
+        return 0
+    where = f"{space.path}: " if space.path else ""
+    chats = possible_values(space.params.get("prompt.chat", Fixed(False))) or (False,)
+    checked = 0
+    for template in space.templates.values():
+        for key, words in space.label_words.items():
+            for chat in chats:
+                prompt = PromptConfig(template=template.source, label_words=dict(words), chat=bool(chat))
+                try:
+                    encoder.label_tokens(prompt)
+                except ConfigError as exc:
+                    raise ConfigError(f"{where}prompt.label_words ({key}): {exc}") from None
+                checked += 1
+    return checked
 
 
 def _max_count(space: SearchSpace) -> int:

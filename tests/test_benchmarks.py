@@ -23,4 +23,4 @@ def test_heads_benchmark_smoke() -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and "---" not in line]
     assert len(rows) == 7  # header + 6 cases
-    assert any(line.startswith("| smollm2 zero-shot, chat | none | - |") for line in rows)
+    assert any(line.startswith("| smollm2 zero-shot, chat | none | - | - |") for line in rows)

@@ -262,3 +262,17 @@ def test_render_shows_the_causal_prompt_and_the_scored_tokens(
     assert "label words (causal head, scored as these tokens): negative -> " in out
     assert "positive -> g reat" in out  # a chat answer opens the assistant's turn: no leading space (no Ġ)
     assert "It was<|im_end|>" in out and out.rstrip().endswith("<|im_start|>assistant")
+
+
+def test_validate_checks_label_words_against_the_tokenizer(
+    tiny_mlm: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from promptsearch.cli import main
+
+    path = _space(tmp_path, tiny_mlm, "mlm")
+    assert main(["validate", str(path)]) == 0
+    assert "label words: 1 template x map combination(s) checked" in capsys.readouterr().out
+    path.write_text(path.read_text().replace("positive: great}", "positive: great.}"))
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: prompt.label_words (0): label word 'great.' is 2 tokens for this model" in err
