@@ -106,16 +106,17 @@ def validate(path: SpaceArg) -> None:
 def _check_words(space: SearchSpace) -> str:
     """Label words against the tokenizer (mlm and causal heads); a tokenizer that cannot load is a note."""
     from promptsearch.features import PromptEncoder
-    from promptsearch.modeling import load_tokenizer, usable_max_length
+    from promptsearch.modeling import check_tokenizer, load_tokenizer, usable_max_length
     from promptsearch.validate import check_label_words
 
     spec = space.spec.model
     if spec.head == "classification":
         return ""
     try:
-        tokenizer = load_tokenizer(spec)
-    except ConfigError as exc:
+        tokenizer = load_tokenizer(spec, check_head=False)
+    except ConfigError as exc:  # not installed, or on the Hub while offline: the rest of the space is still fine
         return f"; label words not checked ({exc})"
+    check_tokenizer(spec, tokenizer)
     max_length = usable_max_length(spec.max_length, tokenizer)
     encoder = PromptEncoder(tokenizer, spec.head, max_length, space.spec.task.labels, spec.scoring)
     n = check_label_words(space, encoder)

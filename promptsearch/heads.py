@@ -35,6 +35,7 @@ __all__ = ["HEADS", "LabelTokens", "class_scores", "label_tokens", "slot_whitesp
 
 HEADS = ("classification", "mlm", "causal")
 _PROBE = "("  # a character BPE and WordPiece pre-tokenizers split from a following word
+_NO_KEEP: set[str] = set()  # model classes whose logits_to_keep takes no per-row positions
 _FAST_MLM = {"BertForMaskedLM": "cls", "RobertaForMaskedLM": "lm_head", "XLMRobertaForMaskedLM": "lm_head"}
 
 
@@ -161,7 +162,7 @@ def _mlm_scores(
 
 def _keep_positions(model: PreTrainedModel, last: torch.Tensor) -> dict[str, Any]:
     """``logits_to_keep`` so the vocabulary projection runs at each prompt's last token only."""
-    if "logits_to_keep" not in inspect.signature(model.forward).parameters:
+    if type(model).__name__ in _NO_KEEP or "logits_to_keep" not in inspect.signature(model.forward).parameters:
         return {}
     try:
         from transformers.modeling_utils import slice_logits_to_keep  # noqa: F401  (per-row positions supported)
@@ -182,6 +183,10 @@ def _causal_scores(
     rest = tokens.longest - 1  # continuation tokens fed after the prompt
     keep = _keep_positions(model, last)
     out = model(input_ids=ids, attention_mask=mask, use_cache=rest > 0, **keep)
+    if keep and tuple(out.logits.shape[:2]) != (n_rows, 1):  # a model that reads logits_to_keep otherwise
+        _NO_KEEP.add(type(model).__name__)
+        out = model(input_ids=ids, attention_mask=mask, use_cache=rest > 0)
+        keep = {}
     logits = out.logits[:, 0] if keep else out.logits[rows, last]
     logp = torch.log_softmax(logits.float(), dim=-1)
     first = torch.tensor([t[0] for t in tokens.ids], device=device)

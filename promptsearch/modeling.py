@@ -107,8 +107,8 @@ def _load_error(spec: ModelSpec, exc: BaseException) -> ConfigError:
     )
 
 
-def load_tokenizer(spec: ModelSpec) -> PreTrainedTokenizerBase:
-    """The tokenizer of ``spec`` with a pad token (eos or unk when it has none)."""
+def load_tokenizer(spec: ModelSpec, *, check_head: bool = True) -> PreTrainedTokenizerBase:
+    """The tokenizer of ``spec`` with a pad token (eos or unk when it has none), checked for the head."""
     from transformers import AutoTokenizer
 
     name, gguf_file = resolve_model(spec)
@@ -124,12 +124,18 @@ def load_tokenizer(spec: ModelSpec) -> PreTrainedTokenizerBase:
         if fallback is None:
             raise ConfigError(f"model.name: the tokenizer of '{spec.name}' has no pad, eos or unk token")
         tokenizer.pad_token = fallback
+    if check_head:
+        check_tokenizer(spec, tokenizer)
+    return tokenizer
+
+
+def check_tokenizer(spec: ModelSpec, tokenizer: PreTrainedTokenizerBase) -> None:
+    """What the head needs from the tokenizer: a mask token for ``mlm``."""
     if spec.head == "mlm" and tokenizer.mask_token is None:
         raise ConfigError(
             f"model.head: 'mlm' needs a tokenizer with a mask token, and the one of '{spec.name}' has none; "
             "use head 'causal' (decoder models) or 'classification'"
         )
-    return tokenizer
 
 
 def _auto_class(head: str) -> Any:
@@ -146,8 +152,16 @@ class ModelRuntime:
     """One loaded model + tokenizer with one head on a device, restorable to its pretrained state per trial."""
 
     def __init__(
-        self, spec: ModelSpec, labels: Sequence[str], device: torch.device, *, head: str | None = None
+        self,
+        spec: ModelSpec,
+        labels: Sequence[str],
+        device: torch.device,
+        *,
+        head: str | None = None,
+        warn_missing: bool = True,
     ) -> None:
+        import torch
+
         from promptsearch.features import PromptEncoder
 
         self.head = head or spec.head
@@ -171,7 +185,10 @@ class ModelRuntime:
                 label2id={label: i for i, label in enumerate(self.labels)},
             )
         try:
-            with _quiet_transformers():
+            # weights missing from the checkpoint start random: from a fixed seed, so every process and every
+            # reload of a saved config gets the same ones (a classification head is re-seeded per trial anyway)
+            with _quiet_transformers(), torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
                 model, info = _auto_class(self.head).from_pretrained(
                     self.name, output_loading_info=True, **model_kwargs
                 )
@@ -184,7 +201,7 @@ class ModelRuntime:
             self.head_modules = sorted({k.rsplit(".", 1)[0] for k in self.missing_keys}) or self._guess_head()
         else:
             self.head_modules = []  # the LM head is pretrained (or, when missing, fixed by the pristine copy)
-            if self.missing_keys:
+            if self.missing_keys and warn_missing:
                 logger.warning(
                     "%s: %d weights of the %s head are not in the checkpoint (%s ...) and start random; "
                     "expect near-chance scores without training",
@@ -253,11 +270,18 @@ class ModelRuntime:
             return False
         if method == "bitfit":
             return name.endswith("bias") or self._in_head(name)
-        if self.head == "mlm":  # 'head': the masked-LM head's own weights (its decoder is tied to the embeddings)
-            output = self.model.get_output_embeddings()
-            top = next((n for n, m in self.model.named_modules() if m is output), "").split(".")[0]
-            return bool(top) and name.startswith(top + ".")
+        if self.head == "mlm":  # 'head': the masked-LM head's own weights, everything outside the body
+            # (its tied decoder weight is listed under the body's word embeddings, so it stays frozen)
+            return not name.startswith(self.model.base_model_prefix + ".")
         return self._in_head(name)
+
+    def check_lora(self, lora: LoraConfig) -> None:
+        """Place LoRA adapters once and remove them: wrong target modules fail before the first trial."""
+        try:
+            self._add_lora(lora)
+        finally:
+            self._drop_adapters()
+            self.restore(seed=0)
 
     def _add_lora(self, lora: LoraConfig) -> None:
         from peft import LoraConfig as PeftLoraConfig

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 
-from promptsearch.config import TrialConfig
+from promptsearch.config import LoraConfig, TrialConfig
 from promptsearch.data import TaskData
 from promptsearch.device import free_memory, peak_memory_mb, reset_peak_memory
 from promptsearch.errors import ConfigError
@@ -106,6 +106,9 @@ class TrialRunner:
         methods = possible_values(space.params["train.method"]) or ()
         try:
             runtime.check_methods(methods)
+            if "lora" in methods:
+                lora = space.spec.train.lora
+                runtime.check_lora(LoraConfig(target_modules=lora.target_modules))
         except ConfigError as exc:
             raise ConfigError(f"{where}{exc}") from None
         check_label_words(space, runtime.encoder)
@@ -261,6 +264,8 @@ class Objective:
             state["last"] = (epoch, score)
             if self.on_epoch is not None:
                 self.on_epoch(trial.number, epoch, score)
+            if epoch == 0:
+                return  # an in-context-only trial: scored once, as it is; nothing left to save by pruning
             trial.report(score, epoch)
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned after epoch {epoch} (dev {score:.4f})")

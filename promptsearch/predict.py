@@ -54,7 +54,7 @@ def save_model(runner: TrialRunner, export: PromptExport, directory: Path) -> Pa
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
         if runtime.peft is not None:
-            runtime.peft.save_pretrained(tmp)
+            runtime.peft.save_pretrained(tmp, save_embedding_layers=False)
             missing = runtime.missing_weights()
             if missing:
                 save_file({k: v.contiguous() for k, v in missing.items()}, str(tmp / MISSING_WEIGHTS_FILE))
@@ -95,7 +95,7 @@ class Predictor:
         self.export = load_prompt_config(prompt_file)
         labels = self.export.task.labels
         if (self.directory / ADAPTER_FILE).is_file():  # LoRA: the base model, then the adapter
-            self.runtime = ModelRuntime(self.export.model, labels, resolve_device(device))
+            self.runtime = ModelRuntime(self.export.model, labels, resolve_device(device), warn_missing=False)
             self._apply_adapter()
         else:
             update = {"name": str(self.directory), "revision": None, "gguf_file": None}

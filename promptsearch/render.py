@@ -67,6 +67,9 @@ class PromptRenderer:
             self._head = tpl.slice(0, cut + 1)
             self._example = tpl.slice(cut + 1)
             self._query = self._example
+            at = next((i for i, s in enumerate(self._example.segments) if _is(s, ("label",))), None)
+            before = self._example.segments[at - 1] if at else ""
+            self._space_before_slot = isinstance(before, str) and before[-1:].isspace()
             if stop_at_slot:
                 at = next(i for i, s in enumerate(self._example.segments) if _is(s, ("label",)))
                 self._query = self._example.slice(0, at)
@@ -109,6 +112,7 @@ class PromptRenderer:
     def _compose(self, demos: Sequence[Example], fields: Mapping[str, str]) -> str:
         words = self.config.label_words
         sep = self.config.demonstrations.separator
+        words = {k: self._demo_word(w) for k, w in words.items()}
         demo_text = "".join(
             self._example.render({**self._clean(d.fields), "label": words[d.label]}) + sep for d in demos
         )
@@ -120,6 +124,10 @@ class PromptRenderer:
             parts.append(demo_text)
         parts.append(self._query.render({**fields, "label": self.slot}))
         return "".join(parts).lstrip()
+
+    def _demo_word(self, word: str) -> str:
+        """A word's own leading space is dropped where the template already has one (``great`` = `` great``)."""
+        return word.lstrip() if self._space_before_slot else word
 
     def _clean(self, fields: Mapping[str, str]) -> dict[str, str]:
         if not self.slot:

@@ -111,7 +111,7 @@ def parse_space(text: str, *, path: Path | None = None) -> SearchSpace:
     label_words = _check_label_words(spec, problems, msg)
     params = _parameters(spec, instructions, templates, label_words)
     _check_conditions(params, problems, msg)
-    _check_heads(spec, params, problems, msg)
+    _check_heads(spec, params, templates, problems, msg)
     _check_baseline(spec, problems, msg)
     _check_pruner(spec, problems, msg)
     if problems:
@@ -309,8 +309,15 @@ def _parameters(
     return params
 
 
-def _check_heads(spec: SpaceSpec, params: Mapping[str, Dimension], problems: list[str], msg: Any) -> None:
-    """What each head can do: no untrained classification heads, no chat outside causal, no 'head' for causal."""
+def _check_heads(
+    spec: SpaceSpec,
+    params: Mapping[str, Dimension],
+    templates: Mapping[Any, Template],
+    problems: list[str],
+    msg: Any,
+) -> None:
+    """What each head can do: no untrained classification heads, no chat outside causal, no 'head' for causal,
+    and a causal query that ends at {label} must have read the input by then."""
     head = spec.model.head
     methods = possible_values(params["train.method"]) or ()
     if head == "classification" and "none" in methods:
@@ -321,6 +328,34 @@ def _check_heads(spec: SpaceSpec, params: Mapping[str, Dimension], problems: lis
                 "starts random, so an untrained one only guesses; drop 'none' or change model.head",
             )
         )
+    epochs = possible_values(params["train.epochs"]) or ()
+    if head == "classification" and 0 in epochs:
+        problems.append(
+            msg(
+                ("train", "epochs"),
+                "0 epochs would score a new, untrained classification head (a random guess); use at least 1, "
+                "or model.head 'mlm'/'causal' for in-context-only trials",
+            )
+        )
+    if head == "causal":
+        for key, tpl in templates.items():
+            names = list(tpl.names)
+            if "label" not in names:
+                continue
+            after = [n for n in names[names.index("label") + 1 :] if n not in ("instruction", "demos")]
+            if after:
+                loc = (
+                    ("prompt", "template", key)
+                    if len(templates) > 1 or not isinstance(key, int)
+                    else ("prompt", "template")
+                )
+                problems.append(
+                    msg(
+                        loc,
+                        f"with model.head 'causal' the query ends where {{label}} starts, so {{{after[0]}}} after it "
+                        "would never be read; put every text field before {label}",
+                    )
+                )
     if head == "causal" and "head" in methods:
         problems.append(
             msg(

