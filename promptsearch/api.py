@@ -34,7 +34,7 @@ from promptsearch.export import (
 from promptsearch.final import FINAL_ATTR, final_evaluation, stored_final
 from promptsearch.objective import TrialRunner, trial_config
 from promptsearch.redact import mask_url
-from promptsearch.report import build_report, write_report
+from promptsearch.report import build_report, write_reports
 from promptsearch.sampling import baseline_config
 from promptsearch.space import SearchSpace, load_space, parse_space
 from promptsearch.spec import DataSource
@@ -260,7 +260,7 @@ def search(
     report_dict = _build_report(space, study, final)
     report_dict["seconds"]["search"] = round(search_seconds, 2)
     report_dict["seconds"]["total"] = round(time.perf_counter() - t_start, 2)
-    write_report(out_dir, report_dict)
+    write_reports(out_dir, study, report_dict)
     export_path = None
     if best_trial(study) is not None:
         export_path = write_prompt_config(build_export(space, study, data), out_dir / "best_prompt.yaml")
@@ -409,7 +409,7 @@ def report(
         )
     result = _build_report(space, study, final)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_report(out_dir, result)
+    write_reports(out_dir, study, result)
     return result
 
 
