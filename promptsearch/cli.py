@@ -315,20 +315,27 @@ def train_cmd(
 @app.command()
 def predict(
     model_dir: Annotated[Path, typer.Argument(help="A folder written by --save-model.")],
-    input_: Annotated[Path, typer.Option("--input", help="JSONL/CSV file with the text field(s).")],
-    output: Annotated[Path | None, typer.Option("--output", help="JSONL to write (default: print).")] = None,
+    input_: Annotated[Path, typer.Option("--input", help="JSONL, CSV, TSV or Parquet file with the text field(s).")],
+    output: Annotated[
+        Path | None, typer.Option("--output", help="JSONL or CSV file to write (default: JSONL to stdout).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Rows per inference batch.")] = 64,
     device: DeviceOpt = "auto",
 ) -> None:
-    """Label new texts with a saved model: label and probability per row."""
-    from promptsearch.predict import Predictor, prediction_record, write_predictions
+    """Label new texts with a saved model, streaming a file of any size: label and per-class probabilities."""
+    from promptsearch.batch_predict import predict_file_streaming
+    from promptsearch.predict import Predictor
+    from promptsearch.progress import stream_progress
 
-    pairs = Predictor(model_dir, device=device).predict_file(input_)
-    if output is not None:
-        write_predictions(pairs, output)
-        say(f"wrote {len(pairs)} predictions to {output}")
-    else:
-        for row, p in pairs:
-            sys.stdout.write(prediction_record(row, p) + "\n")
+    predictor = Predictor(model_dir, device=device)
+    with stream_progress(err, label=input_.name) as progress:
+        stats = predict_file_streaming(
+            predictor, input_, output, batch_size=batch_size, stream=sys.stdout, progress=progress
+        )
+    where = f" to {output}" if output is not None else ""
+    (console if output is not None else err).print(
+        f"wrote predictions{where}: {stats.summary()}", markup=False, highlight=False, soft_wrap=True
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
