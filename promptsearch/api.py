@@ -55,6 +55,8 @@ from promptsearch.workers import choose_storage, existing_storage, launch_worker
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
+    from promptsearch.warmstart import WarmStartPlan
+
 _FINISHED = (
     optuna.trial.TrialState.COMPLETE,
     optuna.trial.TrialState.PRUNED,
@@ -184,12 +186,15 @@ def search(
     progress: Callable[[str], None] | None = None,
     workers: int = 1,
     heartbeat: float = HEARTBEAT_SECONDS,
+    warm_start: WarmStartPlan | None = None,
 ) -> SearchResult:
     """Run (or resume) the search of a space, evaluate on test, write the report and the best prompt.
 
     Arguments default to the space's ``search`` section. Running it again with the same storage
     continues the study and runs only the remaining trials. With ``workers`` > 1, that many worker
     processes share the study (a journal file in the run folder unless ``storage`` names another).
+    ``warm_start`` (:func:`promptsearch.warmstart.from_export` / ``from_study``) enqueues earlier
+    configs as the first trials after the baseline.
     """
     t_start = time.perf_counter()
     space = _resolve_space(space_or_path)
@@ -220,6 +225,10 @@ def search(
     check_space_data(space, data)
     study = open_study(space, storage, study_name, data_fingerprint=data.fingerprint, seed=seed, heartbeat=heartbeat)
     out_dir.mkdir(parents=True, exist_ok=True)  # only once the inputs and the storage are good
+    if warm_start is not None:
+        from promptsearch.warmstart import enqueue
+
+        enqueue(study, warm_start)
     loaded: list[TrialRunner] = []
 
     def runner() -> TrialRunner:

@@ -161,12 +161,23 @@ def run(
     save_model: Annotated[Path | None, typer.Option("--save-model", help="Save the best config's model here.")] = None,
     workers: WorkersOpt = 1,
     heartbeat: HeartbeatOpt = 10.0,
+    warm_start: Annotated[
+        Path | None, typer.Option("--warm-start", help="Enqueue this best_prompt.yaml as the first trial.")
+    ] = None,
+    warm_start_study: Annotated[
+        tuple[str, str] | None,
+        typer.Option("--warm-start-study", help="URL NAME of an earlier study: enqueue its top trials."),
+    ] = None,
+    warm_start_top: Annotated[
+        int, typer.Option("--warm-start-top", min=1, help="How many top trials --warm-start-study enqueues.")
+    ] = 3,
 ) -> None:
     """Run (or resume) a search, evaluate the best prompt on test, write the report and best_prompt.yaml."""
     from promptsearch.api import load_any_space, search
     from promptsearch.progress import SearchProgress
 
     space = load_any_space(path)
+    plan = _warm_start_plan(space, warm_start, warm_start_study, warm_start_top)
     total = ((space.spec.search.n_trials or 20) if n_trials is None else n_trials) + 1
     with SearchProgress(console, total=total) as progress:
         try:
@@ -186,6 +197,7 @@ def run(
                 progress=progress.status,
                 workers=workers,
                 heartbeat=heartbeat,
+                warm_start=plan,
             )
         except KeyboardInterrupt:
             progress.stop()
@@ -195,6 +207,23 @@ def run(
             )
             raise typer.Exit(130) from None
     _print_result(result)
+
+
+def _warm_start_plan(space: Any, file: Path | None, study: tuple[str, str] | None, top: int) -> Any:
+    """Both warm-start sources as one plan, each fitted to ``space``; what did not fit is printed."""
+    from promptsearch.warmstart import WarmStartPlan, from_export, from_study
+
+    if file is None and study is None:
+        return None
+    plan = WarmStartPlan()
+    if file is not None:
+        plan = from_export(space, file)
+    if study is not None:
+        more = from_study(space, study[0], study[1], top=top)
+        plan = WarmStartPlan(trials=plan.trials + more.trials, notes=plan.notes + more.notes)
+    for line in plan.lines():
+        say(line)
+    return plan
 
 
 @app.command()
