@@ -33,6 +33,7 @@ from promptsearch.export import (
 )
 from promptsearch.final import FINAL_ATTR, final_evaluation, stored_final
 from promptsearch.objective import TrialRunner, trial_config
+from promptsearch.pareto import dev_value
 from promptsearch.redact import mask_url
 from promptsearch.report import build_report, write_reports
 from promptsearch.sampling import baseline_config
@@ -138,10 +139,10 @@ def build_export(space: SearchSpace, study: optuna.Study, data: TaskData) -> Pro
         params=dict(best.params),
         scores=ExportedScores(
             metric=task.metric,
-            dev=best.value,
+            dev=dev_value(best),
             dev_epoch=best.user_attrs.get("best_epoch"),
             test=(final.get("best") or {}).get("test"),
-            baseline_dev=base.value if base is not None else None,
+            baseline_dev=dev_value(base) if base is not None else None,
             baseline_test=(final.get("baseline") or {}).get("test"),
         ),
         data_fingerprint=data.fingerprint,

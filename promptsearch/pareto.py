@@ -11,17 +11,21 @@ final test evaluation, the report and ``best_prompt.yaml``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     import optuna
     from optuna.trial import FrozenTrial
+
+    from promptsearch.spec import SearchSpec
 
 __all__ = [
     "COST_METRICS",
     "OBJECTIVES_ATTR",
     "dev_value",
     "is_multi_objective",
+    "objective_directions",
+    "objective_names",
     "objective_values",
     "pareto_front",
     "recommend",
@@ -33,6 +37,18 @@ COST_METRICS = {
     "prompt_tokens": "mean length of the rendered prompts in tokens (the inference cost)",
     "latency_ms": "milliseconds of inference per dev example (measured during the dev evaluations)",
 }
+
+
+def objective_names(search: SearchSpec) -> list[str]:
+    """``["dev"]``, or the metrics of ``search.objectives`` in order."""
+    return [o.metric for o in search.objectives] if search.objectives else ["dev"]
+
+
+def objective_directions(search: SearchSpec) -> list[Literal["maximize", "minimize"]]:
+    """One direction per objective: dev follows ``search.direction``, costs default to minimize."""
+    if not search.objectives:
+        return [search.direction]
+    return [o.direction or (search.direction if o.metric == "dev" else "minimize") for o in search.objectives]
 
 
 def dev_value(trial: FrozenTrial) -> float | None:

@@ -63,8 +63,8 @@ class SearchProgress:
         failed = sum(t.state == TrialState.FAIL for t in trials)
         try:
             best = f"best {100 * study.best_value:.2f}"
-        except ValueError:
-            best = "best –"
+        except (ValueError, RuntimeError):  # no trial yet, or several objectives (no single best value)
+            best = f"{len(study.best_trials)} on the Pareto front" if len(study.directions) > 1 else "best –"
         self._progress.update(
             self._task,
             completed=min(count_done(study), self.total),
