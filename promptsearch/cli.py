@@ -171,6 +171,12 @@ def run(
     warm_start_top: Annotated[
         int, typer.Option("--warm-start-top", min=1, help="How many top trials --warm-start-study enqueues.")
     ] = 3,
+    mlflow: Annotated[
+        str | None,
+        typer.Option(
+            "--mlflow", help="Log every trial to this MLflow tracking URI (pip install 'promptsearch[mlflow]')."
+        ),
+    ] = None,
 ) -> None:
     """Run (or resume) a search, evaluate the best prompt on test, write the report and best_prompt.yaml."""
     from promptsearch.api import load_any_space, search
@@ -178,6 +184,13 @@ def run(
 
     space = load_any_space(path)
     plan = _warm_start_plan(space, warm_start, warm_start_study, warm_start_top)
+    trackers = []
+    if mlflow is not None:
+        from promptsearch.pareto import objective_names
+        from promptsearch.tracking import mlflow_callback
+
+        objectives = objective_names(space.spec.search)
+        trackers.append(mlflow_callback(mlflow, metric=space.spec.task.metric, objectives=objectives))
     total = ((space.spec.search.n_trials or 20) if n_trials is None else n_trials) + 1
     with SearchProgress(console, total=total) as progress:
         try:
@@ -192,7 +205,7 @@ def run(
                 seed=seed,
                 final_seeds=final_seeds,
                 save_model=save_model,
-                callbacks=[progress.on_trial],
+                callbacks=[progress.on_trial, *trackers],
                 on_epoch=progress.on_epoch,
                 progress=progress.status,
                 workers=workers,
