@@ -302,7 +302,7 @@ def _print_result(result: Any) -> None:
     if base:
         say(f"plain fine-tuning baseline: dev {fmt_score(base['dev_score'])}, test {fmt_test(base['test'])}")
     label = "best config (plain)" if best and best["config"]["baseline"] else "best prompt"
-    say(f"report: {result.out_dir / 'report.md'}; {label}: {result.export_path}")
+    say(f"report: {result.out_dir / 'report.html'} (and report.md); {label}: {result.export_path}")
 
 
 @app.command("report")
