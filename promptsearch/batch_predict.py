@@ -14,6 +14,7 @@ import csv
 import io
 import json
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -83,17 +84,27 @@ def _jsonl(path: Path, progress: Progress | None) -> Iterator[_Row]:
 
 def _delimited(path: Path, delimiter: str, progress: Progress | None) -> Iterator[_Row]:
     total = path.stat().st_size
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # long texts are normal here; the default stops at 128 KB
     with path.open("rb") as raw:
         text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="")
         reader = csv.DictReader(text, delimiter=delimiter)
-        for i, record in enumerate(reader):
-            if progress is not None and i % 256 == 0:
-                progress(min(raw.tell(), total), total, i)
-            extra = record.pop(None, None)
-            row = _Row(reader.line_num, {k: v for k, v in record.items() if k is not None})
-            if extra:
-                row.error = f"{path}: line {reader.line_num}: {len(extra)} more fields than the header has columns"
-            yield row
+        try:
+            yield from _csv_rows(path, reader, raw, total, progress)
+        except csv.Error as exc:
+            raise DataError(f"--input {path}: line {reader.line_num}: not readable as CSV ({exc})") from None
+
+
+def _csv_rows(
+    path: Path, reader: csv.DictReader[str], raw: IO[bytes], total: int, progress: Progress | None
+) -> Iterator[_Row]:
+    for i, record in enumerate(reader):
+        if progress is not None and i % 256 == 0:
+            progress(min(raw.tell(), total), total, i)
+        extra = record.pop(None, None)
+        row = _Row(reader.line_num, {k: v for k, v in record.items() if k is not None})
+        if extra:
+            row.error = f"{path}: line {reader.line_num}: {len(extra)} more fields than the header has columns"
+        yield row
 
 
 def _parquet(path: Path, progress: Progress | None) -> Iterator[_Row]:

@@ -41,14 +41,16 @@ def split_prompt(text: str, prompt: Mapping[str, Any]) -> list[PromptPart]:
     rest = text
     instruction = str(prompt.get("instruction") or "")
     if instruction and rest.startswith(instruction):
-        parts.append(PromptPart("instruction", instruction))
-        rest = rest[len(instruction) :]
+        head = instruction + ("\n" if rest[len(instruction) :].startswith("\n") else "")
+        parts.append(PromptPart("instruction", head))
+        rest = rest[len(head) :]
     demos = prompt.get("demonstrations") or {}
     separator = str(demos.get("separator") or "")
     if int(demos.get("count") or 0) > 0 and separator and separator in rest:
         *shown, query = rest.split(separator)
         parts.extend(PromptPart("demonstration", piece + separator) for piece in shown)
         parts.append(PromptPart("query", query))
+        parts = [p for p in parts if p.text.strip()] or parts
     else:
         parts.append(PromptPart("query", rest))
     return parts

@@ -221,9 +221,7 @@ def _trials_section(study: optuna.Study, report: dict[str, Any]) -> str:
             if example
             else '<span class="note">none</span>'
         )
-        costs = "".join(
-            f'<td class=num data-value="{v}">{v:.4g}</td>' for v in (t.values[1:] if t.values else [None] * len(extra))
-        ).replace('data-value="None">', 'data-value="">–')
+        costs = "".join(_num_cell(v) for v in (t.values[1:] if t.values else [None] * len(extra)))
         rows.append(
             f'<tr><td class=num data-value="{t.number}">{t.number}</td>'
             f'<td data-value="{t.state.name}" class="state-{t.state.name}">{state}</td>'
@@ -243,7 +241,8 @@ def _trials_section(study: optuna.Study, report: dict[str, Any]) -> str:
 
 
 def _num_cell(value: Any) -> str:
-    return f'<td class=num data-value="{"" if value is None else value}">{"–" if value is None else _e(value)}</td>'
+    shown = "–" if value is None else (f"{value:.4g}" if isinstance(value, float) else _e(value))
+    return f'<td class=num data-value="{"" if value is None else value}">{shown}</td>'
 
 
 def _short(value: Any) -> str:

@@ -30,6 +30,7 @@ __all__ = [
     "pareto_front",
     "recommend",
     "recommendation_rule",
+    "study_objective_names",
 ]
 
 OBJECTIVES_ATTR = "objectives"
@@ -70,6 +71,12 @@ def _objectives(study: optuna.Study) -> dict[str, Any]:
     stored = study.user_attrs.get(OBJECTIVES_ATTR) or {}
     names = stored.get("names") or ["dev"] + [f"objective {i}" for i in range(1, len(study.directions))]
     return {"names": list(names), "within": float(stored.get("recommend_within", 0.0))}
+
+
+def study_objective_names(study: optuna.Study) -> list[str]:
+    """The study's objective names (``dev`` first), as stored when it was created."""
+    names: list[str] = _objectives(study)["names"]
+    return names
 
 
 def pareto_front(study: optuna.Study) -> list[FrozenTrial]:

@@ -13,7 +13,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from promptsearch.export import atomic_write_text
 from promptsearch.objective import trial_config
-from promptsearch.pareto import OBJECTIVES_ATTR, dev_value, is_multi_objective, recommendation_rule
+from promptsearch.pareto import dev_value, is_multi_objective, recommendation_rule, study_objective_names
 from promptsearch.study import baseline_trial, best_trial
 from promptsearch.versions import versions
 
@@ -93,10 +93,9 @@ def build_report(
 
 
 def _objectives(study: optuna.Study) -> dict[str, Any]:
-    names = (study.user_attrs.get(OBJECTIVES_ATTR) or {}).get("names") or ["dev"]
     info: dict[str, Any] = {
         "multi": is_multi_objective(study),
-        "names": names,
+        "names": study_objective_names(study),
         "directions": [d.name.lower() for d in study.directions],
     }
     if info["multi"]:

@@ -104,13 +104,16 @@ def test_csv_in_csv_out_with_one_probability_column_per_class(predictor: Predict
         writer.writeheader()
         writer.writerows(_rows(50))
         writer.writerow({"id": 50, "text": ""})
+    with src.open("a", encoding="utf-8") as fh:
+        fh.write("51,fine,extra\n")
     stats = predict_file_streaming(predictor, src, tmp_path / "out.csv", batch_size=16)
     with (tmp_path / "out.csv").open(newline="", encoding="utf-8") as fh:
         out = list(csv.DictReader(fh))
-    assert stats.rows == 51 and stats.errors == 1
+    assert stats.rows == 52 and stats.errors == 2
     assert list(out[0]) == ["id", "text", "prediction", "probability", "p_negative", "p_positive", "error"]
     assert all(o["prediction"] in ("negative", "positive") and not o["error"] for o in out[:50])
     assert out[50]["prediction"] == "" and "row 52: text field 'text'" in out[50]["error"]  # the file's line 52
+    assert out[51]["error"] == f"{src}: line 53: 1 more fields than the header has columns"
 
 
 def test_parquet_input_streams_by_record_batches(predictor: Predictor, tmp_path: Path) -> None:

@@ -119,3 +119,37 @@ def test_split_prompt_marks_instruction_demonstrations_and_query() -> None:
     assert '<mark class="slot">[MASK]</mark>' in marked
     assert highlight_html("<b>x</b> It was [MASK].", prompt).startswith('<span class="part part-query"')
     assert "&lt;b&gt;" in highlight_html("<b>x</b> It was [MASK].", prompt)
+
+
+def test_the_instructed_template_of_sst2_splits_into_its_parts() -> None:
+    prompt = {
+        "instruction": "Is the sentiment positive or negative?",
+        "template": "{instruction}\n{demos}{text} All in all, it was {label}.",
+        "label_words": {"negative": "bad", "positive": "good"},
+        "demonstrations": {"count": 1, "separator": "\n"},
+    }
+    text = "Is the sentiment positive or negative?\ndull All in all, it was bad.\nfun All in all, it was [MASK]."
+    parts = split_prompt(text, prompt)
+    assert [(p.kind, p.text) for p in parts] == [
+        ("instruction", "Is the sentiment positive or negative?\n"),
+        ("demonstration", "dull All in all, it was bad.\n"),
+        ("query", "fun All in all, it was [MASK]."),
+    ]
+
+
+def test_a_multi_objective_report_with_failed_and_running_trials_renders() -> None:
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    prompt = PromptConfig(template="{text} It was {label}.", label_words={"negative": "bad", "positive": "good"})
+    config = TrialConfig(prompt=prompt, train=TrainConfig(), params={}).model_dump(mode="json")
+    for values in ([0.9, 40.0], [0.8, 20.0], [0.7, 30.0]):
+        study.add_trial(optuna.trial.create_trial(values=values, user_attrs={"config": config}))
+    study.add_trial(
+        optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, user_attrs={"error": "RuntimeError: boom"})
+    )
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING))
+    report = build_report(study, space_name="m", space_file=None, metric="accuracy", final=None)
+    assert report["best"]["trial"] == 0  # within 0 points of the best: the best score itself
+    page = render_html(study, report)
+    assert 'id="plot-pareto"' in page and "RuntimeError: boom" in page
+    table = page.split('id="trials-table"', 1)[1]
+    assert table.count("<tr><td class=num") == 5 and '<td class=num data-value="">–</td>' in table
