@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from promptsearch.spec import SearchSpec
 
 __all__ = [
-    "COST_METRICS",
     "OBJECTIVES_ATTR",
     "dev_value",
     "is_multi_objective",
@@ -34,10 +33,6 @@ __all__ = [
 ]
 
 OBJECTIVES_ATTR = "objectives"
-COST_METRICS = {
-    "prompt_tokens": "mean length of the rendered prompts in tokens (the inference cost)",
-    "latency_ms": "milliseconds of inference per dev example (measured during the dev evaluations)",
-}
 
 
 def objective_names(search: SearchSpec) -> list[str]:

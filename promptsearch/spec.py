@@ -264,9 +264,6 @@ class PrunerSpec(_Strict):
     )
 
 
-OBJECTIVE_METRICS = ("dev", "prompt_tokens", "latency_ms")
-
-
 class ObjectiveSpec(_Strict):
     metric: Literal["dev", "prompt_tokens", "latency_ms"] = Field(
         description="dev (the task metric on dev) | prompt_tokens (mean prompt length) | latency_ms (per dev example)."
