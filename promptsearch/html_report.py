@@ -124,15 +124,8 @@ def _scores_section(report: dict[str, Any], figure: Figure) -> str:
     )
 
 
-def _best_section(report: dict[str, Any]) -> str:
-    best = report.get("best")
-    if not best:
-        return '<section id="best-prompt"><h2>Best prompt</h2><p class=note>No completed trial yet.</p></section>'
-    cfg = best["config"]
-    prompt, train = cfg["prompt"], cfg["train"]
-    title = "Recommended config" if report.get("objectives", {}).get("multi") else "Best prompt"
-    if cfg.get("baseline"):
-        title += " (the plain fine-tuning baseline: no sampled prompt beat it)"
+def _prompt_block(title: str, trial: int, config: dict[str, Any], example: str) -> str:
+    prompt, train = config["prompt"], config["train"]
     words = ", ".join(
         f'{_e(lab)} → <mark class="label-word">{_e(w)}</mark>' for lab, w in prompt["label_words"].items()
     )
@@ -149,11 +142,49 @@ def _best_section(report: dict[str, Any]) -> str:
         '<span class="part-demonstration">demonstration</span><span class="part-query">query</span>'
         '<mark class="label-word">label word</mark> <mark class="slot">answer slot</mark></p>'
     )
-    example = highlight_html(best.get("prompt_example") or "", prompt)
     return (
-        f'<section id="best-prompt"><h2>{_e(title)} · trial {best["trial"]}</h2><table>{listing}</table>'
-        f'<p>First train prompt as the model sees it:</p>{legend}<pre class="prompt">{example}</pre></section>'
+        f"<h2>{_e(title)} · trial {trial}</h2><table>{listing}</table>"
+        f'<p>First train prompt as the model sees it:</p>{legend}<pre class="prompt">{highlight_html(example, prompt)}'
+        "</pre>"
     )
+
+
+def _best_sampled(study: optuna.Study) -> FrozenTrial | None:
+    import optuna
+
+    done = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if t.values and not t.user_attrs.get("baseline") and "config" in t.user_attrs
+    ]
+    sign = -1.0 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1.0
+    return min(done, key=lambda t: (sign * (dev_value(t) or 0.0), t.number)) if done else None
+
+
+def _best_section(study: optuna.Study, report: dict[str, Any]) -> str:
+    best = report.get("best")
+    if not best:
+        return '<section id="best-prompt"><h2>Best prompt</h2><p class=note>No completed trial yet.</p></section>'
+    title = "Recommended config" if report.get("objectives", {}).get("multi") else "Best prompt"
+    example = best.get("prompt_example") or ""
+    if not best["config"].get("baseline"):
+        return f'<section id="best-prompt">{_prompt_block(title, best["trial"], best["config"], example)}</section>'
+    parts = [_prompt_block(f"{title}: the plain fine-tuning baseline", best["trial"], best["config"], example)]
+    runner_up = _best_sampled(study)
+    if runner_up is not None:
+        parts.append(
+            f'<p class="note">No sampled prompt beat the baseline on dev; the best of them scored '
+            f"{_pct(dev_value(runner_up))} against {_pct(best['dev_score'])}.</p>"
+        )
+        parts.append(
+            _prompt_block(
+                "Best sampled prompt",
+                runner_up.number,
+                runner_up.user_attrs["config"],
+                runner_up.user_attrs.get("prompt_example") or "",
+            )
+        )
+    return f'<section id="best-prompt">{"".join(parts)}</section>'
 
 
 def _pareto_section(study: optuna.Study, report: dict[str, Any], figure: Figure | None) -> str:
@@ -261,7 +292,7 @@ def render_html(study: optuna.Study, report: dict[str, Any]) -> str:
         + (f", {t['running']} running" if t["running"] else "")
         + ")"
     )
-    sections = [_scores_section(report, figures.pop("scores")), _best_section(report)]
+    sections = [_scores_section(report, figures.pop("scores")), _best_section(study, report)]
     if is_multi_objective(study):
         sections.append(_pareto_section(study, report, figures.pop("pareto", None)))
     pairs = [["history", "intermediate"], ["importance", "parallel"], ["slice"]]

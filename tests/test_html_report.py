@@ -153,3 +153,33 @@ def test_a_multi_objective_report_with_failed_and_running_trials_renders() -> No
     assert 'id="plot-pareto"' in page and "RuntimeError: boom" in page
     table = page.split('id="trials-table"', 1)[1]
     assert table.count("<tr><td class=num") == 5 and '<td class=num data-value="">–</td>' in table
+
+
+def test_when_the_baseline_wins_the_best_sampled_prompt_is_shown_too() -> None:
+    study = optuna.create_study(direction="maximize")
+    plain = TrialConfig(
+        prompt=PromptConfig(label_words={"negative": "negative", "positive": "positive"}),
+        train=TrainConfig(),
+        baseline=True,
+    )
+    study.add_trial(
+        optuna.trial.create_trial(
+            value=0.8, user_attrs={"baseline": True, "config": plain.model_dump(mode="json"), "prompt_example": "ok"}
+        )
+    )
+    prompt = PromptConfig(template="{text} It was {label}.", label_words={"negative": "bad", "positive": "good"})
+    for value in (0.6, 0.7):
+        config = TrialConfig(prompt=prompt, train=TrainConfig(), params={"x": value})
+        study.add_trial(
+            optuna.trial.create_trial(
+                value=value,
+                params={"x": value},
+                distributions={"x": optuna.distributions.FloatDistribution(0, 1)},
+                user_attrs={"config": config.model_dump(mode="json"), "prompt_example": "fine It was [MASK]."},
+            )
+        )
+    report = build_report(study, space_name="b", space_file=None, metric="accuracy", final=None)
+    page = render_html(study, report)
+    assert "Best prompt: the plain fine-tuning baseline · trial 0" in page
+    assert "No sampled prompt beat the baseline on dev; the best of them scored 70.00 against 80.00." in page
+    assert "Best sampled prompt · trial 2" in page
