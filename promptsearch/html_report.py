@@ -102,7 +102,8 @@ def _duration(trial: FrozenTrial) -> float | None:
 
 def _scores_section(report: dict[str, Any], figure: Figure) -> str:
     rows = []
-    for name, item in (("best prompt", report.get("best")), ("plain fine-tuning baseline", report.get("baseline"))):
+    first = "recommended config" if report.get("objectives", {}).get("multi") else "best prompt"
+    for name, item in ((first, report.get("best")), ("plain fine-tuning baseline", report.get("baseline"))):
         if not item:
             rows.append(f"<tr><td>{name}</td><td colspan=5 class=note>none</td></tr>")
             continue
