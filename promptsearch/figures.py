@@ -62,7 +62,10 @@ def _scores(report: dict[str, Any]) -> Figure:
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    rows = [("best prompt", report.get("best")), ("baseline", report.get("baseline"))]
+    best, base = report.get("best"), report.get("baseline")
+    rows = [("best prompt", best), ("baseline", base)]
+    if best and base and best["trial"] == base["trial"]:
+        rows = [("baseline (also the best)", base)]
     names = [name for name, item in rows if item]
     dev = [100 * (item["dev_score"] or 0.0) for _, item in rows if item]
     fig.add_trace(go.Bar(name="dev (search)", x=names, y=dev))

@@ -103,7 +103,12 @@ def _duration(trial: FrozenTrial) -> float | None:
 def _scores_section(report: dict[str, Any], figure: Figure) -> str:
     rows = []
     first = "recommended config" if report.get("objectives", {}).get("multi") else "best prompt"
-    for name, item in ((first, report.get("best")), ("plain fine-tuning baseline", report.get("baseline"))):
+    best, base = report.get("best"), report.get("baseline")
+    same = bool(best and base and best["trial"] == base["trial"])
+    shown = [("plain fine-tuning baseline (also the best)", base)] if same else [(first, best)]
+    if not same:
+        shown.append(("plain fine-tuning baseline", base))
+    for name, item in shown:
         if not item:
             rows.append(f"<tr><td>{name}</td><td colspan=5 class=note>none</td></tr>")
             continue
@@ -112,8 +117,7 @@ def _scores_section(report: dict[str, Any], figure: Figure) -> str:
             f"<td class=num>{_e(item.get('dev_epoch'))}</td>{_test_cell(item.get('test'))}</tr>"
         )
     gap = ""
-    best, base = report.get("best"), report.get("baseline")
-    if best and base and best.get("test") and base.get("test"):
+    if best and base and not same and best.get("test") and base.get("test"):
         diff = 100 * (best["test"]["mean"] - base["test"]["mean"])
         gap = f"<p>Test difference, best prompt − baseline: <b>{diff:+.2f}</b> points.</p>"
     return (

@@ -32,9 +32,10 @@ def _figure() -> tuple[MplFigure, Any]:
 
 
 def _scores(report: dict[str, Any]) -> MplFigure | None:
-    rows = [
-        (n, item) for n, item in (("best prompt", report.get("best")), ("baseline", report.get("baseline"))) if item
-    ]
+    best, base = report.get("best"), report.get("baseline")
+    rows = [(n, item) for n, item in (("best prompt", best), ("baseline", base)) if item]
+    if best and base and best["trial"] == base["trial"]:
+        rows = [("baseline (also the best)", base)]
     if not rows:
         return None
     fig, ax = _figure()

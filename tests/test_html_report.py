@@ -183,3 +183,4 @@ def test_when_the_baseline_wins_the_best_sampled_prompt_is_shown_too() -> None:
     assert "Best prompt: the plain fine-tuning baseline · trial 0" in page
     assert "No sampled prompt beat the baseline on dev; the best of them scored 70.00 against 80.00." in page
     assert "Best sampled prompt · trial 2" in page
+    assert "plain fine-tuning baseline (also the best)" in page and "Test difference" not in page
