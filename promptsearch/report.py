@@ -1,9 +1,10 @@
-"""The study's report: ``report.json`` for programs and ``report.md`` for people."""
+"""The study's report: ``report.json`` for programs, ``report.md`` and ``report.html`` for people."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from promptsearch.study import baseline_trial, best_trial
 from promptsearch.versions import versions
 
 __all__ = ["build_report", "fmt_score", "fmt_test", "render_markdown", "write_report", "write_reports"]
+
+logger = logging.getLogger(__name__)
 
 
 def _trial_summary(trial: FrozenTrial | None, test: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -204,11 +207,22 @@ def write_report(out_dir: Path, report: dict[str, Any], *, images: Sequence[tupl
 
 
 def write_reports(out_dir: Path, study: optuna.Study, report: dict[str, Any]) -> dict[str, Path]:
-    """Write report.json, report.md (with PNG plots in ``plots/``) and the self-contained report.html."""
+    """Write report.json, report.md (with PNG plots in ``plots/``) and the self-contained report.html.
+
+    A plot or page that cannot be drawn is logged and left out: it never costs the run its report.json/md.
+    """
     from promptsearch.html_report import write_html_report
     from promptsearch.plots import write_pngs
 
-    images = write_pngs(out_dir, study, report)
+    images: list[tuple[str, str]] = []
+    try:
+        images = write_pngs(out_dir, study, report)
+    except Exception as exc:  # matplotlib/optuna raise many types; the text reports matter more
+        logger.warning("report.md goes without plots: %s: %s", type(exc).__name__, exc)
     json_path, md_path = write_report(out_dir, report, images=images)
-    html_path = write_html_report(out_dir, study, report)
-    return {"json": json_path, "markdown": md_path, "html": html_path}
+    written = {"json": json_path, "markdown": md_path}
+    try:
+        written["html"] = write_html_report(out_dir, study, report)
+    except Exception as exc:
+        logger.warning("could not write report.html: %s: %s", type(exc).__name__, exc)
+    return written
