@@ -65,10 +65,16 @@ class SearchSpace:
         """One line: the searched parameters and their sizes."""
         searched = {k: d for k, d in self.params.items() if not isinstance(d, Fixed)}
         parts = [f"{k.split('.', 1)[1]}: {describe(d)}" for k, d in searched.items()]
+        objectives = self.spec.search.objectives or []
         return (
             f"space '{self.name}': {len(searched)} searched parameter(s)"
             + (f" ({'; '.join(parts)})" if parts else "")
             + f", {len(self.params) - len(searched)} fixed"
+            + (
+                f"; {len(objectives)} objectives ({', '.join(o.metric for o in objectives)}), so no pruning"
+                if len(objectives) > 1
+                else ""
+            )
         )
 
 

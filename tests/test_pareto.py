@@ -57,6 +57,13 @@ def test_one_objective_or_none_keeps_the_single_objective_space_valid() -> None:
     parse_space(BASE + "  pruner: {type: median}\n")  # a pruner is fine with one objective
 
 
+def test_validate_names_the_objectives_of_the_shipped_pareto_space(capsys: pytest.CaptureFixture[str]) -> None:
+    from promptsearch.cli import main
+
+    assert main(["validate", str(Path(__file__).parents[1] / "search_spaces" / "sst2_pareto.yaml")]) == 0
+    assert "; 2 objectives (dev, prompt_tokens), so no pruning; data: train 32" in capsys.readouterr().out
+
+
 def _study(points: list[tuple[float, float]], within: float) -> optuna.Study:
     study = optuna.create_study(directions=["maximize", "minimize"])
     study.set_user_attr(OBJECTIVES_ATTR, {"names": ["dev", "prompt_tokens"], "recommend_within": within})
