@@ -33,8 +33,9 @@ from promptsearch.export import (
 )
 from promptsearch.final import FINAL_ATTR, final_evaluation, stored_final
 from promptsearch.objective import TrialRunner, trial_config
+from promptsearch.pareto import dev_value
 from promptsearch.redact import mask_url
-from promptsearch.report import build_report, write_report
+from promptsearch.report import build_report, write_reports
 from promptsearch.sampling import baseline_config
 from promptsearch.space import SearchSpace, load_space, parse_space
 from promptsearch.spec import DataSource, ModelSpec
@@ -54,6 +55,8 @@ from promptsearch.workers import choose_storage, existing_storage, launch_worker
 
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
+
+    from promptsearch.warmstart import WarmStartPlan
 
 _FINISHED = (
     optuna.trial.TrialState.COMPLETE,
@@ -143,10 +146,10 @@ def build_export(space: SearchSpace, study: optuna.Study, data: TaskData) -> Pro
         params=dict(best.params),
         scores=ExportedScores(
             metric=task.metric,
-            dev=best.value,
+            dev=dev_value(best),
             dev_epoch=best.user_attrs.get("best_epoch"),
             test=(final.get("best") or {}).get("test"),
-            baseline_dev=base.value if base is not None else None,
+            baseline_dev=dev_value(base) if base is not None else None,
             baseline_test=(final.get("baseline") or {}).get("test"),
         ),
         data_fingerprint=data.fingerprint,
@@ -191,12 +194,15 @@ def search(
     progress: Callable[[str], None] | None = None,
     workers: int = 1,
     heartbeat: float = HEARTBEAT_SECONDS,
+    warm_start: WarmStartPlan | None = None,
 ) -> SearchResult:
     """Run (or resume) the search of a space, evaluate on test, write the report and the best prompt.
 
     Arguments default to the space's ``search`` section. Running it again with the same storage
     continues the study and runs only the remaining trials. With ``workers`` > 1, that many worker
     processes share the study (a journal file in the run folder unless ``storage`` names another).
+    ``warm_start`` (:func:`promptsearch.warmstart.from_export` / ``from_study``) enqueues earlier
+    configs as the first trials after the baseline.
     """
     t_start = time.perf_counter()
     space = _resolve_space(space_or_path)
@@ -227,6 +233,10 @@ def search(
     check_space_data(space, data)
     study = open_study(space, storage, study_name, data_fingerprint=data.fingerprint, seed=seed, heartbeat=heartbeat)
     out_dir.mkdir(parents=True, exist_ok=True)  # only once the inputs and the storage are good
+    if warm_start is not None:
+        from promptsearch.warmstart import enqueue
+
+        enqueue(study, warm_start)
     loaded: list[TrialRunner] = []
 
     def runner() -> TrialRunner:
@@ -267,7 +277,7 @@ def search(
     report_dict = _build_report(space, study, final)
     report_dict["seconds"]["search"] = round(search_seconds, 2)
     report_dict["seconds"]["total"] = round(time.perf_counter() - t_start, 2)
-    write_report(out_dir, report_dict)
+    write_reports(out_dir, study, report_dict)
     export_path = None
     if best_trial(study) is not None:
         export_path = write_prompt_config(build_export(space, study, data), out_dir / "best_prompt.yaml")
@@ -416,7 +426,7 @@ def report(
         )
     result = _build_report(space, study, final)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_report(out_dir, result)
+    write_reports(out_dir, study, result)
     return result
 
 

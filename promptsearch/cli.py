@@ -189,12 +189,36 @@ def run(
     save_model: Annotated[Path | None, typer.Option("--save-model", help="Save the best config's model here.")] = None,
     workers: WorkersOpt = 1,
     heartbeat: HeartbeatOpt = 10.0,
+    warm_start: Annotated[
+        Path | None, typer.Option("--warm-start", help="Enqueue this best_prompt.yaml as the first trial.")
+    ] = None,
+    warm_start_study: Annotated[
+        tuple[str, str] | None,
+        typer.Option("--warm-start-study", help="URL NAME of an earlier study: enqueue its top trials."),
+    ] = None,
+    warm_start_top: Annotated[
+        int, typer.Option("--warm-start-top", min=1, help="How many top trials --warm-start-study enqueues.")
+    ] = 3,
+    mlflow: Annotated[
+        str | None,
+        typer.Option(
+            "--mlflow", help="Log every trial to this MLflow tracking URI (pip install 'promptsearch[mlflow]')."
+        ),
+    ] = None,
 ) -> None:
     """Run (or resume) a search, evaluate the best prompt on test, write the report and best_prompt.yaml."""
     from promptsearch.api import load_any_space, search
     from promptsearch.progress import SearchProgress
 
     space = load_any_space(path)
+    plan = _warm_start_plan(space, warm_start, warm_start_study, warm_start_top)
+    trackers = []
+    if mlflow is not None:
+        from promptsearch.pareto import objective_names
+        from promptsearch.tracking import mlflow_callback
+
+        objectives = objective_names(space.spec.search)
+        trackers.append(mlflow_callback(mlflow, metric=space.spec.task.metric, objectives=objectives))
     total = ((space.spec.search.n_trials or 20) if n_trials is None else n_trials) + 1
     with SearchProgress(console, total=total) as progress:
         try:
@@ -209,11 +233,12 @@ def run(
                 seed=seed,
                 final_seeds=final_seeds,
                 save_model=save_model,
-                callbacks=[progress.on_trial],
+                callbacks=[progress.on_trial, *trackers],
                 on_epoch=progress.on_epoch,
                 progress=progress.status,
                 workers=workers,
                 heartbeat=heartbeat,
+                warm_start=plan,
             )
         except KeyboardInterrupt:
             progress.stop()
@@ -223,6 +248,23 @@ def run(
             )
             raise typer.Exit(130) from None
     _print_result(result)
+
+
+def _warm_start_plan(space: Any, file: Path | None, study: tuple[str, str] | None, top: int) -> Any:
+    """Both warm-start sources as one plan, each fitted to ``space``; what did not fit is printed."""
+    from promptsearch.warmstart import WarmStartPlan, from_export, from_study
+
+    if file is None and study is None:
+        return None
+    plan = WarmStartPlan()
+    if file is not None:
+        plan = from_export(space, file)
+    if study is not None:
+        more = from_study(space, study[0], study[1], top=top)
+        plan = WarmStartPlan(trials=plan.trials + more.trials, notes=plan.notes + more.notes)
+    for line in plan.lines():
+        say(line)
+    return plan
 
 
 @app.command()
@@ -288,7 +330,7 @@ def _print_result(result: Any) -> None:
     if base:
         say(f"plain fine-tuning baseline: dev {fmt_score(base['dev_score'])}, test {fmt_test(base['test'])}")
     label = "best config (plain)" if best and best["config"]["baseline"] else "best prompt"
-    say(f"report: {result.out_dir / 'report.md'}; {label}: {result.export_path}")
+    say(f"report: {result.out_dir / 'report.html'} (and report.md); {label}: {result.export_path}")
 
 
 @app.command("report")
@@ -343,20 +385,27 @@ def train_cmd(
 @app.command()
 def predict(
     model_dir: Annotated[Path, typer.Argument(help="A folder written by --save-model.")],
-    input_: Annotated[Path, typer.Option("--input", help="JSONL/CSV file with the text field(s).")],
-    output: Annotated[Path | None, typer.Option("--output", help="JSONL to write (default: print).")] = None,
+    input_: Annotated[Path, typer.Option("--input", help="JSONL, CSV, TSV or Parquet file with the text field(s).")],
+    output: Annotated[
+        Path | None, typer.Option("--output", help="JSONL or CSV file to write (default: JSONL to stdout).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Rows per inference batch.")] = 64,
     device: DeviceOpt = "auto",
 ) -> None:
-    """Label new texts with a saved model: label and probability per row."""
-    from promptsearch.predict import Predictor, prediction_record, write_predictions
+    """Label new texts with a saved model, streaming a file of any size: label and per-class probabilities."""
+    from promptsearch.batch_predict import predict_file_streaming
+    from promptsearch.predict import Predictor
+    from promptsearch.progress import stream_progress
 
-    pairs = Predictor(model_dir, device=device).predict_file(input_)
-    if output is not None:
-        write_predictions(pairs, output)
-        say(f"wrote {len(pairs)} predictions to {output}")
-    else:
-        for row, p in pairs:
-            sys.stdout.write(prediction_record(row, p) + "\n")
+    predictor = Predictor(model_dir, device=device)
+    with stream_progress(err, label=input_.name) as progress:
+        stats = predict_file_streaming(
+            predictor, input_, output, batch_size=batch_size, stream=sys.stdout, progress=progress
+        )
+    where = f" to {output}" if output is not None else ""
+    (console if output is not None else err).print(
+        f"wrote predictions{where}: {stats.summary()}", markup=False, highlight=False, soft_wrap=True
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,6 +17,7 @@ from promptsearch.data import TaskData
 from promptsearch.device import free_memory, peak_memory_mb, reset_peak_memory
 from promptsearch.errors import ConfigError
 from promptsearch.features import Encoded, FeatureCache
+from promptsearch.pareto import objective_names, objective_values
 from promptsearch.sampling import baseline_config, sample_config
 from promptsearch.space import SearchSpace, possible_values
 from promptsearch.trainer import FitResult, NonFiniteLoss, evaluate, fine_tune, load_state
@@ -241,15 +242,17 @@ class Objective:
     def seed_for(self, trial: optuna.trial.Trial) -> int:
         return self.runner.space.spec.search.seed * 100_003 + trial.number
 
-    def __call__(self, trial: optuna.trial.Trial) -> float:
+    def __call__(self, trial: optuna.trial.Trial) -> float | list[float]:
         if self._is_surplus(trial):
             trial.set_user_attr(SURPLUS_ATTR, True)
             raise Surplus(f"trial {trial.number} is beyond the {self.target} trials asked for")
         with _heartbeat(trial, self.heartbeat):
             return self._run(trial)
 
-    def _run(self, trial: optuna.trial.Trial) -> float:
+    def _run(self, trial: optuna.trial.Trial) -> float | list[float]:
         space = self.runner.space
+        objectives = objective_names(space.spec.search)
+        prunable = len(objectives) == 1  # Optuna supports neither report nor should_prune with several
         is_baseline = bool(trial.user_attrs.get(BASELINE_ATTR))
         config = baseline_config(space) if is_baseline else sample_config(trial, space)
         seed = self.seed_for(trial)
@@ -264,8 +267,8 @@ class Objective:
             state["last"] = (epoch, score)
             if self.on_epoch is not None:
                 self.on_epoch(trial.number, epoch, score)
-            if epoch == 0:
-                return  # an in-context-only trial: scored once, as it is; nothing left to save by pruning
+            if epoch == 0 or not prunable:
+                return  # in context only (scored once, nothing to save), or several objectives (Optuna cannot prune)
             trial.report(score, epoch)
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned after epoch {epoch} (dev {score:.4f})")
@@ -275,7 +278,13 @@ class Objective:
             trial.set_user_attr("best_epoch", result.best_epoch)
             trial.set_user_attr("epochs_run", result.epochs_run)
             self._describe(trial, train)
-            return result.best_score
+            if prunable:
+                return result.best_score
+            latency = 1000 * timings.get("eval", 0.0) / max(1, result.epochs_run * len(self.runner.data.dev))
+            trial.set_user_attr("latency_ms", round(latency, 4))
+            return objective_values(
+                objectives, dev=result.best_score, prompt_tokens=train.mean_tokens, latency_ms=latency
+            )
         except KeyboardInterrupt:
             trial.set_user_attr(INTERRUPTED_ATTR, True)
             raise

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import TracebackType
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from promptsearch.study import count_done
 
-__all__ = ["SearchProgress"]
+__all__ = ["SearchProgress", "stream_progress"]
 
 
 class SearchProgress:
@@ -53,8 +63,8 @@ class SearchProgress:
         failed = sum(t.state == TrialState.FAIL for t in trials)
         try:
             best = f"best {100 * study.best_value:.2f}"
-        except ValueError:
-            best = "best –"
+        except (ValueError, RuntimeError):  # no trial yet, or several objectives (no single best value)
+            best = f"{len(study.best_trials)} on the Pareto front" if len(study.directions) > 1 else "best –"
         self._progress.update(
             self._task,
             completed=min(count_done(study), self.total),
@@ -71,3 +81,25 @@ class SearchProgress:
 
     def status(self, text: str) -> None:
         self._progress.update(self._task, status=escape(text))
+
+
+@contextmanager
+def stream_progress(console: Console, *, label: str) -> Iterator[Callable[[int, int, int], None]]:
+    """A progress bar over a file being read; yields the ``progress(done, total, rows)`` callback."""
+    progress = Progress(
+        TextColumn(f"[bold]{escape(label)}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[rows]} rows"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    )
+    task = progress.add_task("predict", total=None, rows=0)
+
+    def update(done: int, total: int, rows: int) -> None:
+        progress.update(task, completed=done, total=total, rows=f"{rows:,}")
+
+    with progress:
+        yield update

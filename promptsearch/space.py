@@ -57,10 +57,16 @@ class SearchSpace:
         """One line: the searched parameters and their sizes."""
         searched = {k: d for k, d in self.params.items() if not isinstance(d, Fixed)}
         parts = [f"{k.split('.', 1)[1]}: {describe(d)}" for k, d in searched.items()]
+        objectives = self.spec.search.objectives or []
         return (
             f"space '{self.name}': {len(searched)} searched parameter(s)"
             + (f" ({'; '.join(parts)})" if parts else "")
             + f", {len(self.params) - len(searched)} fixed"
+            + (
+                f"; {len(objectives)} objectives ({', '.join(o.metric for o in objectives)}), so no pruning"
+                if len(objectives) > 1
+                else ""
+            )
         )
 
 
@@ -114,6 +120,7 @@ def parse_space(text: str, *, path: Path | None = None) -> SearchSpace:
     _check_heads(spec, params, templates, problems, msg)
     _check_baseline(spec, problems, msg)
     _check_pruner(spec, problems, msg)
+    _check_objectives(spec, problems, msg)
     if problems:
         raise SpaceError(problems)
     return SearchSpace(
@@ -445,6 +452,43 @@ def _check_pruner(spec: SpaceSpec, problems: list[str], msg: Any) -> None:
             cls(**pruner.options)
         except (TypeError, ValueError) as exc:
             problems.append(msg(("search", "pruner", "options"), f"Optuna refused these options: {exc}"))
+
+
+def _check_objectives(spec: SpaceSpec, problems: list[str], msg: Any) -> None:
+    search = spec.search
+    if not search.objectives:
+        return
+    metrics = [o.metric for o in search.objectives]
+    if metrics[0] != "dev":
+        problems.append(
+            msg(
+                ("search", "objectives", 0, "metric"),
+                f"the first objective must be dev (the score the study optimises and reports), but found "
+                f"'{metrics[0]}'; list dev first, then the costs (prompt_tokens, latency_ms)",
+            )
+        )
+    for i, metric in enumerate(metrics):
+        if metrics.index(metric) != i:
+            problems.append(msg(("search", "objectives", i, "metric"), f"'{metric}' is listed twice; list it once"))
+    dev = search.objectives[0]
+    if metrics[0] == "dev" and dev.direction is not None and dev.direction != search.direction:
+        problems.append(
+            msg(
+                ("search", "objectives", 0, "direction"),
+                f"'{dev.direction}' differs from search.direction '{search.direction}'; the dev score has one "
+                "direction: drop this one or change search.direction",
+            )
+        )
+    if len(metrics) > 1 and "pruner" in search.model_fields_set and search.pruner.type != "none":
+        problems.append(
+            msg(
+                ("search", "pruner"),
+                f"a {search.pruner.type} pruner is set, but Optuna cannot prune multi-objective studies "
+                "(Trial.report and Trial.should_prune are not supported for them: with several objectives there "
+                "is no single intermediate score to compare trials on), so every trial runs all its epochs; "
+                "remove search.pruner or set it to {type: none}",
+            )
+        )
 
 
 def is_active(dim: Dimension, values: Mapping[str, Any]) -> bool:

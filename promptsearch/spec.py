@@ -23,6 +23,7 @@ __all__ = [
     "HubSource",
     "LoraSpec",
     "ModelSpec",
+    "ObjectiveSpec",
     "PromptSpec",
     "PrunerSpec",
     "SearchSpec",
@@ -312,6 +313,15 @@ class PrunerSpec(_Strict):
     )
 
 
+class ObjectiveSpec(_Strict):
+    metric: Literal["dev", "prompt_tokens", "latency_ms"] = Field(
+        description="dev (the task metric on dev) | prompt_tokens (mean prompt length) | latency_ms (per dev example)."
+    )
+    direction: Literal["maximize", "minimize"] | None = Field(
+        None, description="Default: search.direction for dev, minimize for the costs."
+    )
+
+
 class SearchSpec(_Strict):
     sampler: Literal["tpe", "random", "gp", "cmaes"] = "tpe"
     seed: int = 0
@@ -320,6 +330,17 @@ class SearchSpec(_Strict):
     timeout: float | None = Field(None, gt=0, description="Seconds; the search stops after the running trial.")
     direction: Literal["maximize", "minimize"] = "maximize"
     final_seeds: int = Field(3, ge=1, description="Seeds of the final test evaluation.")
+    objectives: list[ObjectiveSpec] | None = Field(
+        None,
+        min_length=1,
+        description="Several objectives (dev first, then costs): a Pareto front instead of one best trial.",
+    )
+    recommend_within: float = Field(
+        0.005,
+        ge=0,
+        description="Multi-objective: the recommended config is the cheapest Pareto trial within this much of the "
+        "best dev score (0.005 = 0.5 points).",
+    )
 
 
 class SpaceSpec(_Strict):

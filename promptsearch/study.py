@@ -21,6 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from promptsearch.errors import ConfigError
 from promptsearch.objective import BASELINE_ATTR, Objective, TrialRunner
+from promptsearch.pareto import OBJECTIVES_ATTR, is_multi_objective, objective_directions, objective_names, recommend
 from promptsearch.redact import mask_url, scrub
 from promptsearch.space import SearchSpace
 from promptsearch.spec import pruner_class
@@ -136,6 +137,8 @@ def make_sampler(space: SearchSpace, seed: int) -> optuna.samplers.BaseSampler:
 
 
 def make_pruner(space: SearchSpace) -> optuna.pruners.BasePruner:
+    if len(objective_names(space.spec.search)) > 1:
+        return optuna.pruners.NopPruner()  # Optuna cannot prune multi-objective studies
     pruner = space.spec.search.pruner
     made: optuna.pruners.BasePruner = pruner_class(pruner.type)(**pruner.options)
     return made
@@ -144,8 +147,10 @@ def make_pruner(space: SearchSpace) -> optuna.pruners.BasePruner:
 def space_fingerprint(space: SearchSpace) -> str:
     """What trials depend on: the space minus the budget (n_trials/timeout/final seeds may change on resume)."""
     spec = space.spec.model_dump(mode="json")
-    for key in ("n_trials", "timeout", "final_seeds"):
+    for key in ("n_trials", "timeout", "final_seeds", "recommend_within"):
         spec["search"].pop(key, None)
+    if spec["search"].get("objectives") is None:  # single-objective spaces keep the fingerprint they had
+        spec["search"].pop("objectives", None)
     spec.pop("description", None)
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -169,12 +174,13 @@ def open_study(
             f"--study-name '{study_name}': no such study in {mask_url(storage)}; studies there: {names or 'none'}"
         )
     sampler_seed = space.spec.search.seed if seed is None else seed
+    objectives = objective_names(space.spec.search)
     study = optuna.create_study(
         storage=store,
         study_name=study_name,
         sampler=make_sampler(space, sampler_seed),
         pruner=make_pruner(space),
-        direction=space.spec.search.direction,
+        directions=objective_directions(space.spec.search),
         load_if_exists=True,
     )
     fingerprint = space_fingerprint(space)
@@ -210,6 +216,10 @@ def open_study(
                 f"{str(stored.get('data_fingerprint'))[:12]}, now {data_fingerprint[:12]}); restore the data or "
                 "start a new study with --study-name NAME or --out DIR"
             )
+    if len(objectives) > 1:  # also on resume: recommend_within may change without changing the trials
+        info = {"names": objectives, "recommend_within": space.spec.search.recommend_within}
+        if study.user_attrs.get(OBJECTIVES_ATTR) != info:
+            study.set_user_attr(OBJECTIVES_ATTR, info)
     return study
 
 
@@ -230,9 +240,11 @@ def count_done(study: optuna.Study) -> int:
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial | None:
-    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values]
     if not done:
         return None
+    if is_multi_objective(study):
+        return recommend(study)  # the recommended config of the Pareto front stands for "the best"
     pick = max if study.direction == optuna.study.StudyDirection.MAXIMIZE else min
     return pick(done, key=lambda t: (t.value, -t.number) if pick is max else (t.value, t.number))
 

@@ -131,7 +131,7 @@ def test_a_password_from_the_environment_never_reaches_outputs(
         assert code == 0
         printed = capsys.readouterr()
         assert SECRET not in printed.out + printed.err
-        for file in out.iterdir():
+        for file in (f for f in out.rglob("*") if f.is_file()):  # reports, plots and exports
             assert SECRET not in file.read_text(errors="replace"), file
         storage = optuna.storages.RDBStorage(PG)
         study = optuna.load_study(study_name=name, storage=storage)
