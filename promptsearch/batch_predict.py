@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from promptsearch.errors import ConfigError, DataError
+from promptsearch.errors import ConfigError, DataError, PromptsearchError
 
 if TYPE_CHECKING:
     from promptsearch.predict import Prediction, Predictor
@@ -161,6 +161,7 @@ class _Writer:
         self.csv = target is not None and target.suffix.lower() == ".csv"
         self._tmp: str | None = None
         self._csv_writer: csv.DictWriter[str] | None = None
+        self._held: list[dict[str, Any]] = []  # CSV rows before the first readable one
         if target is None:
             assert stream is not None
             self.fh = stream
@@ -186,8 +187,15 @@ class _Writer:
                 out[f"p_{lab}"] = probs[lab] if probs else None
             out["error"] = row.error or ""
             if self._csv_writer is None:
+                # the columns come from the first row that was read (an unreadable line has no fields)
+                self._held.append(out)
+                if not row.record:
+                    return
                 self._csv_writer = csv.DictWriter(self.fh, fieldnames=list(out), extrasaction="ignore")
                 self._csv_writer.writeheader()
+                self._csv_writer.writerows(self._held)
+                self._held.clear()
+                return
             self._csv_writer.writerow(out)
         else:
             out["probabilities"] = probs
@@ -196,6 +204,11 @@ class _Writer:
             self.fh.write(json.dumps(out, ensure_ascii=False, default=str) + "\n")
 
     def close(self, *, ok: bool) -> None:
+        if self._held:  # no row was readable: the columns are the output's own
+            self._csv_writer = csv.DictWriter(self.fh, fieldnames=list(self._held[0]), extrasaction="ignore")
+            self._csv_writer.writeheader()
+            self._csv_writer.writerows(self._held)
+            self._held.clear()
         if self._tmp is None:
             self.fh.flush()
             return
@@ -230,9 +243,22 @@ def predict_file_streaming(
     started = time.perf_counter()
     pending: list[_Row] = []
 
+    def predict(rows: list[_Row]) -> list[Prediction]:
+        """Predictions for ``rows``; a row that cannot be rendered gets its error and no prediction."""
+        try:
+            return predictor.predict_rows([r.record for r in rows], source=source) if rows else []
+        except PromptsearchError as exc:
+            if len(rows) == 1:
+                rows[0].error = f"{source}: row {rows[0].number}: {exc}"
+                return []
+        return [p for r in rows for p in predict([r])]  # find the row, label the others
+
     def flush() -> None:
         good = [r for r in pending if r.error is None]
-        predictions = iter(predictor.predict_rows([r.record for r in good], source=source) if good else [])
+        done = predict(good)
+        good = [r for r in good if r.error is None]
+        assert len(done) == len(good)
+        predictions = iter(done)
         for r in pending:
             writer.write(r, None if r.error else next(predictions))
             stats.rows += 1

@@ -27,7 +27,9 @@ class PromptPart:
     text: str
 
 
-def split_prompt(text: str, prompt: Mapping[str, Any]) -> list[PromptPart]:
+def split_prompt(
+    text: str, prompt: Mapping[str, Any], parts: Sequence[Sequence[str]] | None = None
+) -> list[PromptPart]:
     """The parts of a rendered prompt, given the trial's prompt config (``TrialConfig.prompt`` as a dict).
 
     >>> [p.kind for p in split_prompt("Classify.\\nbad film It was terrible.\\n\\ngood It was [MASK].",
@@ -37,6 +39,13 @@ def split_prompt(text: str, prompt: Mapping[str, Any]) -> list[PromptPart]:
     """
     if not prompt.get("template"):
         return [PromptPart("query", text)]
+    if parts and "".join(p[1] for p in parts) == text:  # the renderer's own pieces (trial attr prompt_parts)
+        return [PromptPart(kind, piece) for kind, piece in parts]  # type: ignore[arg-type]
+    return _guess_parts(text, prompt)
+
+
+def _guess_parts(text: str, prompt: Mapping[str, Any]) -> list[PromptPart]:
+    """Studies from before prompt_parts: split by the instruction and the separator (may mis-split)."""
     parts: list[PromptPart] = []
     rest = text
     instruction = str(prompt.get("instruction") or "")
@@ -72,12 +81,12 @@ def _mark_words(text: str, words: Sequence[str]) -> str:
     return "".join(out)
 
 
-def highlight_html(text: str, prompt: Mapping[str, Any] | None) -> str:
+def highlight_html(text: str, prompt: Mapping[str, Any] | None, parts: Sequence[Sequence[str]] | None = None) -> str:
     """The prompt as HTML: parts in ``<span class="part-KIND">``, label words and the slot in ``<mark>``."""
     prompt = prompt or {}
     words = list((prompt.get("label_words") or {}).values())
     spans = []
-    for part in split_prompt(text, prompt):
+    for part in split_prompt(text, prompt, parts):
         title = {"instruction": "instruction", "demonstration": "demonstration", "query": "query"}.get(part.kind, "")
         spans.append(f'<span class="part part-{part.kind}" title="{title}">{_mark_words(part.text, words)}</span>')
     return "".join(spans)

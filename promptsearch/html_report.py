@@ -59,7 +59,8 @@ function psSort(table,col,dir){
   var num=table.tHead.rows[0].cells[col].hasAttribute('data-numeric');
   rows.sort(function(a,b){
     var x=a.cells[col].getAttribute('data-value'),y=b.cells[col].getAttribute('data-value');
-    if(num){x=x===''?-Infinity:parseFloat(x);y=y===''?-Infinity:parseFloat(y);return dir*((x>y)-(x<y));}
+    if(x===''||y===''){return (x==='')-(y==='');}  // rows without a value last, in either direction
+    if(num){x=parseFloat(x);y=parseFloat(y);return dir*((x>y)-(x<y));}
     return dir*String(x).localeCompare(String(y));});
   rows.forEach(function(r){body.appendChild(r);});
   Array.prototype.forEach.call(table.tHead.rows[0].cells,function(c,i){
@@ -129,7 +130,9 @@ def _scores_section(report: dict[str, Any], figure: Figure) -> str:
     )
 
 
-def _prompt_block(title: str, trial: int, config: dict[str, Any], example: str) -> str:
+def _prompt_block(
+    title: str, trial: int, config: dict[str, Any], example: str, parts: list[list[str]] | None = None
+) -> str:
     prompt, train = config["prompt"], config["train"]
     words = ", ".join(
         f'{_e(lab)} → <mark class="label-word">{_e(w)}</mark>' for lab, w in prompt["label_words"].items()
@@ -149,8 +152,8 @@ def _prompt_block(title: str, trial: int, config: dict[str, Any], example: str) 
     )
     return (
         f"<h2>{_e(title)} · trial {trial}</h2><table>{listing}</table>"
-        f'<p>First train prompt as the model sees it:</p>{legend}<pre class="prompt">{highlight_html(example, prompt)}'
-        "</pre>"
+        f"<p>First train prompt as the model sees it:</p>{legend}"
+        f'<pre class="prompt">{highlight_html(example, prompt, parts)}</pre>'
     )
 
 
@@ -173,7 +176,8 @@ def _best_section(study: optuna.Study, report: dict[str, Any]) -> str:
     title = "Recommended config" if report.get("objectives", {}).get("multi") else "Best prompt"
     example = best.get("prompt_example") or ""
     if not best["config"].get("baseline"):
-        return f'<section id="best-prompt">{_prompt_block(title, best["trial"], best["config"], example)}</section>'
+        block = _prompt_block(title, best["trial"], best["config"], example, best.get("prompt_parts"))
+        return f'<section id="best-prompt">{block}</section>'
     parts = [_prompt_block(f"{title}: the plain fine-tuning baseline", best["trial"], best["config"], example)]
     runner_up = _best_sampled(study)
     if runner_up is not None:
@@ -187,6 +191,7 @@ def _best_section(study: optuna.Study, report: dict[str, Any]) -> str:
                 runner_up.number,
                 runner_up.user_attrs["config"],
                 runner_up.user_attrs.get("prompt_example") or "",
+                runner_up.user_attrs.get("prompt_parts"),
             )
         )
     return f'<section id="best-prompt">{"".join(parts)}</section>'
@@ -252,11 +257,8 @@ def _trials_section(study: optuna.Study, report: dict[str, Any]) -> str:
         reason = t.user_attrs.get("error") or t.user_attrs.get("pruned_reason") or ""
         state = t.state.name + (f'<br><span class="note">{_e(reason[:200])}</span>' if reason else "")
         example = t.user_attrs.get("prompt_example")
-        prompt_cell = (
-            f'<pre class="prompt small">{highlight_html(example, config.get("prompt"))}</pre>'
-            if example
-            else '<span class="note">none</span>'
-        )
+        marked = highlight_html(example or "", config.get("prompt"), t.user_attrs.get("prompt_parts"))
+        prompt_cell = f'<pre class="prompt small">{marked}</pre>' if example else '<span class="note">none</span>'
         costs = "".join(_num_cell(v) for v in (t.values[1:] if t.values else [None] * len(extra)))
         rows.append(
             f'<tr><td class=num data-value="{t.number}">{t.number}</td>'

@@ -280,7 +280,8 @@ class Objective:
             self._describe(trial, train)
             if prunable:
                 return result.best_score
-            latency = 1000 * timings.get("eval", 0.0) / max(1, result.epochs_run * len(self.runner.data.dev))
+            # per dev example, over the evaluations of the attempt that finished (one for in-context trials)
+            latency = 1000 * result.eval_seconds / max(1, len(result.history) * len(self.runner.data.dev))
             trial.set_user_attr("latency_ms", round(latency, 4))
             return objective_values(
                 objectives, dev=result.best_score, prompt_tokens=train.mean_tokens, latency_ms=latency
@@ -309,6 +310,8 @@ class Objective:
     @staticmethod
     def _describe(trial: optuna.trial.Trial, train: Encoded) -> None:
         trial.set_user_attr("prompt_example", train.prompts[0].text if train.prompts else "")
+        if train.prompts and train.prompts[0].parts:  # for the report's highlighting
+            trial.set_user_attr("prompt_parts", [list(p) for p in train.prompts[0].parts])
         trial.set_user_attr("prompt_tokens_mean", round(train.mean_tokens, 1))
         dropped = sum(p.demos_dropped for p in train.prompts)
         if dropped:

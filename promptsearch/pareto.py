@@ -1,11 +1,12 @@
 """Several objectives: the dev score plus costs (prompt length, latency), the Pareto front and one recommendation.
 
-Optuna keeps the Pareto front (``study.best_trials``): the trials no other trial beats on every
-objective. promptsearch then recommends one config by a stated rule: **the cheapest trial on the
-front whose dev score is within** ``search.recommend_within`` **of the best dev score on it**
-(cheapest = best on the second objective, then the third, then the higher dev score, then the
-earlier trial). That trial is "the best trial" of a multi-objective study everywhere else: the
-final test evaluation, the report and ``best_prompt.yaml``.
+The Pareto front: the sampled trials no other sampled trial beats on every objective (the plain
+baseline is shown beside them as a reference point, not a candidate: its prompt is always the
+shortest). promptsearch recommends one config by a stated rule: **among the sampled trials, the
+cheapest one on their front whose dev score is within** ``search.recommend_within`` **of the best
+dev score on it** (cheapest = best on the second objective, then the third, then the higher dev
+score, then the earlier trial). That trial is "the best trial" of a multi-objective study
+everywhere else: the final test evaluation, the report and ``best_prompt.yaml``.
 """
 
 from __future__ import annotations
@@ -75,19 +76,45 @@ def study_objective_names(study: optuna.Study) -> list[str]:
 
 
 def pareto_front(study: optuna.Study) -> list[FrozenTrial]:
-    """The completed trials that no other completed trial beats on every objective, by trial number."""
-    return sorted(study.best_trials, key=lambda t: t.number)
+    """The sampled trials that no other sampled trial beats on every objective, plus the baseline as a reference
+    point, by trial number."""
+    import optuna
+
+    signs = [1.0 if d == optuna.study.StudyDirection.MINIMIZE else -1.0 for d in study.directions]
+    baseline = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if t.user_attrs.get("baseline") and t.values is not None
+    ]
+    return sorted(_sampled_front(study, signs) + baseline, key=lambda t: t.number)
+
+
+def _sampled_front(study: optuna.Study, signs: list[float]) -> list[FrozenTrial]:
+    """The Pareto front of the sampled trials alone (the plain baseline is a reference point, not a candidate)."""
+    import optuna
+
+    done = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if not t.user_attrs.get("baseline") and t.values is not None
+    ]
+
+    def dominates(a: FrozenTrial, b: FrozenTrial) -> bool:
+        pairs = [(s * x, s * y) for s, x, y in zip(signs, a.values, b.values, strict=True)]
+        return all(x <= y for x, y in pairs) and any(x < y for x, y in pairs)
+
+    return [t for t in done if not any(dominates(o, t) for o in done if o is not t)]
 
 
 def recommend(study: optuna.Study, *, within: float | None = None) -> FrozenTrial | None:
     """The recommended trial of a multi-objective study (see the module docstring for the rule)."""
     import optuna
 
-    front = pareto_front(study)
+    signs = [1.0 if d == optuna.study.StudyDirection.MINIMIZE else -1.0 for d in study.directions]
+    front = _sampled_front(study, signs) or pareto_front(study)  # only the baseline has finished: all there is
     if not front:
         return None
     within = _objectives(study)["within"] if within is None else within
-    signs = [1.0 if d == optuna.study.StudyDirection.MINIMIZE else -1.0 for d in study.directions]
     best_dev = min(signs[0] * t.values[0] for t in front)  # in "smaller is better" units
     close = [t for t in front if signs[0] * t.values[0] <= best_dev + within]
     return min(
@@ -108,6 +135,7 @@ def recommendation_rule(study: optuna.Study) -> str:
         for n, d in zip(info["names"][1:], study.directions[1:], strict=True)
     )
     return (
-        f"the cheapest Pareto-optimal trial ({costs}) whose dev score is within {100 * info['within']:.2f} points "
-        "of the best dev score on the front (search.recommend_within)"
+        f"the cheapest Pareto-optimal sampled trial ({costs}) whose dev score is within {100 * info['within']:.2f} "
+        "points of the best dev score on that front (search.recommend_within); the plain baseline, whose prompt "
+        "is always the shortest, is shown as a reference point but not recommended"
     )

@@ -36,6 +36,7 @@ class RenderedPrompt:
     demos: tuple[Example, ...] = ()
     demos_requested: int = 0
     query_truncated: bool = False
+    parts: tuple[tuple[str, str], ...] = ()  # (kind, text): instruction, demonstration, text, query; joined = text
 
     @property
     def demos_dropped(self) -> int:
@@ -94,7 +95,8 @@ class PromptRenderer:
                 demos = demos[:-1]
                 text = self._compose(demos, fields)
             if self.count_tokens(text) > self.max_length:
-                text, truncated = self._cut_query(demos, fields), True
+                fields, truncated = self._cut_query(demos, fields), True
+                text = self._compose(demos, fields)
                 if self.count_tokens(text) > self.max_length:
                     empty = self.count_tokens(self._compose([], dict.fromkeys(fields, "")))
                     raise TemplateError(
@@ -103,27 +105,47 @@ class PromptRenderer:
                         "template, or raise model.max_length"
                     )
         return RenderedPrompt(
-            text=text, label=query.label, demos=tuple(demos), demos_requested=available, query_truncated=truncated
+            text=text,
+            label=query.label,
+            demos=tuple(demos),
+            demos_requested=available,
+            query_truncated=truncated,
+            parts=tuple(self._parts(demos, fields)),
         )
 
     def render_all(self, rows: Sequence[Example]) -> list[RenderedPrompt]:
         return [self.render(row) for row in rows]
 
     def _compose(self, demos: Sequence[Example], fields: Mapping[str, str]) -> str:
-        words = self.config.label_words
+        return "".join(text for _, text in self._parts(demos, fields))
+
+    def _parts(self, demos: Sequence[Example], fields: Mapping[str, str]) -> list[tuple[str, str]]:
+        """The prompt as (kind, text) pieces: instruction, demonstration (each), text (template), query."""
+        words = {k: self._demo_word(w) for k, w in self.config.label_words.items()}
         sep = self.config.demonstrations.separator
-        words = {k: self._demo_word(w) for k, w in words.items()}
-        demo_text = "".join(
-            self._example.render({**self._clean(d.fields), "label": words[d.label]}) + sep for d in demos
-        )
-        parts = []
+        shown = [
+            ("demonstration", self._example.render({**self._clean(d.fields), "label": words[d.label]}) + sep)
+            for d in demos
+        ]
+        parts: list[tuple[str, str]] = []
         if self.config.instruction and not self._has_instruction:
-            parts.append(self.config.instruction + "\n")
-        parts.append(self._head.render({"instruction": self.config.instruction, "demos": demo_text}))
+            parts.append(("instruction", self.config.instruction + "\n"))
+        for seg in self._head.segments:
+            if _is(seg, ("instruction",)):
+                parts.append(("instruction", self.config.instruction))
+            elif _is(seg, ("demos",)):
+                parts.extend(shown)
+            else:
+                parts.append(("text", str(seg)))
         if not self._has_demos:
-            parts.append(demo_text)
-        parts.append(self._query.render({**fields, "label": self.slot}))
-        return "".join(parts).lstrip()
+            parts.extend(shown)
+        parts.append(("query", self._query.render({**fields, "label": self.slot})))
+        out: list[tuple[str, str]] = []
+        for kind, text in parts:  # the prompt starts at its first non-blank character
+            text = text if out else text.lstrip()
+            if text:
+                out.append((kind, text))
+        return out
 
     def _demo_word(self, word: str) -> str:
         """A word's own leading space is dropped where the template already has one (``great`` = `` great``)."""
@@ -134,7 +156,8 @@ class PromptRenderer:
             return dict(fields)
         return {k: v.replace(self.slot, " ") for k, v in fields.items()}
 
-    def _cut_query(self, demos: Sequence[Example], fields: dict[str, str]) -> str:
+    def _cut_query(self, demos: Sequence[Example], fields: dict[str, str]) -> dict[str, str]:
+        """The query's fields with its longest text cut by words to the most that fits."""
         assert self.count_tokens is not None and self.max_length is not None
         name = max(fields, key=lambda f: len(fields[f]))
         words = fields[name].split()
@@ -145,7 +168,7 @@ class PromptRenderer:
                 lo = mid
             else:
                 hi = mid - 1
-        return self._compose(demos, {**fields, name: " ".join(words[:lo])})
+        return {**fields, name: " ".join(words[:lo])}
 
 
 def _is(segment: object, names: tuple[str, ...]) -> bool:

@@ -35,6 +35,7 @@ def _trial_summary(trial: FrozenTrial | None, test: dict[str, Any] | None) -> di
         "dev_epoch": trial.user_attrs.get("best_epoch"),
         "test": test,
         "prompt_example": trial.user_attrs.get("prompt_example", ""),
+        "prompt_parts": trial.user_attrs.get("prompt_parts"),
     }
 
 

@@ -17,7 +17,7 @@ from promptsearch.space import SearchSpace, is_active
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["baseline_config", "sample_config"]
+__all__ = ["baseline_config", "is_meaningless", "sample_config"]
 
 
 def _suggest(trial: optuna.trial.BaseTrial, name: str, dim: Dimension) -> Any:
@@ -32,7 +32,7 @@ def _suggest(trial: optuna.trial.BaseTrial, name: str, dim: Dimension) -> Any:
     raise TypeError(f"unknown dimension {dim!r}")
 
 
-def _meaningless(name: str, values: dict[str, Any]) -> bool:
+def is_meaningless(name: str, values: dict[str, Any]) -> bool:
     """Natural conditions: parameters that mean nothing given earlier values are not sampled."""
     if name in ("prompt.demonstrations.selection", "prompt.demonstrations.separator"):
         return not values.get("prompt.demonstrations.count")
@@ -48,7 +48,7 @@ def sample_config(trial: optuna.trial.BaseTrial, space: SearchSpace) -> TrialCon
     """Sample every active parameter of ``space`` in order and resolve text keys to their texts."""
     values: dict[str, Any] = {}
     for name, dim in space.params.items():
-        if not is_active(dim, values) or _meaningless(name, values):
+        if not is_active(dim, values) or is_meaningless(name, values):
             continue
         values[name] = _suggest(trial, name, dim)
 

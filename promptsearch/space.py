@@ -459,6 +459,14 @@ def _check_objectives(spec: SpaceSpec, problems: list[str], msg: Any) -> None:
     if not search.objectives:
         return
     metrics = [o.metric for o in search.objectives]
+    if len(metrics) > 1 and search.sampler == "cmaes":
+        problems.append(
+            msg(
+                ("search", "sampler"),
+                "the cmaes sampler optimises one objective only, and this space has several; "
+                "use tpe (the default), random or gp",
+            )
+        )
     if metrics[0] != "dev":
         problems.append(
             msg(

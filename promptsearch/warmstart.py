@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from promptsearch.config import PromptConfig, TrainConfig
 from promptsearch.dimensions import Categorical, Dimension, Fixed, FloatRange, IntRange, describe
 from promptsearch.errors import ConfigError
+from promptsearch.sampling import is_meaningless
 from promptsearch.space import SearchSpace, is_active
 
 if TYPE_CHECKING:
@@ -91,11 +92,18 @@ def _text_key(space: SearchSpace, name: str, prompt: PromptConfig) -> tuple[bool
 
 
 def _previous_value(name: str, prompt: PromptConfig, train: TrainConfig) -> tuple[bool, Any]:
+    """The earlier config's value of ``name`` (``False`` when it had none, e.g. LoRA's rank without LoRA)."""
+    if name.startswith("train.lora."):
+        if train.lora is None:
+            return False, None
+        return True, getattr(train.lora, name.rsplit(".", 1)[1])
     section, _, key = name.partition(".")
     if section == "train":
         return True, getattr(train, key)
     if name.startswith("prompt.demonstrations."):
         return True, getattr(prompt.demonstrations, name.rsplit(".", 1)[1])
+    if name == "prompt.chat":
+        return True, prompt.chat
     return False, None
 
 
@@ -118,17 +126,18 @@ def fit_config(
     for name, dim in space.params.items():
         if not is_active(dim, resolved):
             continue
-        if name in ("prompt.demonstrations.selection", "prompt.demonstrations.separator") and not resolved.get(
-            "prompt.demonstrations.count"
-        ):
-            continue
+        if is_meaningless(name, resolved):
+            continue  # not sampled either: demonstration settings without demonstrations, training without it
         if name in _TEXT_PARAMS:
             found, value, shown = _text_key(space, name, prompt)
             if not found:
                 problems.append(f"{name}: the previous {shown}")
                 continue
         else:
-            _, value = _previous_value(name, prompt, train)
+            known, value = _previous_value(name, prompt, train)
+            if not known:
+                problems.append(f"{name}: the previous config has no value for it (left to the sampler)")
+                continue
             if not _fits(dim, value):
                 problems.append(f"{name}: the previous value {value!r} is outside this space ({describe(dim)})")
                 continue
@@ -151,7 +160,13 @@ def from_export(space: SearchSpace, path: str | Path) -> WarmStartPlan:
         return WarmStartPlan(
             notes=[f"warm start from {source}: it is the plain fine-tuning baseline, which every study runs first"]
         )
-    return WarmStartPlan(trials=[fit_config(space, export.prompt, export.train, source=source, params=export.params)])
+    fitted = fit_config(space, export.prompt, export.train, source=source, params=export.params)
+    if export.model.head != space.spec.model.head:
+        fitted.not_fitting.append(
+            f"model.head: the earlier config answered with a {export.model.head} head, this space with "
+            f"{space.spec.model.head}; its prompt is reused, its score does not carry over"
+        )
+    return WarmStartPlan(trials=[fitted])
 
 
 def from_study(space: SearchSpace, storage: str, study_name: str, *, top: int = 3) -> WarmStartPlan:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,12 +32,15 @@ class Page:
 
 def load(browser: str, page: Path, *, budget_ms: int = 15000, timeout: float = 120) -> Page:
     """Open ``page`` in headless Chromium, let its scripts run for ``budget_ms`` of virtual time, dump the DOM."""
+    profile = tempfile.mkdtemp(prefix="chromium-profile-")  # no shared profile lock between runs
     proc = subprocess.run(
         [
             browser,
             "--headless",
             "--disable-gpu",
             "--no-sandbox",
+            "--disable-dev-shm-usage",  # containers often have a 64 MB /dev/shm
+            f"--user-data-dir={profile}",
             "--no-first-run",
             "--disable-extensions",
             "--enable-logging=stderr",
@@ -63,6 +67,8 @@ def screenshot(browser: str, page: Path, target: Path, *, width: int = 1400, hei
             "--headless",
             "--disable-gpu",
             "--no-sandbox",
+            "--disable-dev-shm-usage",
+            f"--user-data-dir={tempfile.mkdtemp(prefix='chromium-profile-')}",
             "--hide-scrollbars",
             f"--window-size={width},{height}",
             "--virtual-time-budget=15000",

@@ -27,6 +27,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
     if config.getoption("--fuzz-long"):
         os.environ["PROMPTSEARCH_FUZZ_LONG"] = "1"
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # before any test imports mlflow: no network
 
 
 # --- foundation: paths, space files, data files ---------------------------------------------------

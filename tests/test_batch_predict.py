@@ -157,3 +157,16 @@ def test_cli_predict_streams_reports_throughput_and_exits_0_with_bad_rows(
     assert main(["predict", str(model_dir), "--input", str(src), "--device", "cpu"]) == 0
     captured = capsys.readouterr()
     assert len(captured.out.splitlines()) == 21 and "rows/s" in captured.err  # data on stdout, summary on stderr
+
+
+def test_csv_output_takes_its_columns_from_the_first_readable_row(predictor: Predictor, tmp_path: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    lines = ["{not json", *(json.dumps(r) for r in _rows(3))]
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    predict_file_streaming(predictor, src, tmp_path / "out.csv", batch_size=2)
+    with (tmp_path / "out.csv").open(newline="", encoding="utf-8") as fh:
+        out = list(csv.DictReader(fh))
+    assert list(out[0])[:2] == ["id", "text"]  # not lost because line 1 could not be read
+    assert "line 1: not valid JSON" in out[0]["error"] and out[0]["text"] == ""
+    assert [o["id"] for o in out[1:]] == [str(r["id"]) for r in _rows(3)]
+    assert all(o["prediction"] for o in out[1:])

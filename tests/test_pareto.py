@@ -64,9 +64,13 @@ def test_validate_names_the_objectives_of_the_shipped_pareto_space(capsys: pytes
     assert "; 2 objectives (dev, prompt_tokens), so no pruning; data: train 32" in capsys.readouterr().out
 
 
-def _study(points: list[tuple[float, float]], within: float) -> optuna.Study:
+def _study(
+    points: list[tuple[float, float]], within: float, baseline: tuple[float, float] | None = None
+) -> optuna.Study:
     study = optuna.create_study(directions=["maximize", "minimize"])
     study.set_user_attr(OBJECTIVES_ATTR, {"names": ["dev", "prompt_tokens"], "recommend_within": within})
+    if baseline is not None:
+        study.add_trial(optuna.trial.create_trial(values=list(baseline), user_attrs={"baseline": True}))
     for dev, tokens in points:
         study.add_trial(optuna.trial.create_trial(values=[dev, tokens]))
     return study
@@ -80,10 +84,29 @@ def test_the_recommendation_is_the_cheapest_pareto_trial_near_the_best_score() -
     assert best_trial(study).number == 2  # type: ignore[union-attr]
     assert recommend(study, within=0.0).number == 1  # type: ignore[union-attr]
     assert recommend(study, within=0.05).number == 3  # type: ignore[union-attr]
-    assert recommendation_rule(study) == (
-        "the cheapest Pareto-optimal trial (lowest prompt_tokens) whose dev score is within 0.50 points of the "
-        "best dev score on the front (search.recommend_within)"
+    assert recommendation_rule(study).startswith(
+        "the cheapest Pareto-optimal sampled trial (lowest prompt_tokens) whose dev score is within 0.50 points "
+        "of the best dev score on that front (search.recommend_within)"
     )
+
+
+def test_the_baseline_is_a_reference_point_not_a_recommendation() -> None:
+    # the baseline (trial 0) is as good as the best and far shorter: it is on the front, but never recommended;
+    # it dominates both sampled trials, which still form the front the recommendation comes from
+    study = _study([(0.90, 120.0), (0.85, 60.0)], within=0.01, baseline=(0.90, 20.0))
+    assert [t.number for t in pareto_front(study)] == [0, 1, 2]  # the sampled front, and the baseline beside it
+    assert recommend(study).number == 1  # type: ignore[union-attr]
+    assert recommend(study, within=0.1).number == 2  # type: ignore[union-attr]
+    only = _study([], within=0.01, baseline=(0.9, 20.0))
+    assert recommend(only).number == 0  # type: ignore[union-attr]  # nothing else has finished
+
+
+def test_cmaes_is_refused_with_several_objectives() -> None:
+    with pytest.raises(SpaceError, match="the cmaes sampler optimises one objective only"):
+        parse_space(
+            BASE.replace("search:\n", "search:\n  sampler: cmaes\n")
+            + "  objectives: [{metric: dev}, {metric: latency_ms}]\n  pruner: {type: none}\n"
+        )
 
 
 def test_a_multi_objective_search_end_to_end(tiny_model: Path, tmp_path: Path) -> None:

@@ -207,3 +207,20 @@ def test_an_instruction_longer_than_max_length_is_an_error_not_a_silent_cut() ->
     renderer = PromptRenderer(config, [], count_tokens=lambda t: len(t.split()), max_length=20)
     with pytest.raises(TemplateError, match=r"the instruction and template alone take \d+ tokens, more than"):
         renderer.render(Example(fields={"text": "a short review"}, label="a"))
+
+
+def test_rendered_parts_join_to_the_prompt_and_drive_the_highlighting(sst2_data: TaskData) -> None:
+    from promptsearch.highlight import split_prompt
+
+    config = PromptConfig(
+        instruction="Classify the review.",
+        template="Review: {text}\nSentiment: {label}",
+        label_words={"negative": "bad", "positive": "good"},
+        demonstrations=DemoConfig(count=2, separator="\n"),  # the separator also occurs inside the template
+    )
+    rendered = PromptRenderer(config, sst2_data.train, slot="[MASK]").render(sst2_data.train[0])
+    assert "".join(text for _, text in rendered.parts) == rendered.text
+    assert [kind for kind, _ in rendered.parts] == ["instruction", "demonstration", "demonstration", "query"]
+    parts = split_prompt(rendered.text, config.model_dump(), [list(p) for p in rendered.parts])
+    assert [p.kind for p in parts] == ["instruction", "demonstration", "demonstration", "query"]
+    assert parts[-1].text.startswith("Review: ") and parts[-1].text.endswith("Sentiment: [MASK]")

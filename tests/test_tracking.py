@@ -18,6 +18,8 @@ def test_run_logs_every_trial_to_a_local_mlflow_file_store(
     tiny_space: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
+        monkeypatch.delenv(name, raising=False)  # mlflow writes these; monkeypatch restores them afterwards
     uri = (tmp_path / "mlruns").as_uri()
     out = tmp_path / "run"
     args = ["run", str(tiny_space), "--n-trials", "2", "--final-seeds", "0", "--out", str(out), "--device", "cpu"]

@@ -145,3 +145,43 @@ def test_a_plain_baseline_export_is_reported_not_enqueued(tiny_space: Path, tmp_
     assert result.export_path is not None  # with no sampled trial, the baseline is the best
     plan = from_export(space, result.export_path)
     assert plan.trials == [] and "it is the plain fine-tuning baseline" in plan.lines()[0]
+
+
+HEADS_SPACE = """
+name: causal
+task: {data: {dir: sst2}, labels: [negative, positive]}
+model: {head: causal}
+prompt:
+  template: "Review: {text}\\nSentiment: {label}"
+  label_words: {negative: bad, positive: good}
+  chat: [false, true]
+train:
+  method: [none, lora]
+  learning_rate: {low: 1.0e-4, high: 1.0e-3, log: true}
+  lora: {r: [4, 8]}
+"""
+
+
+def test_warm_start_reads_chat_lora_and_in_context_configs() -> None:
+    from promptsearch.config import LoraConfig
+
+    space = parse_space(HEADS_SPACE)
+    prompt = PromptConfig(
+        template="Review: {text}\nSentiment: {label}", label_words={"negative": "bad", "positive": "good"}, chat=True
+    )
+    lora = TrainConfig(method="lora", learning_rate=5e-4, lora=LoraConfig(r=8))
+    fitted = fit_config(space, prompt, lora, source="lora")
+    assert fitted.params == {
+        "prompt.chat": True,
+        "train.method": "lora",
+        "train.learning_rate": 5e-4,
+        "train.lora.r": 8,
+    }
+    assert fitted.not_fitting == []
+    in_context = fit_config(
+        space, prompt.model_copy(update={"chat": False}), TrainConfig(method="none", epochs=0), source="none"
+    )
+    assert in_context.params == {"prompt.chat": False, "train.method": "none"}  # no training values: none were sampled
+    assert in_context.not_fitting == []
+    full = fit_config(space, prompt, TrainConfig(method="lora", lora=None), source="no lora values")
+    assert "train.lora.r: the previous config has no value for it (left to the sampler)" in full.not_fitting
