@@ -24,3 +24,31 @@ def test_heads_benchmark_smoke() -> None:
     rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and "---" not in line]
     assert len(rows) == 7  # header + 6 cases
     assert any(line.startswith("| smollm2 zero-shot, chat | none | - | - |") for line in rows)
+
+
+@pytest.mark.slow
+def test_overhead_benchmark_smoke() -> None:
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "overhead.py"), "--smoke", "--threads", "1"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "| promptsearch |" in done.stdout and "| bare |" in done.stdout and "| trainer |" in done.stdout
+    assert "promptsearch / bare: median " in done.stdout
+
+
+@pytest.mark.slow
+def test_pruning_benchmark_smoke() -> None:
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "pruning.py"), "--smoke", "--threads", "1"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    assert [row.split("|")[1].strip() for row in rows[1:]] == ["median", "successive_halving", "hyperband", "none"]

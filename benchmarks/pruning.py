@@ -1,0 +1,162 @@
+"""Pruning savings: the same space, sampler seed and trial count with each pruner and with none.
+
+For each pruner (median, successive halving, Hyperband, none) and each ``--seeds`` sampler seed,
+one search of ``--n-trials`` sampled trials (the baseline not counted) runs to the end with a final
+test evaluation of its best config. Reported per pruner: epochs trained in total, wall time, best
+dev score and the best config's test score, and the savings against no pruning.
+
+    python benchmarks/pruning.py --space search_spaces/sst2.yaml --n-trials 8 --seeds 0 --out benchmarks/results
+
+``--smoke`` runs it on a tiny random BERT with 3 trials (seconds; for CI).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+PRUNERS: dict[str, dict[str, Any]] = {
+    "median": {"type": "median"},
+    "successive_halving": {"type": "successive_halving", "options": {"min_resource": 1, "reduction_factor": 2}},
+    "hyperband": {"type": "hyperband", "options": {"min_resource": 1, "reduction_factor": 2}},
+    "none": {"type": "none"},
+}
+
+
+def _run(space_file: Path, raw: dict[str, Any], pruner: dict[str, Any], seed: int, n_trials: int, out: Path) -> dict:
+    import optuna
+
+    from promptsearch.api import search
+    from promptsearch.space import parse_space
+
+    raw = json.loads(json.dumps(raw))
+    raw["name"] = f"{raw['name']}-{pruner['type']}-{seed}"
+    raw.setdefault("search", {})
+    raw["search"].update({"pruner": pruner, "seed": seed, "n_trials": n_trials, "final_seeds": 1})
+    space = parse_space(yaml.safe_dump(raw), path=space_file)  # relative data paths start at the real file
+    t0 = time.perf_counter()
+    result = search(space, out=out / raw["name"], device="cpu")
+    seconds = time.perf_counter() - t0
+    trials = [t for t in result.study.trials if not t.user_attrs.get("baseline")]
+    return {
+        "seconds": round(seconds, 2),
+        "epochs": sum(int(t.user_attrs.get("epochs_run", 0)) for t in trials),
+        "pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in trials),
+        "best_dev": result.best_dev,
+        "best_test": (result.best_test or {}).get("mean"),
+        "best_trial": result.best_config.model_dump(mode="json")["params"] if result.best_config else None,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--space", type=Path, default=REPO / "search_spaces" / "sst2.yaml")
+    parser.add_argument("--n-trials", type=int, default=8, help="sampled trials per search")
+    parser.add_argument("--seeds", default="0", help="comma-separated sampler seeds (the runs are averaged)")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--smoke", action="store_true", help="a tiny random BERT, 3 trials of 3 epochs (CI)")
+    args = parser.parse_args(argv)
+
+    import logging
+
+    import optuna
+    import torch
+
+    torch.set_num_threads(args.threads)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("promptsearch").setLevel(logging.WARNING)
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    raw = yaml.safe_load(args.space.read_text(encoding="utf-8"))
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in PRUNERS}
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        if args.smoke:
+            sys.path.insert(0, str(REPO / "tests"))
+            from tiny import build_tiny_bert
+
+            raw["model"]["name"] = str(build_tiny_bert(tmp / "bert"))
+            raw["train"]["epochs"] = 3
+            raw["baseline"] = {"epochs": 3}
+            args.n_trials, seeds = 3, seeds[:1]
+        for seed in seeds:
+            for name, pruner in PRUNERS.items():
+                print(f"seed {seed}: {name} ...", file=sys.stderr, flush=True)
+                results[name].append(_run(args.space.resolve(), raw, pruner, seed, args.n_trials, tmp))
+
+    def mean(name: str, key: str) -> float | None:
+        values = [r[key] for r in results[name] if r[key] is not None]
+        return statistics.fmean(values) if values else None
+
+    none_epochs, none_seconds, none_test = mean("none", "epochs"), mean("none", "seconds"), mean("none", "best_test")
+    rows = []
+    for name in PRUNERS:
+        epochs, seconds, test = mean(name, "epochs"), mean(name, "seconds"), mean(name, "best_test")
+        rows.append(
+            {
+                "pruner": name,
+                "epochs": epochs,
+                "epochs_vs_none": round(epochs / none_epochs, 3) if epochs is not None and none_epochs else None,
+                "seconds": seconds,
+                "seconds_vs_none": round(seconds / none_seconds, 3) if seconds is not None and none_seconds else None,
+                "pruned": mean(name, "pruned"),
+                "best_dev": mean(name, "best_dev"),
+                "best_test": test,
+                "test_vs_none_points": round(100 * (test - none_test), 2) if test is not None and none_test else None,
+            }
+        )
+
+    def fmt(x: Any, scale: float = 1.0, digits: int = 2) -> str:
+        return "-" if x is None else f"{x * scale:.{digits}f}"
+
+    table = "| pruner | epochs trained | vs none | wall s | vs none | pruned trials | best dev | best test |"
+    table += " test - none |\n"
+    table += "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+    for r in rows:
+        table += (
+            f"| {r['pruner']} | {fmt(r['epochs'], digits=1)} | {fmt(r['epochs_vs_none'])} | "
+            f"{fmt(r['seconds'], digits=0)} | "
+            f"{fmt(r['seconds_vs_none'])} | {fmt(r['pruned'], digits=1)} | {fmt(r['best_dev'], 100)} | "
+            f"{fmt(r['best_test'], 100)} | {fmt(r['test_vs_none_points'])} |\n"
+        )
+    table += (
+        f"\n{args.space.name}, {args.n_trials} sampled trials (+ baseline), sampler seeds {seeds} (means over them), "
+        f"final evaluation with 1 seed, CPU, {args.threads} threads.\n"
+    )
+    print(table)
+    if not args.smoke:
+        import transformers
+
+        record = {
+            "benchmark": "pruning",
+            "date": time.strftime("%Y-%m-%d"),
+            "machine": {"platform": platform.platform(), "device": "cpu", "cpu_threads": args.threads},
+            "versions": {
+                "torch": torch.__version__,
+                "transformers": transformers.__version__,
+                "optuna": optuna.__version__,
+            },
+            "budget": {"space": str(args.space), "n_trials": args.n_trials, "seeds": seeds},
+            "summary": rows,
+            "runs": results,
+        }
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "pruning.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        (args.out / "pruning.md").write_text("# Pruning savings\n\n" + table, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
