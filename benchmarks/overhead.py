@@ -144,7 +144,7 @@ def run_bare(runner: Any, seed: int, epochs: int, device: Any) -> float:
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": CONFIG["weight_decay"]}, {"params": rest, "weight_decay": 0.0}],
         lr=CONFIG["learning_rate"],
-        fused=device.type == "cuda",
+        fused=device.type in ("cuda", "cpu"),  # as promptsearch does
     )
     steps = math.ceil(len(train) / CONFIG["batch_size"]) * epochs
     sched = get_linear_schedule_with_warmup(opt, int(CONFIG["warmup_ratio"] * steps), steps)
