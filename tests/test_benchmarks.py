@@ -11,44 +11,33 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.slow
-def test_heads_benchmark_smoke() -> None:
+def _smoke(script: str) -> list[str]:
+    """Run ``benchmarks/<script> --smoke`` and return the rows of the table it prints."""
     done = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "heads.py"), "--smoke", "--threads", "1"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and "---" not in line]
-    assert len(rows) == 7  # header + 6 cases
-    assert any(line.startswith("| smollm2 zero-shot, chat | none | - | - |") for line in rows)
-
-
-@pytest.mark.slow
-def test_overhead_benchmark_smoke() -> None:
-    done = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "overhead.py"), "--smoke", "--threads", "1"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "| promptsearch |" in done.stdout and "| bare |" in done.stdout and "| trainer |" in done.stdout
-    assert "promptsearch / bare: median " in done.stdout
-
-
-@pytest.mark.slow
-def test_pruning_benchmark_smoke() -> None:
-    done = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "pruning.py"), "--smoke", "--threads", "1"],
+        [sys.executable, str(REPO / "benchmarks" / script), "--smoke", "--threads", "1"],
         capture_output=True,
         text=True,
         timeout=900,
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    return [line for line in done.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+
+
+@pytest.mark.slow
+def test_heads_benchmark_smoke() -> None:
+    rows = _smoke("heads.py")
+    assert len(rows) == 7  # header + 6 cases
+    assert any(line.startswith("| smollm2 zero-shot, chat | none | - | - |") for line in rows)
+
+
+@pytest.mark.slow
+def test_overhead_benchmark_smoke() -> None:
+    rows = _smoke("overhead.py")
+    assert [row.split("|")[1].strip() for row in rows[1:]] == ["promptsearch", "bare", "trainer"]
+
+
+@pytest.mark.slow
+def test_pruning_benchmark_smoke() -> None:
+    rows = _smoke("pruning.py")
     assert [row.split("|")[1].strip() for row in rows[1:]] == ["median", "successive_halving", "hyperband", "none"]
