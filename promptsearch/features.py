@@ -95,6 +95,14 @@ class PromptEncoder:
             )
         return self._tokens[key]
 
+    def check_chat(self) -> None:
+        """``prompt.chat: true`` needs a tokenizer with a chat template."""
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise ConfigError(
+                "prompt.chat: true, but the tokenizer of this model has no chat template; "
+                "set prompt.chat: false or use an instruction-tuned model that ships one"
+            )
+
     def model_text(self, text: str, chat: bool) -> str:
         """What the model reads: a causal prompt loses its trailing whitespace, and may be wrapped for chat."""
         if self.head != "causal":
@@ -102,11 +110,7 @@ class PromptEncoder:
         text = text.rstrip()
         if not chat:
             return text
-        if not getattr(self.tokenizer, "chat_template", None):
-            raise ConfigError(
-                "prompt.chat is true, but this tokenizer has no chat template; set prompt.chat: false "
-                "or use an instruction-tuned model that ships one"
-            )
+        self.check_chat()
         wrapped = self.tokenizer.apply_chat_template(
             [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
         )
@@ -190,7 +194,7 @@ class FeatureCache:
 
     def get(self, prompt: PromptConfig, split: str) -> Encoded:
         rt = self.runtime
-        key = (prompt.model_dump_json(), split, rt.name, rt.head, str(rt.max_length), rt.slot)
+        key = (prompt.model_dump_json(), split, rt.name, rt.head, str(rt.max_length), rt.encoder.slot)
         if key in self._cache:
             self.hits += 1
             self._cache.move_to_end(key)

@@ -160,9 +160,20 @@ def _mlm_scores(
     return _combine(torch.log_softmax(logits.float(), dim=-1), tokens)
 
 
+_FORWARD_PARAMS: dict[type, frozenset[str]] = {}
+
+
+def _forward_params(model: PreTrainedModel) -> frozenset[str]:
+    """The keyword arguments of the model's ``forward`` (looked up once per model class, not per batch)."""
+    cls = type(model)
+    if cls not in _FORWARD_PARAMS:
+        _FORWARD_PARAMS[cls] = frozenset(inspect.signature(model.forward).parameters)
+    return _FORWARD_PARAMS[cls]
+
+
 def _keep_positions(model: PreTrainedModel, last: torch.Tensor) -> dict[str, Any]:
     """``logits_to_keep`` so the vocabulary projection runs at each prompt's last token only."""
-    if type(model).__name__ in _NO_KEEP or "logits_to_keep" not in inspect.signature(model.forward).parameters:
+    if type(model).__name__ in _NO_KEEP or "logits_to_keep" not in _forward_params(model):
         return {}
     try:
         from transformers.modeling_utils import slice_logits_to_keep  # noqa: F401  (per-row positions supported)
@@ -203,7 +214,7 @@ def _causal_scores(
                 valid[c, :k] = 1
         cache = getattr(out, "cache", None) or out.past_key_values
         cache.batch_repeat_interleave(n_classes)  # row b's cache serves its n_classes continuations
-        cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        cache_arg = "cache" if "cache" in _forward_params(model) else "past_key_values"
         attention = torch.cat([mask.repeat_interleave(n_classes, dim=0), valid.repeat(n_rows, 1)], dim=1)
         positions = (last + 1).repeat_interleave(n_classes).unsqueeze(1) + torch.arange(rest, device=device)
         out2 = model(

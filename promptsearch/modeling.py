@@ -213,7 +213,6 @@ class ModelRuntime:
         self._pristine = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
         self.max_length = usable_max_length(spec.max_length, self.tokenizer, self.model.config)
         self.encoder = PromptEncoder(self.tokenizer, self.head, self.max_length, self.labels, self.spec.scoring)
-        self.slot = self.encoder.slot
         self.peft: Any = None  # the peft wrapper while a LoRA trial runs
 
     def _guess_head(self) -> list[str]:
@@ -302,10 +301,6 @@ class ModelRuntime:
                 f"train.lora: peft cannot place LoRA adapters in '{self.spec.name}' ({str(exc).splitlines()[0]}); "
                 "name the modules to adapt in train.lora.target_modules (e.g. [query, value] or [q_proj, v_proj])"
             ) from None
-
-    def count_tokens(self, text: str) -> int:
-        """Tokens of ``text``, special tokens included."""
-        return len(self.tokenizer(text, add_special_tokens=True, truncation=False)["input_ids"])
 
     def missing_weights(self) -> dict[str, torch.Tensor]:
         """The weights the checkpoint did not have (initialised at load), as they are now in the pristine copy."""

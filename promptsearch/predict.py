@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -10,14 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from promptsearch.data import Example, read_rows
+from promptsearch.data import Example
 from promptsearch.errors import ConfigError, DataError
 from promptsearch.export import PromptExport, load_prompt_config, write_prompt_config
 
 if TYPE_CHECKING:
     from promptsearch.objective import TrialRunner
 
-__all__ = ["Prediction", "Predictor", "check_save_target", "prediction_record", "save_model", "write_predictions"]
+__all__ = ["Prediction", "Predictor", "check_save_target", "save_model"]
 
 PROMPT_FILE = "best_prompt.yaml"
 ADAPTER_FILE = "adapter_config.json"
@@ -155,23 +154,3 @@ class Predictor:
                 )
             )
         return out
-
-    def predict_file(self, path: str | Path) -> list[tuple[dict[str, Any], Prediction]]:
-        path = Path(path)
-        if not path.is_file():
-            raise DataError(f"--input {path}: no such file")
-        rows = [record for _, record in read_rows(path)]
-        return list(zip(rows, self.predict_rows(rows, source=str(path)), strict=True))
-
-
-def prediction_record(row: dict[str, Any], prediction: Prediction) -> str:
-    """One JSON line: the input row with its ``prediction`` and ``probability``."""
-    record = {**row, "prediction": prediction.label, "probability": round(prediction.probability, 6)}
-    return json.dumps(record, ensure_ascii=False)
-
-
-def write_predictions(pairs: Sequence[tuple[dict[str, Any], Prediction]], path: Path) -> None:
-    from promptsearch.export import atomic_write_text
-
-    lines = [prediction_record(row, p) for row, p in pairs]
-    atomic_write_text(path, "\n".join(lines) + ("\n" if lines else ""))

@@ -26,11 +26,11 @@ def check_label_words(space: SearchSpace, encoder: PromptEncoder) -> int:
         return 0
     where = f"{space.path}: " if space.path else ""
     chats = possible_values(space.params.get("prompt.chat", Fixed(False))) or (False,)
-    if True in chats and not getattr(encoder.tokenizer, "chat_template", None):
-        raise ConfigError(
-            f"{where}prompt.chat: true, but the tokenizer of this model has no chat template; "
-            "set prompt.chat: false or use an instruction-tuned model that ships one"
-        )
+    if True in chats:
+        try:
+            encoder.check_chat()
+        except ConfigError as exc:
+            raise ConfigError(f"{where}{exc}") from None
     checked = 0
     for template in space.templates.values():
         for key, words in space.label_words.items():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -85,10 +84,6 @@ def test_train_save_model_then_predict(finished_run: Path, tmp_path: Path) -> No
     for p in preds:
         assert p.probability == pytest.approx(max(p.probabilities.values()))
         assert sum(p.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
-    infile = tmp_path / "in.jsonl"
-    infile.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    pairs = predictor.predict_file(infile)
-    assert [p.label for _, p in pairs] == [p.label for p in preds]
 
 
 def test_an_interrupted_model_save_leaves_nothing_half_written(

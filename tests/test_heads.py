@@ -211,7 +211,7 @@ def test_chat_without_a_chat_template_is_one_clear_error(tiny_mlm: Path, sst2_ro
     tokenizer = load_tokenizer(ModelSpec(name=str(tiny_mlm)))
     enc = PromptEncoder(tokenizer, "causal", 128, LABELS, "sum")
     prompt = PromptConfig(template="{text} {label}", label_words={"negative": "bad", "positive": "good"}, chat=True)
-    with pytest.raises(ConfigError, match="this tokenizer has no chat template"):
+    with pytest.raises(ConfigError, match="the tokenizer of this model has no chat template"):
         enc.encode(prompt, _rows(sst2_rows), sst2_rows)
 
 
