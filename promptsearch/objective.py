@@ -143,7 +143,7 @@ class TrialRunner:
         runtime = self.runtime_for(config.head)
         encoded = self.features_for(config.head).get(config.prompt, split)
         pad_id = int(runtime.tokenizer.pad_token_id)
-        return evaluate(runtime.model, encoded, self.device, pad_id, self.space.spec.task.metric)
+        return evaluate(runtime.model, encoded, self.device, pad_id, self.space.spec.task.metric, runtime.precision)
 
     def fit(
         self,
@@ -183,6 +183,7 @@ class TrialRunner:
                     keep_best_state=keep_best_state,
                     result=result,
                     accumulation=accumulation,
+                    precision=runtime.precision,
                 )
                 if keep_best_state and result.best_state:
                     load_state(model, result.best_state)  # the model ends at its best dev epoch

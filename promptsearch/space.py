@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from promptsearch.config import TrainConfig
 from promptsearch.dimensions import Categorical, Dimension, Fixed, IntRange, describe
 from promptsearch.errors import SpaceError, TemplateError, did_you_mean
-from promptsearch.spec import SpaceSpec, TrainSpec, pruner_class
+from promptsearch.spec import PRUNER_DEFAULTS, SpaceSpec, TrainSpec, pruner_class
 from promptsearch.template import Template
 
 __all__ = ["SearchSpace", "is_active", "load_space", "parse_space", "possible_values"]
@@ -449,7 +449,7 @@ def _check_pruner(spec: SpaceSpec, problems: list[str], msg: Any) -> None:
         problems.append(msg(("search", "pruner", "options", key), text))
     if not unknown:
         try:
-            cls(**pruner.options)
+            cls(**{**PRUNER_DEFAULTS.get(pruner.type, {}), **pruner.options})
         except (TypeError, ValueError) as exc:
             problems.append(msg(("search", "pruner", "options"), f"Optuna refused these options: {exc}"))
 

@@ -41,3 +41,14 @@ def test_overhead_benchmark_smoke() -> None:
 def test_pruning_benchmark_smoke() -> None:
     rows = _smoke("pruning.py")
     assert [row.split("|")[1].strip() for row in rows[1:]] == ["median", "successive_halving", "hyperband", "none"]
+
+
+@pytest.mark.slow
+def test_precision_benchmark_smoke() -> None:
+    rows = _smoke("precision.py")
+    assert [tuple(c.strip() for c in row.split("|")[1:3]) for row in rows[1:]] == [
+        ("minilm", "fp32"),
+        ("minilm", "bf16"),
+        ("smollm2", "fp32"),
+        ("smollm2", "bf16"),
+    ]
