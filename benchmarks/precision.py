@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     native = native_bf16(torch.device("cpu"))
     table += (
-        f"\nbf16 / fp32 fit time (median over seeds): "
+        "\nbf16 / fp32 fit time (median over seeds): "
         + ", ".join(f"{case} {ratio}" for case, ratio in ratios.items())
         + f". CPU, {args.threads} threads, native bf16: {native}; SST-2 16-shot seeds {seeds}, "
         f"test = first {args.max_test} SST-2 test rows; minilm: {args.epochs} epochs (fit = restore, train and dev "

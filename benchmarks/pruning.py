@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--space", type=Path, default=REPO / "search_spaces" / "sst2.yaml")
     parser.add_argument("--n-trials", type=int, default=8, help="sampled trials per search")
     parser.add_argument("--seeds", default="0", help="comma-separated sampler seeds (the runs are averaged)")
+    parser.add_argument("--pruners", default=",".join(PRUNERS), help="comma-separated pruners to compare (and none)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--smoke", action="store_true", help="a tiny random BERT, 3 trials of 3 epochs (CI)")
@@ -101,8 +102,14 @@ def main(argv: list[str] | None = None) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("promptsearch").setLevel(logging.WARNING)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    pruners = [p.strip() for p in args.pruners.split(",") if p.strip()]
+    unknown = sorted(set(pruners) - set(PRUNERS))
+    if unknown:
+        parser.error(f"--pruners: unknown {unknown}; choose from {', '.join(PRUNERS)}")
+    if "none" not in pruners:
+        pruners.append("none")  # the reference of every saving
     raw = yaml.safe_load(args.space.read_text(encoding="utf-8"))
-    results: dict[str, list[dict[str, Any]]] = {name: [] for name in PRUNERS}
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in pruners}
     runtimes: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -115,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             raw["baseline"] = {"epochs": 3}
             args.n_trials, seeds = 3, seeds[:1]
         for seed in seeds:
-            for name in PRUNERS:
+            for name in pruners:
                 print(f"seed {seed}: {name} ...", file=sys.stderr, flush=True)
                 run = _run(args.space.resolve(), raw, name, seed, args.n_trials, tmp)
                 run["best_test"] = _test_score(run, runtimes)
@@ -128,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
 
     none_epochs, none_seconds, none_test = mean("none", "epochs"), mean("none", "seconds"), mean("none", "best_test")
     rows = []
-    for name in PRUNERS:
+    for name in pruners:
         epochs, seconds, test = mean(name, "epochs"), mean(name, "seconds"), mean(name, "best_test")
         rows.append(
             {
@@ -159,16 +166,20 @@ def main(argv: list[str] | None = None) -> int:
         )
     default = PrunerSpec().type
     options = ", ".join(f"{k} {v}" for k, v in PRUNER_DEFAULTS.get(default, {}).items())
-    chosen = next(r for r in rows if r["pruner"] == default)
+    chosen = next((r for r in rows if r["pruner"] == default), None)
     table += (
         f"\n{args.space.name}, {args.n_trials} sampled trials (+ baseline) per search, sampler seeds {seeds} "
         f"(means over them), CPU, {args.threads} threads. Best dev and best test are those of the best sampled "
         "trial (the baseline, the same with every pruner, is left out); its test score comes from training its "
         "config again with the final-evaluation seed. Options of the pruners: promptsearch's defaults "
-        f"(successive halving and Hyperband: {options or 'Optuna defaults'}; median: Optuna defaults).\n\n"
-        f"Default pruner ({default}) against none: {fmt(chosen['epochs_vs_none'])} x the epochs, "
-        f"{fmt(chosen['seconds_vs_none'])} x the wall time, best test {fmt(chosen['test_vs_none_points'])} points.\n"
+        f"(successive halving and Hyperband: {options or 'Optuna defaults'}; median: Optuna defaults).\n"
     )
+    if chosen is not None:
+        table += (
+            f"\nDefault pruner ({default}) against none: {fmt(chosen['epochs_vs_none'])} x the epochs, "
+            f"{fmt(chosen['seconds_vs_none'])} x the wall time, best test {fmt(chosen['test_vs_none_points'])} "
+            "points.\n"
+        )
     print(table)
     if not args.smoke:
         import transformers
@@ -182,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                 "transformers": transformers.__version__,
                 "optuna": optuna.__version__,
             },
-            "budget": {"space": str(args.space), "n_trials": args.n_trials, "seeds": seeds},
+            "budget": {"space": str(args.space), "n_trials": args.n_trials, "seeds": seeds, "pruners": pruners},
             "summary": rows,
             "runs": results,
         }

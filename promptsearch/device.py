@@ -60,9 +60,7 @@ def resolve_precision(device: torch.device, requested: str = "auto") -> str:
     if requested == "auto":
         return "bf16" if native_bf16(device) else "fp32"
     if requested == "bf16" and device.type not in ("cuda", "cpu"):
-        raise ConfigError(
-            f"model.precision: bf16 autocast is not supported on {device.type}; use fp32 or auto"
-        )
+        raise ConfigError(f"model.precision: bf16 autocast is not supported on {device.type}; use fp32 or auto")
     return requested
 
 

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from promptsearch.config import LoraConfig, TrainConfig
-from promptsearch.errors import ConfigError
 from promptsearch.device import resolve_precision
+from promptsearch.errors import ConfigError
 from promptsearch.spec import DEFAULT_MODEL, ModelSpec
 
 if TYPE_CHECKING:
