@@ -58,7 +58,7 @@ class Causal:
     templates: dict[str, str]
     words: dict[str, dict[str, str]]
     instruction: str
-    max_demos: int = 4
+    max_demos: int = 2  # demonstrations searched: 0, half of it, all of it
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ TASKS = {
                     "yes_no": {"entailment": "yes", "not_entailment": "no"},
                 },
                 instruction="Does the first sentence imply the second?",
-                max_demos=2,
+                max_demos=1,
             ),
         ),
         Task(
@@ -124,7 +124,7 @@ TASKS = {
                     "same": {"equivalent": "same", "not_equivalent": "different"},
                 },
                 instruction="Do the two sentences mean the same thing?",
-                max_demos=2,
+                max_demos=1,
             ),
         ),
         Task(
@@ -138,6 +138,7 @@ TASKS = {
                     "short": {"world": "politics", "sports": "sport", "business": "economy", "sci/tech": "science"},
                 },
                 instruction="What is the topic of this news article: world, sports, business or technology?",
+                max_demos=4,  # balanced: one of each class
             ),
         ),
     ]
@@ -414,17 +415,91 @@ def plot(summary: list[dict[str, Any]], tasks: list[str], path: Path) -> None:
     plt.close(fig)
 
 
+def write_results(rows: list[dict[str, Any]], args: argparse.Namespace, *, final: bool) -> str:
+    """The table and its notes; outside smoke mode also ``fewshot.{md,json,png}`` under ``--out``."""
+    tasks, seeds, smollm_seeds = args.task_list, args.seed_list, args.smollm2_seed_list
+    wanted = [m for m in METHODS if any(m in GROUPS[g] for g in args.groups)]
+    summary = summarise(rows, tasks, wanted)
+    budget = {
+        "tasks": tasks,
+        "seeds": seeds,
+        "n_trials": args.n_trials,
+        "max_test": args.max_test,
+        "final_seeds": 1,
+        "plain_finetune": PLAIN,
+        "setfit": {**SETFIT, "num_iterations": args.setfit_iterations},
+        "smollm2": {"seeds": smollm_seeds, "max_test": args.smollm2_max_test, "n_trials": args.smollm2_trials},
+        "threads": args.threads,
+        "time_limit": args.time_limit,
+    }
+    metrics = {
+        t: yaml.safe_load(TASKS[t].space.read_text(encoding="utf-8"))["task"].get("metric", "accuracy") for t in tasks
+    }
+    elapsed = time.perf_counter() - args.start
+    note = (
+        f"\nTest score (%) mean (std) over LM-BFF split seeds {seeds} (no std: one seed; n/a: not run or failed); "
+        f"SmolLM2 rows: seeds {smollm_seeds}, {args.smollm2_max_test} test rows, {args.smollm2_trials} trials, "
+        "in-context only. "
+        f"Metrics: {', '.join(f'{TASKS[t].title} {m}' for t, m in metrics.items())}. "
+        f"Test: {args.max_test or 'all'} rows per task "
+        "(a seeded sample of the LM-BFF test file; AG News: of its test file). "
+        f"Budget: {args.n_trials} trials for promptsearch (+ its baseline) and for the Trainer HPO; one final seed; "
+        f"SetFit {SETFIT['num_epochs']} epoch, batch {SETFIT['batch_size']}, num_iterations {args.setfit_iterations}. "
+        "finetune = promptsearch's trial 0 (lr 2e-5, batch 8, 10 epochs, best dev epoch), its time that trial's; "
+        "promptsearch's time includes it and the final retrain. "
+        f"Wall time: the sum over tasks and seeds, on CPU with {args.threads} torch threads, on a 2-core machine "
+        f"shared with other jobs (timings are noisy). Total {elapsed:.0f} s"
+        + ("" if final else " so far (the run is still going)")
+        + ".\n"
+    )
+    errors = [f"- {s['method']}: {e}" for s in summary for e in s["errors"]]
+    if errors:
+        note += "\nErrors:\n" + "\n".join(errors) + "\n"
+    if args.skipped:
+        note += f"\nNot run (--time-limit {args.time_limit:.0f} s reached): " + "; ".join(args.skipped) + ".\n"
+    text = table(summary, tasks) + note
+    if not args.smoke:
+        record = {
+            **record_header(
+                "fewshot", threads=args.threads, device="cpu", packages=["setfit", "sentence-transformers"]
+            ),
+            "finished": final,
+            "budget": budget,
+            "metrics": metrics,
+            "summary": summary,
+            "runs": rows,
+            "skipped": args.skipped,
+            "seconds_total": round(elapsed, 1),
+        }
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "fewshot.json").write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+        (args.out / "fewshot.md").write_text("# Few-shot accuracy (LM-BFF protocol)\n\n" + text, encoding="utf-8")
+        plot(summary, tasks, args.out / "fewshot.png")
+    return text
+
+
 # --- main --------------------------------------------------------------------------------------------------------
 
 
-def _attempt(rows: list[dict[str, Any]], base: dict[str, Any], fn: Callable[[], dict[str, dict[str, Any]]]) -> None:
-    """Run one method (``fn`` returns its rows by method name); a failure becomes a row with its error (the
-    table shows n/a), not a crashed benchmark."""
+def _attempt(
+    rows: list[dict[str, Any]],
+    base: dict[str, Any],
+    fn: Callable[[], dict[str, dict[str, Any]]],
+    args: argparse.Namespace,
+) -> None:
+    """Run one method (``fn`` returns its rows by method name) unless ``--time-limit`` has passed.
+
+    A failure becomes a row with its error (the table shows n/a), not a crashed benchmark; after each method
+    the results written so far are rewritten, so a stopped run still leaves its table.
+    """
     print(
         f"{time.strftime('%H:%M:%S')} {base['task']} seed {base['seed']}: {base['method']} ...",
         file=sys.stderr,
         flush=True,
     )
+    if args.deadline is not None and time.perf_counter() > args.deadline:
+        args.skipped.append(f"{base['task']} seed {base['seed']}: {base['method']}")
+        return
     try:
         found = fn()
     except Exception as exc:  # recorded, shown in the table's notes and in the JSON
@@ -434,6 +509,8 @@ def _attempt(rows: list[dict[str, Any]], base: dict[str, Any], fn: Callable[[], 
     for method, row in found.items():
         rows.append({**base, "method": method, **row})
         print(f"  {method}: test {row.get('test')} in {row.get('seconds')} s", file=sys.stderr, flush=True)
+    if not args.smoke:
+        write_results(rows, args, final=False)
 
 
 def _run_seed(
@@ -454,22 +531,29 @@ def _run_seed(
             rows,
             {**base, "method": "promptsearch"},
             lambda: dict(zip(GROUPS["search"], run_search(raw, tmp).values(), strict=True)),
+            args,
         )
     if "hpo" in groups:
-        _attempt(rows, {**base, "method": "hpo"}, lambda: {"hpo": run_hpo(raw, args.n_trials, seed, tmp)})
+        _attempt(rows, {**base, "method": "hpo"}, lambda: {"hpo": run_hpo(raw, args.n_trials, seed, tmp)}, args)
     if "setfit" in groups:
         _attempt(
-            rows, {**base, "method": "setfit"}, lambda: {"setfit": run_setfit(raw, args.setfit_iterations, seed, tmp)}
+            rows,
+            {**base, "method": "setfit"},
+            lambda: {"setfit": run_setfit(raw, args.setfit_iterations, seed, tmp)},
+            args,
         )
     if "smollm2" in groups and seed in args.smollm2_seed_list:
         small = _seed_data(task, args.data_dir, seed, args.smollm2_max_test, tmp)
         craw = _causal_space(task, small, seed, args.smollm2_trials, str(models["causal"]))
         base = {**base, "test_rows": args.smollm2_max_test}
-        _attempt(rows, {**base, "method": "smollm2 zero-shot"}, lambda: {"smollm2 zero-shot": run_zero_shot(craw)})
+        _attempt(
+            rows, {**base, "method": "smollm2 zero-shot"}, lambda: {"smollm2 zero-shot": run_zero_shot(craw)}, args
+        )
         _attempt(
             rows,
             {**base, "method": "promptsearch smollm2"},
             lambda: {"promptsearch smollm2": run_search(craw, tmp)["best"]},
+            args,
         )
 
 
@@ -489,8 +573,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smollm2-trials", type=int, default=4, help="sampled trials of promptsearch with SmolLM2")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--time-limit", type=float, default=None, help="seconds; no method starts after them")
     parser.add_argument("--smoke", action="store_true", help="tiny random models, one seed, 1 trial (CI)")
     args = parser.parse_args(argv)
+    args.start = time.perf_counter()
+    args.deadline = None if args.time_limit is None else args.start + args.time_limit
+    args.skipped = []
 
     args.data_dir = args.data_dir.resolve()
     tasks = [t for t in args.tasks.split(",") if t]
@@ -503,7 +591,6 @@ def main(argv: list[str] | None = None) -> int:
     smollm_seeds = [int(s) for s in args.smollm2_seeds.split(",") if s.strip()]
     quiet(args.threads)
     rows: list[dict[str, Any]] = []
-    t_start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         models: dict[str, str | None] = {"smoke": None, "causal": "smollm2"}
@@ -515,57 +602,12 @@ def main(argv: list[str] | None = None) -> int:
             seeds, smollm_seeds = seeds[:1], seeds[:1]
             args.n_trials, args.smollm2_trials, args.setfit_iterations = 1, 1, 1
             args.max_test, args.smollm2_max_test = 16, 16
-        args.smollm2_seed_list = smollm_seeds
-        for task_name in tasks:
-            for seed in seeds:
+        args.smollm2_seed_list, args.seed_list, args.task_list, args.groups = smollm_seeds, seeds, tasks, groups
+        for seed in seeds:  # seed by seed: a --time-limit cuts the last seeds, not the last tasks
+            for task_name in tasks:
                 _run_seed(rows, TASKS[task_name], seed, groups, args, models, tmp)
-    wanted = [m for m in METHODS if any(m in GROUPS[g] for g in groups)]
-    summary = summarise(rows, tasks, wanted)
-    budget = {
-        "tasks": tasks,
-        "seeds": seeds,
-        "n_trials": args.n_trials,
-        "max_test": args.max_test,
-        "final_seeds": 1,
-        "plain_finetune": PLAIN,
-        "setfit": {**SETFIT, "num_iterations": args.setfit_iterations},
-        "smollm2": {"seeds": smollm_seeds, "max_test": args.smollm2_max_test, "n_trials": args.smollm2_trials},
-        "threads": args.threads,
-    }
-    metrics = {
-        t: yaml.safe_load(TASKS[t].space.read_text(encoding="utf-8"))["task"].get("metric", "accuracy") for t in tasks
-    }
-    note = (
-        f"\nTest score (%) mean (std) over LM-BFF split seeds {seeds} "
-        f"(SmolLM2 rows: seeds {smollm_seeds}, {args.smollm2_max_test} test rows, {args.smollm2_trials} trials); "
-        f"metrics: {', '.join(f'{TASKS[t].title} {m}' for t, m in metrics.items())}. "
-        f"Test: {args.max_test or 'all'} rows per task "
-        "(a seeded sample of the LM-BFF test file; AG News: its test file). "
-        f"Budget: {args.n_trials} trials for promptsearch (+ its baseline) and for the Trainer HPO; one final seed; "
-        f"SetFit {SETFIT['num_epochs']} epoch, batch {SETFIT['batch_size']}, num_iterations {args.setfit_iterations}. "
-        "finetune = promptsearch's trial 0 (lr 2e-5, batch 8, 10 epochs, best dev epoch), its time that trial's; "
-        "promptsearch's time includes it and the final retrain. "
-        f"Wall time: the sum over tasks and seeds, on CPU with {args.threads} torch threads, on a 2-core machine "
-        f"shared with other jobs (timings are noisy). Total {time.perf_counter() - t_start:.0f} s.\n"
-    )
-    errors = [f"- {s['method']}: {e}" for s in summary for e in s["errors"]]
-    text = table(summary, tasks) + note + ("\nErrors:\n" + "\n".join(errors) + "\n" if errors else "")
+    text = write_results(rows, args, final=True)
     print(text)
-    if not args.smoke:
-        record = {
-            **record_header(
-                "fewshot", threads=args.threads, device="cpu", packages=["setfit", "sentence-transformers"]
-            ),
-            "budget": budget,
-            "metrics": metrics,
-            "summary": summary,
-            "runs": rows,
-            "seconds_total": round(time.perf_counter() - t_start, 1),
-        }
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "fewshot.json").write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
-        (args.out / "fewshot.md").write_text("# Few-shot accuracy (LM-BFF protocol)\n\n" + text, encoding="utf-8")
-        plot(summary, tasks, args.out / "fewshot.png")
     return 1 if args.smoke and any(r.get("error") for r in rows) else 0
 
 
