@@ -73,6 +73,19 @@ def cap_lines(path: Path, n: int | None, out: Path, *, seed: int = 0) -> Path:
     return out
 
 
+def smoke_space(raw: dict[str, Any], tmp: Path, *, epochs: int = 1) -> dict[str, Any]:
+    """``raw`` (a parsed space file) on a tiny random BERT built offline, ``epochs`` epochs (baseline too): CI."""
+    import sys
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from tiny import build_tiny_bert
+
+    raw["model"]["name"] = str(build_tiny_bert(tmp / "bert"))
+    raw["train"]["epochs"] = epochs
+    raw["baseline"] = {**raw.get("baseline", {}), "epochs": epochs}
+    return raw
+
+
 # --- Trainer.hyperparameter_search on the texts alone ---------------------------------------------------------
 
 

@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from _common import quiet, record_header  # noqa: E402
+from _common import quiet, record_header, smoke_space  # noqa: E402
 
 # Dense bf16 tensor-core peaks (TFLOP/s, without sparsity) from the vendors' data sheets.
 PEAK_BF16 = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0, "A10": 125.0}
@@ -77,12 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         if args.smoke:
-            sys.path.insert(0, str(REPO / "tests"))
-            from tiny import build_tiny_bert
-
-            raw["model"]["name"] = str(build_tiny_bert(tmp / "bert"))
-            raw["train"]["epochs"] = 1
-            raw["baseline"] = {"epochs": 1}
+            raw = smoke_space(raw, tmp)
             args.n_trials, args.device = 2, "cpu"
         raw["search"]["n_trials"] = args.n_trials
         space = parse_space(yaml.safe_dump(raw, allow_unicode=True), path=args.space.resolve())
