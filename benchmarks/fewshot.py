@@ -17,7 +17,7 @@ Methods, all on the embedded all-MiniLM-L6-v2 unless named:
   the seed's split, ``--n-trials`` sampled trials (+ the baseline), one final seed;
 - ``smollm2 zero-shot``: SmolLM2-135M-Instruct scoring label words after a fixed simple prompt;
 - ``promptsearch smollm2``: a causal-head space per task in the shape of ``sst2-smollm2.yaml``, in-context
-  only (``train.method: none``: instruction, label words, demonstrations and chat template searched).
+  only (``train.method: none``: instruction, label words and demonstrations searched; no chat template).
 
     python benchmarks/fewshot.py --data-dir ../shared/data --seeds 13,21 --n-trials 4 --max-test 500 \\
         --out benchmarks/results
@@ -200,7 +200,7 @@ def _minilm_space(task: Task, seed_data: dict[str, Any], seed: int, n_trials: in
 
 
 def _causal_space(task: Task, seed_data: dict[str, Any], seed: int, n_trials: int, model: str) -> dict[str, Any]:
-    """In-context prompting with SmolLM2 (nothing trains): instruction, words, demonstrations, chat template."""
+    """In-context prompting with SmolLM2 (nothing trains): instruction, label words and demonstrations."""
     base = yaml.safe_load(task.space.read_text(encoding="utf-8"))["task"]
     c = task.causal
     counts = sorted({0, c.max_demos // 2, c.max_demos})
