@@ -52,3 +52,31 @@ def test_precision_benchmark_smoke() -> None:
         ("smollm2", "fp32"),
         ("smollm2", "bf16"),
     ]
+
+
+@pytest.mark.slow
+def test_fewshot_benchmark_smoke() -> None:
+    rows = _smoke("fewshot.py")  # every task of the repository's data/, every method, tiny models
+    assert rows[0].startswith("| method | SST-2 | MR | SUBJ | RTE | MRPC | AG News | average |")
+    methods = ["finetune", "hpo", "setfit", "promptsearch", "smollm2 zero-shot", "promptsearch smollm2"]
+    assert [row.split("|")[1].strip() for row in rows[1:]] == methods
+    assert all("n/a" not in row for row in rows[1:])  # the script also exits 1 if any method failed
+
+
+@pytest.mark.slow
+def test_gpu_search_benchmark_smoke() -> None:
+    rows = _smoke("gpu_search.py")  # on the CPU in smoke mode
+    assert rows[0].startswith("| device | trials | wall (s) | trials/hour | train TFLOP/s |")
+    assert rows[1].startswith("| cpu | 3 |")  # 2 sampled trials + the baseline
+
+
+def test_gpu_script_fails_clearly_without_cuda() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: gpu.sh would run the benchmarks")
+    done = subprocess.run(
+        ["bash", str(REPO / "benchmarks" / "gpu.sh")], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 1
+    assert "gpu.sh: no CUDA device" in done.stderr
