@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # On a CUDA machine, in under 10 minutes: the per-trial overhead benchmark on the GPU, then a short
 # search with bf16 autocast, printing trials per hour and the achieved training TFLOP/s next to the
-# device's dense bf16 peak (H200/H100: 989 TFLOP/s).
+# device's dense bf16 peak (H200/H100: 989 TFLOP/s), then trials per hour with 1 and with 4 worker
+# processes sharing the GPU (a small model cannot fill it alone).
 #
 #   benchmarks/gpu.sh [OUT_DIR]        # default OUT_DIR: benchmarks/results/gpu
 #
@@ -31,14 +32,18 @@ mkdir -p "$OUT"
 start=$(date +%s)
 
 echo "== overhead: promptsearch vs a bare loop vs Trainer.hyperparameter_search, one trial each, on CUDA"
-timeout 240 "$PY" benchmarks/overhead.py --device cuda --repeats 3 --data-dir "$DATA" --out "$OUT"
+timeout 180 "$PY" benchmarks/overhead.py --device cuda --repeats 3 --data-dir "$DATA" --out "$OUT"
 
 echo "== a short search on CUDA (bf16 autocast): trials per hour and training TFLOP/s"
 peak=()
 if [ -n "${PEAK_TFLOPS:-}" ]; then
     peak=(--peak-tflops "$PEAK_TFLOPS")
 fi
-timeout 330 "$PY" benchmarks/gpu_search.py --device cuda --space search_spaces/sst2.yaml --n-trials 30 \
-    --timeout 240 --out "$OUT" "${peak[@]}"
+timeout 240 "$PY" benchmarks/gpu_search.py --device cuda --space search_spaces/sst2.yaml --n-trials 30 \
+    --timeout 180 --out "$OUT" "${peak[@]}"
+
+echo "== several trials at once on the one GPU: 1 worker process against 4, trials per hour"
+timeout 150 "$PY" benchmarks/workers.py --device cuda --space search_spaces/sst2.yaml --n-trials 12 \
+    --workers 1 4 --out "$OUT"
 
 echo "== done in $(($(date +%s) - start)) s; results in $OUT"
