@@ -129,6 +129,30 @@ def hp_space_from(train: dict[str, Any]) -> Callable[[Any], dict[str, Any]]:
     return hp_space
 
 
+def plain_training_args(out: Path, seed: int, *, epochs: int = 10) -> Any:
+    """``TrainingArguments`` of plain fine-tuning as a typical user sets them: lr 2e-5, batch 8, weight decay
+    0.01, 10 % warmup, clipping 1.0, dev after every epoch, nothing saved or logged; the rest the Trainer's defaults.
+    """
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
+        output_dir=str(out),
+        learning_rate=2e-5,
+        num_train_epochs=epochs,
+        per_device_train_batch_size=8,
+        per_device_eval_batch_size=64,
+        weight_decay=0.01,
+        warmup_steps=0.1,  # a float below 1 is a ratio of the steps (transformers 5)
+        max_grad_norm=1.0,
+        eval_strategy="epoch",
+        save_strategy="no",
+        logging_strategy="no",
+        report_to=[],
+        seed=seed,
+        disable_tqdm=True,
+    )
+
+
 def trainer_search(
     model_dir: str,
     *,
@@ -156,7 +180,6 @@ def trainer_search(
         AutoTokenizer,
         PrinterCallback,
         Trainer,
-        TrainingArguments,
     )
 
     from promptsearch.metrics import compute_metric
@@ -174,22 +197,7 @@ def trainer_search(
     def score(pred: Any) -> dict[str, float]:
         return {metric: compute_metric(metric, list(pred.label_ids), list(np.argmax(pred.predictions, -1)))}
 
-    args = TrainingArguments(
-        output_dir=str(out),
-        learning_rate=2e-5,
-        num_train_epochs=10,
-        per_device_train_batch_size=8,
-        per_device_eval_batch_size=64,
-        weight_decay=0.01,
-        warmup_steps=0.1,
-        max_grad_norm=1.0,
-        eval_strategy="epoch",
-        save_strategy="no",
-        logging_strategy="no",
-        report_to=[],
-        seed=seed,
-        disable_tqdm=True,
-    )
+    args = plain_training_args(out, seed)
     train_ds, dev_ds = dataset(train), dataset(dev)
     trainer = Trainer(
         model_init=model_init,

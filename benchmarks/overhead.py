@@ -179,8 +179,9 @@ def run_bare(runner: Any, seed: int, epochs: int, device: Any) -> float:
 def run_trainer(model_dir: str, runner: Any, seed: int, epochs: int, out: Path) -> float:
     """One trial of ``Trainer.hyperparameter_search`` (Optuna backend) on the same tokenized rows."""
     import numpy as np
+    from _common import plain_training_args
     from datasets import Dataset
-    from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments
+    from transformers import AutoModelForSequenceClassification, Trainer
 
     from promptsearch.sampling import baseline_config
 
@@ -200,22 +201,7 @@ def run_trainer(model_dir: str, runner: Any, seed: int, epochs: int, out: Path) 
     def accuracy(pred: Any) -> dict[str, float]:
         return {"accuracy": float((np.argmax(pred.predictions, -1) == pred.label_ids).mean())}
 
-    args = TrainingArguments(
-        output_dir=str(out),
-        learning_rate=CONFIG["learning_rate"],
-        num_train_epochs=epochs,
-        per_device_train_batch_size=CONFIG["batch_size"],
-        per_device_eval_batch_size=64,
-        weight_decay=CONFIG["weight_decay"],
-        warmup_steps=CONFIG["warmup_ratio"],  # a float below 1 is a ratio of the steps (transformers 5)
-        max_grad_norm=1.0,
-        eval_strategy="epoch",
-        save_strategy="no",
-        logging_strategy="no",
-        report_to=[],
-        seed=seed,
-        disable_tqdm=True,
-    )
+    args = plain_training_args(out, seed, epochs=epochs)  # CONFIG's values
     trainer = Trainer(
         model_init=model_init,
         args=args,

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import tempfile
@@ -31,7 +30,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from heads import _space_text, capped_test  # noqa: E402  (a sibling script)
+from _common import record_header  # noqa: E402  (sibling modules)
+from heads import _space_text, capped_test  # noqa: E402
 
 PRECISIONS = ("fp32", "bf16")
 ZERO_SHOT_TEMPLATE = "Review: {text}\nSentiment: {label}"
@@ -174,11 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     if not args.smoke:
         record = {
-            "benchmark": "precision",
-            "date": time.strftime("%Y-%m-%d"),
-            "machine": {"platform": platform.platform(), "device": "cpu", "cpu_threads": args.threads},
+            **record_header("precision", threads=args.threads, device="cpu"),
             "native_bf16": native,
-            "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
             "budget": {"seeds": seeds, "max_test": args.max_test, "epochs": args.epochs, "cases": cases},
             "bf16_vs_fp32_fit_time": ratios,
             "summary": rows,
