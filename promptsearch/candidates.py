@@ -7,8 +7,9 @@ alphabetic word and tokenizes back to that same token where the label goes (no s
 tokens). Each class ranks the words by their mean log-probability over its own train prompts (LM-BFF's
 automatic label words); a word that several classes rank goes to the class under which it is most likely,
 words that differ only in case are dropped from every class that shares them, and each class keeps its
-``top_k``. Maps combine one word per class; they are ranked by their zero-shot accuracy on the train prompts
-(LM-BFF's re-ranking) and the best ``maps`` (default ``top_k``) are offered as choices.
+``top_k`` (a class left with fewer takes its next best words that no class has chosen). Maps combine one
+word per class; they are ranked by their zero-shot accuracy on the train prompts (LM-BFF's re-ranking) and
+the best ``maps`` (default ``top_k``) are offered as choices.
 
 ``prompt.instruction: {auto: {n: N}}``: an instruction-following causal LM reads a meta-prompt (APE's:
 "I gave a friend an instruction ... Here are the input-output pairs", shipped here and overridable) with
@@ -150,14 +151,20 @@ def propose_label_words(
             if words[token_id] is not None:
                 candidates.add(token_id)
     owner = {t: int(by_class[:, t].argmax()) for t in candidates}  # a word belongs to one class only
-    per_class: list[list[int]] = []
-    for c in range(len(labels)):
-        mine = sorted((t for t in candidates if owner[t] == c), key=lambda t: (-float(by_class[c, t]), t))
-        per_class.append(mine)
+    ranked = [sorted(candidates, key=lambda t, c=c: (-float(by_class[c, t]), t)) for c in range(len(labels))]
+    per_class = [[t for t in ranked[c] if owner[t] == c] for c in range(len(labels))]
     lowered = [{str(words[t]).lower() for t in ids} for ids in per_class]
     for c, ids in enumerate(per_class):  # "Great" in one class and "great" in another: shared, dropped
         others = set().union(*(low for d, low in enumerate(lowered) if d != c))
         per_class[c] = [t for t in ids if str(words[t]).lower() not in others][: options.top_k]
+    for c in range(len(labels)):  # a class that owns too few words takes its next best ones nobody has chosen
+        taken = {str(words[t]).lower() for ids in per_class for t in ids}
+        for t in ranked[c]:
+            if len(per_class[c]) >= options.top_k:
+                break
+            if str(words[t]).lower() not in taken:
+                per_class[c].append(t)
+                taken.add(str(words[t]).lower())
     empty = [labels[c] for c, ids in enumerate(per_class) if not ids]
     if empty:
         raise ConfigError(
@@ -229,16 +236,21 @@ def _pick_examples(train: Sequence[Example], k: int, rng: random.Random) -> list
     return picked
 
 
-_LEADS = re.compile(r"^(?:the\s+)?(?:instruction|task|answer)(?:\s+was)?\s*[:\-]?\s*", re.IGNORECASE)
+_LEAD = re.compile(
+    r"^(?:the\s+)?(?:instruction|task)(?:\s+(?:was|is))?\s*:\s*|^(?:the\s+)?instruction\s+(?:was|is)\s+", re.I
+)
 
 
 def clean_instruction(text: str) -> str:
-    """One generated proposal as one instruction: its first non-empty line, without quotes or a lead-in."""
+    """One generated proposal as one instruction: its first line, without a lead-in, quotes or echoed examples,
+    cut after its first sentence."""
     line = next((raw.strip() for raw in text.splitlines() if raw.strip()), "")
-    line = re.sub(r"^[\-*\d.)\s]+", "", line)  # a bullet or a number
-    line = _LEADS.sub("", line).strip().strip("\"'`“”").strip()
-    line = re.sub(r"\s+", " ", line)
-    return line[:300]
+    line = re.sub(r"^(?:[-*•]|\d+[.)])\s*", "", line)  # a bullet or a number
+    line = _LEAD.sub("", line).strip().strip("\"'`“”").strip()
+    line = re.split(r"\s(?:Input|Output):", line)[0]  # an example the model copied
+    sentence = re.match(r"^(.+?[.!?])(?:\s|$)", line)
+    line = sentence.group(1) if sentence else line
+    return re.sub(r"\s+", " ", line).strip()[:300]
 
 
 def _norm(text: str) -> str:
