@@ -40,8 +40,8 @@ def offsets_from_probabilities(rows: Sequence[Sequence[float]], method: str) -> 
     if method == "contextual":
         mean = [sum(r[c] for r in rows) / len(rows) for c in range(classes)]
         total = sum(mean)
-        return [math.log(max(p / total, 1e-12)) for p in mean]
-    logs = [sum(math.log(max(r[c], 1e-12)) for r in rows) / len(rows) for c in range(classes)]
+        return [math.log(max(p / total, 1e-38)) for p in mean]
+    logs = [sum(math.log(max(r[c], 1e-38)) for r in rows) / len(rows) for c in range(classes)]
     shift = math.log(sum(math.exp(x) for x in logs))
     return [x - shift for x in logs]
 

@@ -151,7 +151,11 @@ def propose_label_words(
             if words[token_id] is not None:
                 candidates.add(token_id)
     owner = {t: int(by_class[:, t].argmax()) for t in candidates}  # a word belongs to one class only
-    ranked = [sorted(candidates, key=lambda t, c=c: (-float(by_class[c, t]), t)) for c in range(len(labels))]
+
+    def rank(c: int) -> list[int]:
+        return sorted(candidates, key=lambda t: (-float(by_class[c, t]), t))
+
+    ranked = [rank(c) for c in range(len(labels))]
     per_class = [[t for t in ranked[c] if owner[t] == c] for c in range(len(labels))]
     lowered = [{str(words[t]).lower() for t in ids} for ids in per_class]
     for c, ids in enumerate(per_class):  # "Great" in one class and "great" in another: shared, dropped
