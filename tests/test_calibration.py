@@ -88,6 +88,7 @@ def _biased_llama(source: Path, target: Path, word: str, strength: float = 15.0)
 
 def test_calibration_fixes_a_biased_model_and_predict_applies_it(tiny_llama: Path, tmp_path: Path) -> None:
     import torch
+    from tiny import tiny_data
 
     from promptsearch.api import train
     from promptsearch.config import PromptConfig, TrainConfig, TrialConfig
@@ -96,7 +97,6 @@ def test_calibration_fixes_a_biased_model_and_predict_applies_it(tiny_llama: Pat
     from promptsearch.objective import TrialRunner
     from promptsearch.predict import Predictor
     from promptsearch.trainer import predict_proba
-    from tiny import tiny_data
 
     model = _biased_llama(tiny_llama, tmp_path / "biased", " good")
     data_dir = tiny_data(tmp_path / "data", test_rows=32)
