@@ -20,6 +20,7 @@ Three measurements, all in-context (``train.method: none``: nothing trains, a tr
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import platform
 import sys
@@ -76,13 +77,14 @@ def _zero_shot(model: str, data: Path, test: Path) -> list[dict[str, Any]]:
     raw = _space(model, data, test, "zero-shot", {"label_words": HAND_WORDS["names"]}, 1)
     raw["prompt"]["template"] = TEMPLATE
     raw["prompt"]["demonstrations"] = {"count": 0}
+    raw["prompt"]["chat"] = [False, True]
     space = parse_space(yaml.safe_dump(raw, sort_keys=False))
     task_data = load_task_data(space.spec.task, space.base_dir)
     runtime = ModelRuntime(space.model, space.spec.task.labels, resolve_device("cpu"))
     runner = TrialRunner(space=space, data=task_data, runtime=runtime)
     rows = []
-    for method in ("none", "contextual", "mean"):
-        prompt = PromptConfig(template=TEMPLATE, label_words=HAND_WORDS["names"], calibration=method)
+    for chat, method in itertools.product((False, True), ("none", "contextual", "mean")):
+        prompt = PromptConfig(template=TEMPLATE, label_words=HAND_WORDS["names"], calibration=method, chat=chat)
         config = TrialConfig(prompt=prompt, train=TrainConfig(method="none", epochs=0), head="causal")
         t0 = time.perf_counter()
         result, _ = runner.fit(config, seed=0)
@@ -92,16 +94,17 @@ def _zero_shot(model: str, data: Path, test: Path) -> list[dict[str, Any]]:
         predicted = list(probs.argmax(axis=1))
         rows.append(
             {
+                "chat": chat,
                 "calibration": method,
                 "dev_accuracy": round(100 * result.best_score, 2),
                 "test_accuracy": round(100 * compute_metric("accuracy", encoded.labels, predicted), 2),
-                "test_predicted_positive": round(100 * sum(predicted) / len(predicted), 1),
+                "test_predicted_positive": round(100 * sum(int(p) for p in predicted) / len(predicted), 1),
                 "offsets": params.offsets if params is not None else None,
                 "source": params.source if params is not None else "",
                 "seconds": round(time.perf_counter() - t0, 1),
             }
         )
-        print(f"zero-shot, calibration {method}: {rows[-1]}", file=sys.stderr, flush=True)
+        print(f"zero-shot, chat {chat}, calibration {method}: {rows[-1]}", file=sys.stderr, flush=True)
     return rows
 
 
@@ -203,16 +206,18 @@ def _markdown(record: dict[str, Any]) -> str:
         "",
         "## Zero-shot accuracy by calibration",
         "",
-        "`Review: {text}\\nSentiment: {label}`, words negative/positive, no instruction or demonstrations.",
+        "`Review: {text}\\nSentiment: {label}`, words negative/positive, no instruction or demonstrations; "
+        "plain text, and wrapped in SmolLM2's chat template (the answer opens the assistant's turn).",
         "",
-        "| calibration | dev acc (%) | test acc (%) | test rows labelled positive (%) | offsets (neg, pos) |",
-        "|---|---:|---:|---:|---|",
+        "| chat template | calibration | dev acc (%) | test acc (%) | test rows labelled positive (%) | "
+        "offsets (neg, pos) |",
+        "|---|---|---:|---:|---:|---|",
     ]
     for row in record["zero_shot"]:
         offsets = ", ".join(f"{x:.3f}" for x in row["offsets"]) if row["offsets"] else "-"
         lines.append(
-            f"| {row['calibration']} | {row['dev_accuracy']} | {row['test_accuracy']} | "
-            f"{row['test_predicted_positive']} | {offsets} |"
+            f"| {'yes' if row['chat'] else 'no'} | {row['calibration']} | {row['dev_accuracy']} | "
+            f"{row['test_accuracy']} | {row['test_predicted_positive']} | {offsets} |"
         )
     candidates = record["candidates"]
     sources = candidates.get("sources") or {}
