@@ -41,3 +41,16 @@ def test_overhead_benchmark_smoke() -> None:
 def test_pruning_benchmark_smoke() -> None:
     rows = _smoke("pruning.py")
     assert [row.split("|")[1].strip() for row in rows[1:]] == ["median", "successive_halving", "hyperband", "none"]
+
+
+@pytest.mark.slow
+def test_candidates_benchmark_smoke() -> None:
+    rows = _smoke("candidates.py")
+    zero_shot = [row for row in rows if row.split("|")[2].strip() in ("none", "contextual", "mean")]
+    assert [row.split("|")[2].strip() for row in zero_shot] == ["none", "contextual", "mean"] * 2
+    assert [
+        row.split("|")[1].strip() for row in rows if row.split("|")[1].strip() in ("generated", "hand-written")
+    ] == [
+        "generated",
+        "hand-written",
+    ]
