@@ -45,7 +45,7 @@ baseline: {{epochs: 1, learning_rate: 1.0e-3}}
 def test_every_model_is_sampled_with_its_own_conditional_parameters(write_space) -> None:
     data = write_space("").parent / "sst2"
     space = parse_space(_text(data))
-    assert list(space.params)[0] == "model"
+    assert next(iter(space.params)) == "model"
     assert space.params["model.bert.train.learning_rate"].when == {"model": ("bert",)}
     assert "train.method" not in space.params  # both models set their own
     assert space.params["train.learning_rate"].when == {"model": ("llama",)}
@@ -100,9 +100,10 @@ def test_model_list_problems_name_the_model(write_space) -> None:
 def test_a_study_over_two_models_reports_the_best_trial_of_each(
     tiny_model: Path, tiny_llama: Path, tmp_path: Path
 ) -> None:
+    from tiny import tiny_data
+
     from promptsearch.api import search
     from promptsearch.export import load_prompt_config
-    from tiny import tiny_data
 
     data = tiny_data(tmp_path / "data", test_rows=8)
     text = _text(data, str(tiny_model), str(tiny_llama)).replace("n_trials: 4", "n_trials: 6")
