@@ -479,6 +479,8 @@ def train(
     else:
         space = _resolve_space(space_or_path)
     searched = [k for k, d in space.params.items() if not isinstance(d, Fixed)]
+    if space.needs_generation:
+        searched.append("generated candidates (auto)")
     if searched:
         raise ConfigError(
             f"train needs one fixed config, but the space searches {searched}; run `promptsearch run` "
