@@ -196,8 +196,11 @@ class TrialRunner:
         train = features.get(config.prompt, "train")
         dev = features.get(config.prompt, "dev")
         t2 = time.perf_counter()
-        dev = apply_calibration(dev, self.calibration_for(config))  # in-context trials only: the model is as loaded
-        timings.update(restore=t1 - t0, tokenize=t2 - t1, calibrate=time.perf_counter() - t2)
+        timings.update(restore=t1 - t0, tokenize=t2 - t1)
+        calibration = self.calibration_for(config)  # in-context trials only: the model is as loaded
+        if calibration is not None:
+            dev = apply_calibration(dev, calibration)
+            timings["calibrate"] = time.perf_counter() - t2
         accumulation = 1
         while True:
             result = FitResult()
