@@ -215,3 +215,17 @@ prompt:
 )
 def test_clean_instruction(raw: str, clean: str) -> None:
     assert clean_instruction(raw) == clean
+
+
+def test_render_shows_the_generated_candidates_and_their_source(
+    tiny_llama: Path, sst2_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from promptsearch.cli import main
+
+    path = tmp_path / "auto.yaml"
+    path.write_text(_space(sst2_dir, tiny_llama, "causal", "  label_words: {auto: {top_k: 2}}").text, encoding="utf-8")
+    assert main(["render", str(path), "--n", "1", "--set", "prompt.label_words=auto-2"]) == 0
+    out = capsys.readouterr().out
+    assert "generated label words (prompt.label_words), ranked by" in out
+    assert "auto-1: {" in out and "zero-shot train accuracy" in out
+    assert '"prompt.label_words": "auto-2"' in out
