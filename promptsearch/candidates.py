@@ -24,6 +24,7 @@ trials choose among the same list; nothing is generated again.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import random
 import re
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CANDIDATES_ATTR",
     "DEFAULT_META_PROMPT",
+    "describe",
     "ensure_candidates",
     "generate_candidates",
     "generated_parts",
@@ -448,3 +450,38 @@ def generated_parts(study: optuna.Study, config: TrialConfig) -> dict[str, Any]:
                 f"{info.get('template')!r} over {info.get('train_prompts')} train prompts",
             }
     return out
+
+
+def describe(generated: Mapping[str, Any] | None) -> list[tuple[int, str]]:
+    """The generated candidates and what they came from, as ``(indent level, text)`` lines (render, reports)."""
+    if not generated:
+        return []
+    sources = generated.get("sources") or {}
+    lines: list[tuple[int, str]] = []
+    words = sources.get("label_words")
+    if words:
+        lines.append(
+            (
+                0,
+                f"generated label words (prompt.label_words), ranked by {words['model']} ({words['head']} head) "
+                f"at the {{label}} slot of {words['template']!r} over {words['train_prompts']} train prompts:",
+            )
+        )
+        for label, ranked in words["words"].items():
+            lines.append((1, f"{label}: " + ", ".join(f"{w} ({score:.2f})" for w, score in ranked)))
+        for key, mapping in (generated.get("label_words") or {}).items():
+            accuracy = words["maps"][key]["train_accuracy"]
+            lines.append((1, f"{key}: {json.dumps(mapping)} (zero-shot train accuracy {100 * accuracy:.1f})"))
+    instructions = sources.get("instructions")
+    if instructions:
+        kept = sum(bool(p["kept"]) for p in instructions["proposals"])
+        lines.append(
+            (
+                0,
+                f"generated instructions (prompt.instruction), proposed by {instructions['model']} from "
+                f"{instructions['examples_per_proposal']} labelled train examples each ({kept} distinct of "
+                f"{len(instructions['proposals'])} proposals):",
+            )
+        )
+        lines += [(1, f"{key}: {text!r}") for key, text in (generated.get("instructions") or {}).items()]
+    return lines

@@ -161,15 +161,14 @@ def render(
     space = load_any_space(path)
     data = load_task_data(space.spec.task, space.base_dir)
     if space.needs_generation:
-        from promptsearch.candidates import generate_candidates
+        from promptsearch.candidates import describe, generate_candidates
         from promptsearch.device import resolve_device
-        from promptsearch.preview import candidate_lines
 
         generated = generate_candidates(space, data, resolve_device("auto"))
         space = space.with_candidates(generated)
         say("generated now (a run generates them once and stores them with its study):")
-        for line in candidate_lines(generated):
-            say(line)
+        for level, line in describe(generated):
+            say("  " * level + line)
     config, rendered, answers = render_examples(space, data, _parse_sets(set_ or []), n=n, split=split, seed=seed)
     say("parameters: " + json.dumps(config.params, ensure_ascii=False))
     if answers:

@@ -244,12 +244,11 @@ def _models_section(report: dict[str, Any]) -> str:
 
 
 def _candidates_section(report: dict[str, Any]) -> str:
-    from promptsearch.report import candidate_lines
+    from promptsearch.candidates import describe
 
-    items = []
-    for line in candidate_lines(report.get("candidates")):
-        text = _e(line.strip().lstrip("- ").replace("**", "").replace("`", ""))
-        items.append(f"<li style='margin-left:{20 if line.startswith('  ') else 0}px'>{text}</li>")
+    items = [
+        f'<li style="margin-left:{20 * level}px">{_e(text)}</li>' for level, text in describe(report.get("candidates"))
+    ]
     return (
         '<section id="candidates"><h2>Generated candidates</h2><p>Generated once for this study and stored with '
         f"it; every worker and resumed run chose among this list.</p><ul>{''.join(items)}</ul></section>"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from typing import Any
 
@@ -16,34 +15,7 @@ from promptsearch.render import RenderedPrompt
 from promptsearch.sampling import sample_config
 from promptsearch.space import SearchSpace, possible_values
 
-__all__ = ["candidate_lines", "check_sets", "render_examples"]
-
-
-def candidate_lines(generated: dict[str, Any]) -> list[str]:
-    """Generated candidates, each with its parameter key, and what they came from (for ``render``)."""
-    lines = []
-    sources = generated.get("sources") or {}
-    words = sources.get("label_words")
-    if words:
-        lines.append(
-            f"generated label words (prompt.label_words), ranked by {words['model']} ({words['head']} head) at the "
-            f"{{label}} slot of {words['template']!r} over {words['train_prompts']} train prompts:"
-        )
-        for label, ranked in words["words"].items():
-            lines.append(f"  {label}: " + ", ".join(f"{w} ({score:.2f})" for w, score in ranked))
-        for key, mapping in generated.get("label_words", {}).items():
-            accuracy = words["maps"][key]["train_accuracy"]
-            lines.append(f"  {key}: {json.dumps(mapping)} (zero-shot train accuracy {100 * accuracy:.1f})")
-    instructions = sources.get("instructions")
-    if instructions:
-        kept = sum(p["kept"] for p in instructions["proposals"])
-        lines.append(
-            f"generated instructions (prompt.instruction), proposed by {instructions['model']} from "
-            f"{instructions['examples_per_proposal']} labelled train examples each ({kept} distinct of "
-            f"{len(instructions['proposals'])} proposals):"
-        )
-        lines += [f"  {key}: {text!r}" for key, text in generated.get("instructions", {}).items()]
-    return lines
+__all__ = ["check_sets", "render_examples"]
 
 
 def check_sets(space: SearchSpace, sets: dict[str, Any]) -> dict[str, Any]:

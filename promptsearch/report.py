@@ -12,7 +12,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from promptsearch.candidates import generated_parts, stored_candidates
+from promptsearch.candidates import describe, generated_parts, stored_candidates
 from promptsearch.export import atomic_write_text
 from promptsearch.objective import trial_config
 from promptsearch.pareto import dev_value, is_multi_objective, recommendation_rule, study_objective_names
@@ -268,36 +268,8 @@ def _models_markdown(models: list[dict[str, Any]]) -> list[str]:
     return [*lines, ""]
 
 
-def candidate_lines(candidates: dict[str, Any] | None) -> list[str]:
-    """The generated candidates and what they came from, as Markdown list items."""
-    if not candidates:
-        return []
-    sources = candidates.get("sources") or {}
-    lines = []
-    words = sources.get("label_words")
-    if words:
-        lines.append(
-            f"- **label words** (`prompt.label_words`), ranked by {words['model']} ({words['head']} head) at the "
-            f"`{{label}}` slot of `{words['template']!r}` over {words['train_prompts']} train prompts:"
-        )
-        for label, ranked in words["words"].items():
-            lines.append(f"  - {label}: " + ", ".join(f"{w} ({s:.2f})" for w, s in ranked))
-        for key, mapping in (candidates.get("label_words") or {}).items():
-            accuracy = words["maps"][key]["train_accuracy"]
-            lines.append(f"  - `{key}`: {json.dumps(mapping)} (zero-shot train accuracy {fmt_score(accuracy)})")
-    instructions = sources.get("instructions")
-    if instructions:
-        lines.append(
-            f"- **instructions** (`prompt.instruction`), proposed by {instructions['model']} from "
-            f"{instructions['examples_per_proposal']} labelled train examples each "
-            f"({len(instructions['proposals'])} proposals):"
-        )
-        lines += [f"  - `{k}`: {t!r}" for k, t in (candidates.get("instructions") or {}).items()]
-    return lines
-
-
 def _candidates_markdown(candidates: dict[str, Any] | None) -> list[str]:
-    lines = candidate_lines(candidates)
+    lines = [f"{'  ' * level}- {text}" for level, text in describe(candidates)]
     if not lines:
         return []
     intro = "Generated once for this study (stored with it; every worker and resumed run used this list):"
