@@ -90,7 +90,8 @@ def _zero_shot(model: str, data: Path, test: Path) -> list[dict[str, Any]]:
         result, _ = runner.fit(config, seed=0)
         params = runner.calibration_for(config)
         encoded = apply_calibration(runner.features_for("causal").get(prompt, "test"), params)
-        probs = predict_proba(runtime.model, encoded, runtime.device, int(runtime.tokenizer.pad_token_id))
+        pad_id = int(runtime.tokenizer.pad_token_id)
+        probs = predict_proba(runtime.model, encoded, runtime.device, pad_id, runtime.precision)
         predicted = list(probs.argmax(axis=1))
         rows.append(
             {

@@ -50,6 +50,17 @@ prompt:
 """
 
 
+def capped_test(args: argparse.Namespace, tmp: Path) -> Path:
+    """The first ``args.max_test`` rows of SST-2 test, as a file in ``tmp``."""
+    full_test = args.data_dir / "sst2" / "test.jsonl"
+    if not full_test.is_file():
+        full_test = next(args.data_dir.glob("**/SST-2/test.jsonl"))
+    lines = full_test.read_text(encoding="utf-8").splitlines()[: args.max_test]
+    test = tmp / f"test-{args.max_test}.jsonl"
+    test.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return test
+
+
 def _run_case(
     model: str, head: str, method: str, template: str | None, chat: bool, args: argparse.Namespace, tmp: Path
 ) -> dict[str, Any]:
@@ -64,12 +75,7 @@ def _run_case(
     data_dir = args.data_dir / "k-shot" / "SST-2" / "16-13"
     if not data_dir.is_dir():
         data_dir = args.data_dir / "sst2" / "16-13"  # the repository's copy
-    full_test = args.data_dir / "sst2" / "test.jsonl"
-    if not full_test.is_file():
-        full_test = next(args.data_dir.glob("**/SST-2/test.jsonl"))
-    lines = full_test.read_text(encoding="utf-8").splitlines()[: args.max_test]
-    test = tmp / "test.jsonl"
-    test.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    test = capped_test(args, tmp)
     words = {"negative": "negative", "positive": "positive"} if head == "causal" else {}
     words = words or {"negative": "terrible", "positive": "great"}
     space = parse_space(_space_text(model, head, data_dir.resolve(), test, words))
@@ -91,6 +97,7 @@ def _run_case(
     score = runner.evaluate(config, "test")
     eval_seconds = time.perf_counter() - t0
     return {
+        "precision": runtime.precision,
         "load_seconds": round(load, 2),
         "train_seconds": round(result.train_seconds, 2),
         "train_tokens": train_tokens,
@@ -171,7 +178,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{r['eval_tokens_per_s']} | {r['mean_prompt_tokens']} | {r['test_accuracy']} | {r['load_seconds']} |\n"
         for r in rows
     )
-    where = f"CPU, {args.threads} threads, fp32" if args.device == "cpu" else f"{args.device} (bf16 autocast)"
+    precisions = "/".join(sorted({str(r["precision"]) for r in rows}))
+    where = f"CPU, {args.threads} threads" if args.device == "cpu" else args.device
+    where += f", {precisions} (model.precision: auto)"
     note = (
         f"\n{where}; {args.epochs} epoch(s) on SST-2 16-shot train (32 rows), "
         f"test = first {args.max_test} SST-2 test rows; test accuracy after that short training is a sanity "

@@ -112,11 +112,12 @@ def run_bare(runner: Any, seed: int, epochs: int, device: Any) -> float:
     import torch
     from transformers import get_linear_schedule_with_warmup
 
-    from promptsearch.device import autocast  # the same precision as a promptsearch trial (bf16 on CUDA)
+    from promptsearch.device import autocast
     from promptsearch.sampling import baseline_config
 
     config = baseline_config(runner.space)
     model = runner.runtime.restore(seed=seed, train=config.train)
+    precision = runner.runtime.precision  # the same precision (and attention kernel) as a promptsearch trial
     train = runner.features.get(config.prompt, "train")
     dev = runner.features.get(config.prompt, "dev")
     pad = int(runner.runtime.tokenizer.pad_token_id)
@@ -156,7 +157,7 @@ def run_bare(runner: Any, seed: int, epochs: int, device: Any) -> float:
         order = list(rng.permutation(len(train)))
         for s in range(0, len(order), CONFIG["batch_size"]):
             idx = order[s : s + CONFIG["batch_size"]]
-            with autocast(device):
+            with autocast(device, precision):
                 logits = model(**batch(train, idx)).logits
             loss = torch.nn.functional.cross_entropy(logits.float(), labels[idx].to(device))
             loss.backward()
@@ -166,7 +167,7 @@ def run_bare(runner: Any, seed: int, epochs: int, device: Any) -> float:
             opt.zero_grad(set_to_none=True)
         model.eval()
         correct = 0
-        with torch.inference_mode(), autocast(device):
+        with torch.inference_mode(), autocast(device, precision):
             for s in range(0, len(order_dev), 64):
                 idx = order_dev[s : s + 64]
                 pred = model(**batch(dev, idx)).logits.argmax(-1).cpu()
@@ -320,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
             "model": args.model,
             **CONFIG,
             "epochs_run": args.epochs,
+            "precision": runner.runtime.precision,
         },
         "ratio_vs_bare": summary(vs_bare),
         "ratio_vs_trainer": summary(vs_trainer),
@@ -336,8 +338,9 @@ def main(argv: list[str] | None = None) -> int:
         f"(min {result['ratio_vs_bare']['min']}, max {result['ratio_vs_bare']['max']}); "
         f"promptsearch / Trainer.hyperparameter_search: median {result['ratio_vs_trainer']['median']} "
         f"(min {result['ratio_vs_trainer']['min']}, max {result['ratio_vs_trainer']['max']}).\n\n"
-        f"{args.repeats} alternated repeats, {args.epochs} epochs each, {device}, {args.threads} CPU threads, fp32 "
-        "on CPU (bf16 autocast on CUDA for promptsearch).\n"
+        f"{args.repeats} alternated repeats, {args.epochs} epochs each, {device}, {args.threads} CPU threads. "
+        f"promptsearch and bare: {runner.runtime.precision} (promptsearch's default on this hardware; "
+        "model.precision: auto); Trainer: its defaults (fp32 unless told bf16=True).\n"
     )
     print(table)
     if not args.smoke:

@@ -65,7 +65,7 @@ def compute_calibration(
         encoded = encoded_train if encoded_train is not None else runtime.encoder.encode(prompt, train, train)
         source = f"mean over {len(encoded)} train prompts"
     uncalibrated = apply_calibration(encoded, None)
-    probs = predict_proba(runtime.model, uncalibrated, runtime.device, pad_id)
+    probs = predict_proba(runtime.model, uncalibrated, runtime.device, pad_id, runtime.precision)
     offsets = offsets_from_probabilities(probs.tolist(), method)
     return CalibrationParams(method=method, offsets=[round(x, 6) for x in offsets], source=source)
 

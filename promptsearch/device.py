@@ -1,4 +1,9 @@
-"""Device choice (cuda, then mps, then cpu) and the matching mixed-precision context."""
+"""Device choice (cuda, then mps, then cpu) and the matching mixed-precision context.
+
+Precision ``auto`` means bf16 autocast where the hardware computes in bf16 natively (CUDA GPUs that
+support it; CPUs with AVX512-BF16 or AMX), fp32 elsewhere. ``benchmarks/precision.py`` checks that
+the test scores stay those of fp32 and measures the gain.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,9 @@ from promptsearch.errors import ConfigError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["autocast", "peak_memory_mb", "resolve_device"]
+__all__ = ["PRECISIONS", "autocast", "native_bf16", "peak_memory_mb", "resolve_device", "resolve_precision"]
+
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def resolve_device(name: str | None = "auto") -> torch.device:
@@ -34,12 +41,35 @@ def resolve_device(name: str | None = "auto") -> torch.device:
     return device
 
 
-def autocast(device: torch.device) -> contextlib.AbstractContextManager[object]:
-    """bf16 autocast on GPUs that support it; full precision elsewhere."""
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes in bf16 natively (not emulated, which is slower than fp32)."""
     import torch
 
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    if device.type == "cpu":
+        checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # x86; private but stable since 2.3
+        return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+    return False
+
+
+def resolve_precision(device: torch.device, requested: str = "auto") -> str:
+    """``fp32`` or ``bf16`` (autocast) for ``device``; ``auto`` picks bf16 where it is native."""
+    if requested not in PRECISIONS:
+        raise ConfigError(f"model.precision: '{requested}' is not a precision; use {', '.join(PRECISIONS)}")
+    if requested == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    if requested == "bf16" and device.type not in ("cuda", "cpu"):
+        raise ConfigError(f"model.precision: bf16 autocast is not supported on {device.type}; use fp32 or auto")
+    return requested
+
+
+def autocast(device: torch.device, precision: str = "auto") -> contextlib.AbstractContextManager[object]:
+    """bf16 autocast when ``precision`` resolves to bf16 on ``device``; full precision otherwise."""
+    import torch
+
+    if resolve_precision(device, precision) == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 

@@ -174,7 +174,7 @@ class TrialRunner:
         encoded = self.features_for(config.head, config.model).get(config.prompt, split)
         encoded = apply_calibration(encoded, self.calibration_for(config))
         pad_id = int(runtime.tokenizer.pad_token_id)
-        return evaluate(runtime.model, encoded, self.device, pad_id, self.space.spec.task.metric)
+        return evaluate(runtime.model, encoded, self.device, pad_id, self.space.spec.task.metric, runtime.precision)
 
     def fit(
         self,
@@ -219,6 +219,7 @@ class TrialRunner:
                     keep_best_state=keep_best_state,
                     result=result,
                     accumulation=accumulation,
+                    precision=runtime.precision,
                 )
                 if keep_best_state and result.best_state:
                     load_state(model, result.best_state)  # the model ends at its best dev epoch

@@ -147,8 +147,9 @@ class Predictor:
         if not examples:
             return []
         encoded = apply_calibration(encode(self.runtime, self.export.prompt, examples, self.pool), self.calibration)
+        runtime = self.runtime
         probs = predict_proba(
-            self.runtime.model, encoded, self.runtime.device, int(self.runtime.tokenizer.pad_token_id)
+            runtime.model, encoded, runtime.device, int(runtime.tokenizer.pad_token_id), runtime.precision
         )
         out = []
         for p in probs:

@@ -21,6 +21,7 @@ from promptsearch.dimensions import Categorical, Dimension, Fixed, IntRange, des
 from promptsearch.errors import SpaceError, TemplateError, did_you_mean
 from promptsearch.spec import (
     AUTO,
+    PRUNER_DEFAULTS,
     AutoInstructions,
     AutoLabelWords,
     ModelChoice,
@@ -713,7 +714,7 @@ def _check_pruner(spec: SpaceSpec, problems: list[str], msg: Any) -> None:
         problems.append(msg(("search", "pruner", "options", key), text))
     if not unknown:
         try:
-            cls(**pruner.options)
+            cls(**{**PRUNER_DEFAULTS.get(pruner.type, {}), **pruner.options})
         except (TypeError, ValueError) as exc:
             problems.append(msg(("search", "pruner", "options"), f"Optuna refused these options: {exc}"))
 

@@ -100,6 +100,15 @@ def pruner_class(name: str) -> Callable[..., Any]:
     return classes[name]
 
 
+# Options promptsearch sets when the space does not: few-shot trials train for a handful of epochs, so
+# the rungs start at epoch 1 and each keeps the better half (Optuna's own defaults suit long runs).
+# benchmarks/pruning.py measures them against no pruning.
+PRUNER_DEFAULTS: dict[str, dict[str, Any]] = {
+    "successive_halving": {"min_resource": 1, "reduction_factor": 2},
+    "hyperband": {"min_resource": 1, "reduction_factor": 2},
+}
+
+
 FloatDim = Annotated[Dimension, _dim("float")]
 IntDim = Annotated[Dimension, _dim("int")]
 StrDim = Annotated[Dimension, _dim("str")]
@@ -197,6 +206,11 @@ class ModelSpec(_Strict):
     gguf_file: str | None = Field(None, description="A .gguf file inside the model folder (needs the gguf package).")
     revision: str | None = None
     trust_remote_code: bool = False
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto",
+        description="auto (bf16 autocast where the hardware has native bf16: recent GPUs, CPUs with AVX512-BF16 "
+        "or AMX; fp32 elsewhere) | fp32 | bf16.",
+    )
 
     @field_validator("head")
     @classmethod
@@ -397,7 +411,7 @@ class TrainSpec(_Strict):
 
 
 class PrunerSpec(_Strict):
-    type: Literal["median", "successive_halving", "hyperband", "none"] = "median"
+    type: Literal["median", "successive_halving", "hyperband", "none"] = "successive_halving"
     options: dict[str, Any] = Field(
         default_factory=dict, description="Keyword arguments of the Optuna pruner, e.g. n_startup_trials."
     )

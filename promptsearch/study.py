@@ -24,7 +24,7 @@ from promptsearch.objective import BASELINE_ATTR, Objective, TrialRunner
 from promptsearch.pareto import OBJECTIVES_ATTR, is_multi_objective, objective_directions, objective_names, recommend
 from promptsearch.redact import mask_url, scrub
 from promptsearch.space import SearchSpace
-from promptsearch.spec import pruner_class
+from promptsearch.spec import PRUNER_DEFAULTS, pruner_class
 
 __all__ = [
     "best_trial",
@@ -140,7 +140,8 @@ def make_pruner(space: SearchSpace) -> optuna.pruners.BasePruner:
     if len(objective_names(space.spec.search)) > 1:
         return optuna.pruners.NopPruner()  # Optuna cannot prune multi-objective studies
     pruner = space.spec.search.pruner
-    made: optuna.pruners.BasePruner = pruner_class(pruner.type)(**pruner.options)
+    options = {**PRUNER_DEFAULTS.get(pruner.type, {}), **pruner.options}
+    made: optuna.pruners.BasePruner = pruner_class(pruner.type)(**options)
     return made
 
 
@@ -152,6 +153,8 @@ def space_fingerprint(space: SearchSpace) -> str:
     if spec["search"].get("objectives") is None:  # single-objective spaces keep the fingerprint they had
         spec["search"].pop("objectives", None)
     spec.pop("description", None)
+    for model in spec["model"] if isinstance(spec["model"], list) else [spec["model"]]:
+        model.pop("precision", None)  # how the hardware computes, like the device: a resumed study may change it
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
 
 

@@ -69,22 +69,26 @@ def scores(
     return class_scores(model, encoded.head, batch, slots, encoded.tokens)
 
 
-def predict_proba(model: PreTrainedModel, encoded: Encoded, device: torch.device, pad_id: int) -> np.ndarray:
-    """Class probabilities, in the order of ``encoded``."""
+def predict_proba(
+    model: PreTrainedModel, encoded: Encoded, device: torch.device, pad_id: int, precision: str = "auto"
+) -> np.ndarray:
+    """Class probabilities, in the order of ``encoded`` (``precision``: see :mod:`promptsearch.device`)."""
     import torch
 
     model.eval()
     classes = len(encoded.tokens.ids) if encoded.tokens is not None else int(model.config.num_labels or 2)
     out = np.zeros((len(encoded), classes), dtype=np.float32)
-    with torch.inference_mode(), autocast(device):
+    with torch.inference_mode(), autocast(device, precision):
         for idx in batches(encoded.lengths, EVAL_BATCH_SIZE, None):
             logits = scores(model, encoded, idx, device, pad_id)
             out[idx] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
     return out
 
 
-def evaluate(model: PreTrainedModel, encoded: Encoded, device: torch.device, pad_id: int, metric: str) -> float:
-    probs = predict_proba(model, encoded, device, pad_id)
+def evaluate(
+    model: PreTrainedModel, encoded: Encoded, device: torch.device, pad_id: int, metric: str, precision: str = "auto"
+) -> float:
+    probs = predict_proba(model, encoded, device, pad_id, precision)
     return compute_metric(metric, encoded.labels, list(probs.argmax(axis=1)))
 
 
@@ -120,6 +124,7 @@ def fine_tune(
     keep_best_state: bool = False,
     result: FitResult | None = None,
     accumulation: int = 1,
+    precision: str = "auto",
 ) -> FitResult:
     """Train ``model`` on ``train`` for ``config.epochs`` epochs, scoring ``dev`` after each one.
 
@@ -128,7 +133,9 @@ def fine_tune(
     raises (a pruned trial). With ``accumulation`` > 1 each optimizer step sums the gradients of
     that many micro-batches of ``config.batch_size // accumulation`` rows (same effective batch, less
     memory). A NaN or infinite loss raises :class:`NonFiniteLoss` at once on CPU, and at the end of the
-    epoch on accelerators (where checking every step would force a device sync).
+    epoch on accelerators (where checking every step would force a device sync). ``precision`` is
+    ``auto`` (bf16 autocast where the hardware has native bf16), ``fp32`` or ``bf16``; the weights,
+    the optimizer state and the loss stay fp32.
     """
     import torch
     from transformers import get_linear_schedule_with_warmup
@@ -145,7 +152,7 @@ def fine_tune(
 
     def score_dev(epoch: int) -> None:
         t0 = time.perf_counter()
-        score = evaluate(model, dev, device, pad_id, metric)
+        score = evaluate(model, dev, device, pad_id, metric, precision)
         result.eval_seconds += time.perf_counter() - t0
         result.history.append(score)
         if math.isnan(result.best_score) or better(score, result.best_score):
@@ -171,7 +178,7 @@ def fine_tune(
                 for start in range(0, len(idx), micro):
                     part = idx[start : start + micro]
                     target = labels[part].to(device, non_blocking=device.type == "cuda")
-                    with autocast(device):
+                    with autocast(device, precision):
                         logits = scores(model, train, part, device, pad_id)
                     # sum over micro-batches of (mean loss x share of the batch) = the batch's mean loss
                     loss = torch.nn.functional.cross_entropy(logits.float(), target) * (len(part) / len(idx))

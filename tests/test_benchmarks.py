@@ -54,3 +54,14 @@ def test_candidates_benchmark_smoke() -> None:
         "generated",
         "hand-written",
     ]
+
+
+@pytest.mark.slow
+def test_precision_benchmark_smoke() -> None:
+    rows = _smoke("precision.py")
+    assert [tuple(c.strip() for c in row.split("|")[1:3]) for row in rows[1:]] == [
+        ("minilm", "fp32"),
+        ("minilm", "bf16"),
+        ("smollm2", "fp32"),
+        ("smollm2", "bf16"),
+    ]

@@ -118,7 +118,10 @@ def test_calibration_fixes_a_biased_model_and_predict_applies_it(tiny_llama: Pat
         config = TrialConfig(prompt=prompt, train=TrainConfig(method="none", epochs=0), head="causal")
         runner.fit(config, seed=0)
         encoded = apply_calibration(runner.features_for("causal").get(prompt, "test"), runner.calibration_for(config))
-        probs = predict_proba(runner.runtime.model, encoded, runner.device, int(runner.runtime.tokenizer.pad_token_id))
+        runtime = runner.runtime
+        probs = predict_proba(
+            runtime.model, encoded, runner.device, int(runtime.tokenizer.pad_token_id), runtime.precision
+        )
         return [int(p.argmax()) for p in probs]
 
     plain = predictions("none")

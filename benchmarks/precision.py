@@ -1,0 +1,194 @@
+"""Mixed precision: test scores and trial time of fp32 against bf16 autocast, side by side in one process.
+
+promptsearch's default (``model.precision: auto``) is bf16 autocast where the hardware computes in
+bf16 natively. This benchmark checks that it costs no accuracy and measures what it saves:
+
+- **minilm**: plain fine-tuning of MiniLM's classification head (lr 2e-5, batch 8, ``--epochs``
+  epochs, dev after each) on the SST-2 16-shot split of each ``--seeds`` data seed, then test;
+- **smollm2 zero-shot**: SmolLM2-135M-Instruct scoring the label words negative/positive after
+  ``Review: {text}\\nSentiment:``, no training (the precision of the language-model head's scores).
+
+The two precisions alternate (which goes first flips each seed); both see the same rows and seeds.
+
+    python benchmarks/precision.py --data-dir ../shared/data --seeds 13,21,42,87,100 --max-test 500
+
+``--smoke`` runs it on tiny random models, one seed (seconds; for CI).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from heads import _space_text, capped_test  # noqa: E402  (a sibling script)
+
+PRECISIONS = ("fp32", "bf16")
+ZERO_SHOT_TEMPLATE = "Review: {text}\nSentiment: {label}"
+
+
+def _split(root: Path, seed: int) -> Path:
+    for candidate in (root / "k-shot" / "SST-2" / f"16-{seed}", root / "sst2" / f"16-{seed}"):
+        if candidate.is_dir():
+            return candidate.resolve()
+    raise SystemExit(f"--data-dir {root}: no k-shot/SST-2/16-{seed} (or sst2/16-{seed}) folder with train/dev files")
+
+
+def _run(case: str, model: str, precision: str, seed: int, args: argparse.Namespace, runtimes: dict, tmp: Path) -> dict:
+    """One fit (and test scoring) of ``case`` at ``precision``; the model is loaded once per case and precision."""
+    from promptsearch.config import PromptConfig, TrainConfig, TrialConfig
+    from promptsearch.data import load_task_data
+    from promptsearch.device import resolve_device
+    from promptsearch.modeling import ModelRuntime
+    from promptsearch.objective import TrialRunner
+    from promptsearch.space import parse_space
+
+    causal = case != "minilm"
+    head = "causal" if causal else "classification"
+    words = {"negative": "negative", "positive": "positive"}
+    space = parse_space(_space_text(model, head, _split(args.data_dir, seed), capped_test(args, tmp), words))
+    key = (case, precision)
+    if key not in runtimes:
+        spec = space.spec.model.model_copy(update={"precision": precision})
+        runtimes[key] = ModelRuntime(spec, space.spec.task.labels, resolve_device("cpu"))
+    runner = TrialRunner(space=space, data=load_task_data(space.spec.task, space.base_dir), runtime=runtimes[key])
+    if causal:
+        prompt = PromptConfig(template=ZERO_SHOT_TEMPLATE, label_words=words)
+        train = TrainConfig(method="none", epochs=0)
+    else:
+        prompt = PromptConfig(template="{text} {label}", label_words={})
+        train = TrainConfig(epochs=args.epochs, learning_rate=2e-5, batch_size=8)
+    config = TrialConfig(prompt=prompt, train=train, head=head)  # type: ignore[arg-type]
+    t0 = time.perf_counter()
+    result, _ = runner.fit(config, seed=seed, keep_best_state=True)
+    fit_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    test = runner.evaluate(config, "test")
+    return {
+        "case": case,
+        "precision": precision,
+        "seed": seed,
+        "fit_seconds": round(fit_seconds, 3),
+        "test_seconds": round(time.perf_counter() - t0, 3),
+        "best_dev": round(result.best_score, 4),
+        "test": round(test, 4),
+    }
+
+
+def _summary(runs: list[dict[str, Any]], case: str, precision: str) -> dict[str, Any]:
+    mine = [r for r in runs if r["case"] == case and r["precision"] == precision]
+    tests = [r["test"] for r in mine]
+    return {
+        "case": case,
+        "precision": precision,
+        "runs": len(mine),
+        "test_mean": round(100 * statistics.fmean(tests), 2),
+        "test_std": round(100 * statistics.stdev(tests), 2) if len(tests) > 1 else 0.0,
+        "fit_seconds": round(statistics.median(r["fit_seconds"] for r in mine), 2),
+        "test_seconds": round(statistics.median(r["test_seconds"] for r in mine), 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=REPO / "data", help="datasets (LM-BFF k-shot layout or data/)")
+    parser.add_argument("--seeds", default="13,21,42,87,100", help="comma-separated SST-2 16-shot data seeds")
+    parser.add_argument("--max-test", type=int, default=500, help="test rows scored (the first N of SST-2 test)")
+    parser.add_argument("--epochs", type=int, default=10, help="epochs of the MiniLM fine-tuning")
+    parser.add_argument("--cases", default="minilm,smollm2", help="minilm and/or smollm2")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--smoke", action="store_true", help="tiny random models, one seed, 2 epochs (CI)")
+    args = parser.parse_args(argv)
+
+    import logging
+
+    import torch
+    import transformers
+
+    from promptsearch.device import native_bf16
+
+    torch.set_num_threads(args.threads)
+    transformers.logging.set_verbosity_error()
+    logging.getLogger("promptsearch").setLevel(logging.WARNING)
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    cases = [c for c in args.cases.split(",") if c.strip()]
+    runs: list[dict[str, Any]] = []
+    runtimes: dict[tuple[str, str], Any] = {}
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        models = {"minilm": "default", "smollm2": "smollm2"}
+        if args.smoke:
+            sys.path.insert(0, str(REPO / "tests"))
+            from tiny import build_tiny_bert, build_tiny_causal
+
+            models = {"minilm": str(build_tiny_bert(tmp / "bert")), "smollm2": str(build_tiny_causal(tmp / "lm"))}
+            seeds, args.epochs, args.max_test = seeds[:1], 2, min(args.max_test, 16)
+        for i, seed in enumerate(seeds):
+            for case in cases:
+                if case == "smollm2" and i > 0:
+                    continue  # no training and no demonstrations: the data seed changes nothing
+                for precision in PRECISIONS if i % 2 == 0 else PRECISIONS[::-1]:
+                    print(f"seed {seed}: {case} {precision} ...", file=sys.stderr, flush=True)
+                    runs.append(_run(case, models[case], precision, seed, args, runtimes, tmp))
+    rows = [_summary(runs, case, p) for case in cases for p in PRECISIONS]
+    ratios = {
+        case: round(
+            statistics.median(
+                b["fit_seconds"] / a["fit_seconds"]
+                for a, b in zip(
+                    [r for r in runs if r["case"] == case and r["precision"] == "fp32"],
+                    [r for r in runs if r["case"] == case and r["precision"] == "bf16"],
+                    strict=True,
+                )
+            ),
+            3,
+        )
+        for case in cases
+    }
+    table = "| case | precision | runs | test acc (%) mean (std) | fit s (median) | test s (median) |\n"
+    table += "|---|---|---:|---:|---:|---:|\n"
+    table += "".join(
+        f"| {r['case']} | {r['precision']} | {r['runs']} | {r['test_mean']:.2f} ({r['test_std']:.2f}) | "
+        f"{r['fit_seconds']:.2f} | {r['test_seconds']:.2f} |\n"
+        for r in rows
+    )
+    native = native_bf16(torch.device("cpu"))
+    table += (
+        "\nbf16 / fp32 fit time (median over seeds): "
+        + ", ".join(f"{case} {ratio}" for case, ratio in ratios.items())
+        + f". CPU, {args.threads} threads, native bf16: {native}; SST-2 16-shot seeds {seeds}, "
+        f"test = first {args.max_test} SST-2 test rows; minilm: {args.epochs} epochs (fit = restore, train and dev "
+        "after each epoch); smollm2: zero-shot, fit = one dev pass.\n"
+    )
+    print(table)
+    if not args.smoke:
+        record = {
+            "benchmark": "precision",
+            "date": time.strftime("%Y-%m-%d"),
+            "machine": {"platform": platform.platform(), "device": "cpu", "cpu_threads": args.threads},
+            "native_bf16": native,
+            "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+            "budget": {"seeds": seeds, "max_test": args.max_test, "epochs": args.epochs, "cases": cases},
+            "bf16_vs_fp32_fit_time": ratios,
+            "summary": rows,
+            "runs": runs,
+        }
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "precision.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        (args.out / "precision.md").write_text("# Mixed precision: fp32 against bf16 autocast\n\n" + table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
