@@ -50,7 +50,7 @@ def _space(model: str, data: Path, test: Path, name: str, prompt: dict[str, Any]
     return {
         "name": name,
         "task": {"data": {"dir": str(data), "files": {"test": str(test)}}, "labels": ["negative", "positive"]},
-        "model": {"name": model, "head": "causal", "max_length": 384},
+        "model": {"name": model, "head": "causal", "max_length": 384, "precision": "fp32"},  # as measured
         "prompt": {
             "template": {"review": TEMPLATE, "cloze": "{text} It was {label}."},
             "demonstrations": {"count": [0, 2, 4], "selection": "balanced"},
@@ -202,8 +202,9 @@ def _markdown(record: dict[str, Any]) -> str:
     lines = [
         "# Generated candidates and calibration: SmolLM2-135M-Instruct, SST-2 16-shot (seed 13)",
         "",
-        f"CPU, {record['machine']['cpu_threads']} threads; train/dev = 32/32 rows; test = `{budget['test_file']}`; "
-        f"{record['seconds']:.0f} s in all. Everything in context (`train.method: none`).",
+        f"CPU, {record['machine']['cpu_threads']} threads, fp32; train/dev = 32/32 rows; "
+        f"test = `{budget['test_file']}`; {record['seconds']:.0f} s in all. "
+        "Everything in context (`train.method: none`).",
         "",
         "## Zero-shot accuracy by calibration",
         "",
