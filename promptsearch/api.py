@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 
+from promptsearch.candidates import ensure_candidates, generated_parts, stored_candidates
 from promptsearch.config import TrialConfig
 from promptsearch.data import TaskData, load_task_data
 from promptsearch.dimensions import Fixed
@@ -32,7 +33,7 @@ from promptsearch.export import (
     write_prompt_config,
 )
 from promptsearch.final import FINAL_ATTR, final_evaluation, stored_final
-from promptsearch.objective import TrialRunner, trial_config
+from promptsearch.objective import CALIBRATION_ATTR, TrialRunner, trial_config
 from promptsearch.pareto import dev_value
 from promptsearch.redact import mask_url
 from promptsearch.report import build_report, write_reports
@@ -67,6 +68,7 @@ _FINISHED = (
 __all__ = ["SearchResult", "export_best", "load_any_space", "report", "search", "train", "work"]
 
 logger = logging.getLogger(__name__)
+CANDIDATES_WAIT = 900.0  # seconds a joining worker waits for the study's generated candidates
 
 
 @dataclass
@@ -129,7 +131,7 @@ def build_export(space: SearchSpace, study: optuna.Study, data: TaskData) -> Pro
         name=space.name,
         space_file=str(space.path) if space.path else None,
         trial=best.number,
-        model=_model_for(space.spec.model, config.head),
+        model=_model_for(space.model_spec(config.model), config.head),
         task=ExportedTask(
             text_fields=task.text_fields,
             label_field=task.label_field,
@@ -141,6 +143,8 @@ def build_export(space: SearchSpace, study: optuna.Study, data: TaskData) -> Pro
         ),
         prompt=config.prompt,
         demonstration_pool=pool,
+        calibration=best.user_attrs.get(CALIBRATION_ATTR),
+        generated=generated_parts(study, config),
         train=config.train,
         baseline_train=(trial_config(base).train if base is not None else baseline_config(space).train),
         params=dict(best.params),
@@ -168,7 +172,7 @@ def _make_runner(space: SearchSpace, data: TaskData, device: str | None) -> Tria
 
     dev = resolve_device(device)
     t0 = time.perf_counter()
-    runtime = ModelRuntime(space.spec.model, space.spec.task.labels, dev)
+    runtime = ModelRuntime(space.model, space.spec.task.labels, dev)
     logger.info("loaded %s on %s in %.1f s", runtime.name, dev, time.perf_counter() - t0)
     return TrialRunner(space=space, data=data, runtime=runtime)
 
@@ -232,6 +236,8 @@ def search(
     data = load_task_data(space.spec.task, space.base_dir)
     check_space_data(space, data)
     study = open_study(space, storage, study_name, data_fingerprint=data.fingerprint, seed=seed, heartbeat=heartbeat)
+    # generated candidates: once per study, here, before any trial or worker; read back on resume
+    space = ensure_candidates(space, study, data, device)
     out_dir.mkdir(parents=True, exist_ok=True)  # only once the inputs and the storage are good
     if warm_start is not None:
         from promptsearch.warmstart import enqueue
@@ -365,6 +371,7 @@ def work(
         seed=worker_seed(space.spec.search.seed, worker_index),
     )  # fmt: skip
     n = (space.spec.search.n_trials or 20) if n_trials is None else n_trials
+    space = ensure_candidates(space, study, data, device, wait=CANDIDATES_WAIT)
     runner = _make_runner(space, data, device)
     return run_trials(runner, study, n_trials=n, heartbeat=heartbeat, timeout=timeout)
 
@@ -401,6 +408,9 @@ def _open_existing(
         raise ConfigError(f"study '{study_name}' was not created by promptsearch (it stores no search space)")
     file = info.get("file")
     space = parse_space(text, path=Path(file) if file else None)
+    stored = stored_candidates(study)
+    if stored is not None and space.needs_generation:
+        space = space.with_candidates(stored)
     if out is None:
         out_dir = Path("runs") / space.name
     return space, study, out_dir
@@ -469,6 +479,8 @@ def train(
     else:
         space = _resolve_space(space_or_path)
     searched = [k for k, d in space.params.items() if not isinstance(d, Fixed)]
+    if space.needs_generation:
+        searched.append("generated candidates (auto)")
     if searched:
         raise ConfigError(
             f"train needs one fixed config, but the space searches {searched}; run `promptsearch run` "
@@ -489,11 +501,10 @@ def train(
     test = runner.evaluate(config, "test") if data.has_test else None
     if save_model is not None:
         study = optuna.create_study(direction=space.spec.search.direction)
-        study.add_trial(
-            optuna.trial.create_trial(
-                value=result.best_score,
-                user_attrs={"config": config.model_dump(mode="json"), "best_epoch": result.best_epoch},
-            )
-        )
+        attrs: dict[str, Any] = {"config": config.model_dump(mode="json"), "best_epoch": result.best_epoch}
+        calibration = runner.calibration_for(config)
+        if calibration is not None:
+            attrs[CALIBRATION_ATTR] = calibration.model_dump(mode="json")
+        study.add_trial(optuna.trial.create_trial(value=result.best_score, user_attrs=attrs))
         _save(runner, build_export(space, study, data), Path(save_model))
     return {"dev": result.best_score, "dev_epoch": result.best_epoch, "test": test}

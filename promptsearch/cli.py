@@ -109,18 +109,23 @@ def _check_words(space: SearchSpace) -> str:
     from promptsearch.modeling import check_tokenizer, load_tokenizer, usable_max_length
     from promptsearch.validate import check_label_words
 
-    spec = space.spec.model
-    if spec.head == "classification":
+    n = 0
+    for model_id in space.models or [None]:
+        spec = space.model_spec(model_id)
+        if spec.head == "classification":
+            continue
+        try:
+            tokenizer = load_tokenizer(spec, check_head=False)
+        except ConfigError as exc:  # not installed, or on the Hub while offline: the rest of the space is fine
+            return f"; label words not checked ({exc})"
+        check_tokenizer(spec, tokenizer)
+        max_length = usable_max_length(spec.max_length, tokenizer)
+        encoder = PromptEncoder(tokenizer, spec.head, max_length, space.spec.task.labels, spec.scoring)
+        n += check_label_words(space, encoder)
+    if not n:
         return ""
-    try:
-        tokenizer = load_tokenizer(spec, check_head=False)
-    except ConfigError as exc:  # not installed, or on the Hub while offline: the rest of the space is still fine
-        return f"; label words not checked ({exc})"
-    check_tokenizer(spec, tokenizer)
-    max_length = usable_max_length(spec.max_length, tokenizer)
-    encoder = PromptEncoder(tokenizer, spec.head, max_length, space.spec.task.labels, spec.scoring)
-    n = check_label_words(space, encoder)
-    return f"; label words: {n} template x map combination(s) checked against the tokenizer"
+    generated = " (generated ones are checked as they are made)" if space.needs_generation else ""
+    return f"; label words: {n} template x map combination(s) checked against the tokenizer{generated}"
 
 
 def _parse_sets(values: list[str]) -> dict[str, Any]:
@@ -155,10 +160,19 @@ def render(
         _fail(f"--split {split!r}: expected train or dev (the test split is read only by the final report)")
     space = load_any_space(path)
     data = load_task_data(space.spec.task, space.base_dir)
+    if space.needs_generation:
+        from promptsearch.candidates import describe, generate_candidates
+        from promptsearch.device import resolve_device
+
+        generated = generate_candidates(space, data, resolve_device("auto"))
+        space = space.with_candidates(generated)
+        say("generated now (a run generates them once and stores them with its study):")
+        for level, line in describe(generated):
+            say("  " * level + line)
     config, rendered, answers = render_examples(space, data, _parse_sets(set_ or []), n=n, split=split, seed=seed)
     say("parameters: " + json.dumps(config.params, ensure_ascii=False))
     if answers:
-        head = space.spec.model.head
+        head = config.head
         scored = "; ".join(f"{label} -> {' '.join(tokens)}" for label, tokens in answers.items())
         say(f"label words ({head} head, scored as these tokens): {scored}")
     for i, (prompt, tokens) in enumerate(rendered, start=1):

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["DemoConfig", "LoraConfig", "PromptConfig", "TrainConfig", "TrialConfig"]
+__all__ = ["CalibrationParams", "DemoConfig", "LoraConfig", "PromptConfig", "TrainConfig", "TrialConfig"]
 
 
 class _Frozen(BaseModel):
@@ -28,10 +28,21 @@ class PromptConfig(_Frozen):
     demonstrations: DemoConfig = Field(default_factory=DemoConfig)
     seed: int = Field(0, description="Seed of the demonstration choice (rendering is deterministic given it).")
     chat: bool = Field(False, description="Causal head: wrap the prompt in the tokenizer's chat template.")
+    calibration: Literal["none", "contextual", "mean"] = Field(
+        "none", description="How label scores are calibrated (mlm and causal heads, in-context trials)."
+    )
 
     @property
     def is_plain(self) -> bool:
         return self.template is None
+
+
+class CalibrationParams(_Frozen):
+    """What a calibrated trial subtracts from each class's log-probability (label order), from train data only."""
+
+    method: Literal["contextual", "mean"]
+    offsets: list[float] = Field(description="Per-class log-probabilities (normalised over the classes).")
+    source: str = Field("", description="What they were computed from, e.g. 'content-free input N/A'.")
 
 
 class LoraConfig(_Frozen):
@@ -71,3 +82,4 @@ class TrialConfig(_Frozen):
     head: Literal["classification", "mlm", "causal"] = Field(
         "classification", description="How the model answers (the baseline always uses a classification head)."
     )
+    model: str | None = Field(None, description="The model's id when the space lists several models.")

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from promptsearch.config import PromptConfig, TrainConfig
+from promptsearch.config import CalibrationParams, PromptConfig, TrainConfig
 from promptsearch.errors import ConfigError
 from promptsearch.space import SearchSpace, parse_space
 from promptsearch.spec import DataSource, FewShot, ModelSpec, Splits
@@ -67,6 +67,13 @@ class PromptExport(_Frozen):
     demonstration_pool: list[dict[str, str]] = Field(
         default_factory=list,
         description="Train rows the demonstrations are drawn from (empty when count is 0).",
+    )
+    calibration: CalibrationParams | None = Field(
+        None, description="The calibration offsets of the best trial (from its train data), applied by predict."
+    )
+    generated: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Which of the prompt's parts were generated (instruction, label_words) and from what.",
     )
     train: TrainConfig
     baseline_train: TrainConfig | None = Field(None, description="Training of the baseline the scores compare to.")
@@ -175,6 +182,7 @@ def export_to_space_text(export: PromptExport) -> str:
                 "separator": demos.separator,
             },
             "chat": export.prompt.chat,
+            "calibration": export.prompt.calibration,
         },
         "train": export.train.model_dump(mode="json", exclude_none=True),
         "search": {"seed": export.prompt.seed, "n_trials": 1, "pruner": {"type": "none"}},

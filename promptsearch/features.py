@@ -127,8 +127,12 @@ class PromptEncoder:
 
         return count
 
-    def encode(self, prompt: PromptConfig, rows: Sequence[Example], pool: Sequence[Example]) -> Encoded:
-        tokens = self.label_tokens(prompt)
+    def encode(
+        self, prompt: PromptConfig, rows: Sequence[Example], pool: Sequence[Example], *, label_words: bool = True
+    ) -> Encoded:
+        """Render and tokenize ``rows``; ``label_words=False`` skips the label words (no ``tokens``: the
+        candidate generation scores the whole vocabulary at the slot)."""
+        tokens = self.label_tokens(prompt) if label_words else None
         renderer = PromptRenderer(
             prompt,
             pool,
@@ -194,7 +198,9 @@ class FeatureCache:
 
     def get(self, prompt: PromptConfig, split: str) -> Encoded:
         rt = self.runtime
-        key = (prompt.model_dump_json(), split, rt.name, rt.head, str(rt.max_length), rt.encoder.slot)
+        # calibration changes the scores, not the tokens: trials that differ only there share the encoding
+        prompt_key = prompt.model_dump_json(exclude={"calibration"})
+        key = (prompt_key, split, rt.name, rt.head, str(rt.max_length), rt.encoder.slot)
         if key in self._cache:
             self.hits += 1
             self._cache.move_to_end(key)

@@ -46,6 +46,7 @@ class LabelTokens:
     words: tuple[str, ...]
     ids: tuple[tuple[int, ...], ...]
     rule: str = "error"  # error | mean | sum
+    offsets: tuple[float, ...] | None = None  # calibration: subtracted from the class scores (promptsearch.calibration)
 
     @property
     def single(self) -> bool:
@@ -129,10 +130,16 @@ def class_scores(
         return model(**batch).logits
     assert slots is not None and tokens is not None
     if head == "mlm":
-        return _mlm_scores(model, batch, slots, tokens)
-    if head == "causal":
-        return _causal_scores(model, batch, slots, tokens)
-    raise ValueError(f"unknown head {head!r}")
+        out = _mlm_scores(model, batch, slots, tokens)
+    elif head == "causal":
+        out = _causal_scores(model, batch, slots, tokens)
+    else:
+        raise ValueError(f"unknown head {head!r}")
+    if tokens.offsets is not None:
+        import torch
+
+        out = out - torch.tensor(tokens.offsets, dtype=out.dtype, device=out.device)
+    return out
 
 
 def _combine(logp: torch.Tensor, tokens: LabelTokens) -> torch.Tensor:

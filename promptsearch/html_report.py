@@ -137,11 +137,19 @@ def _prompt_block(
     words = ", ".join(
         f'{_e(lab)} → <mark class="label-word">{_e(w)}</mark>' for lab, w in prompt["label_words"].items()
     )
+    generated = config.get("generated") or {}
+
+    def mark(part: str) -> str:
+        info = generated.get(part)
+        return f' <span class="note">(generated: {_e(info["key"])}, {_e(info["source"])})</span>' if info else ""
+
     items = [
-        ("instruction", _e(repr(prompt["instruction"]))),
+        *([("model", f"{_e(config['model'])} ({_e(config['head'])} head)")] if config.get("model") else []),
+        ("instruction", _e(repr(prompt["instruction"])) + mark("instruction")),
         ("template", f"<code>{_e(repr(prompt['template']))}</code>" if prompt["template"] else "none (plain input)"),
-        ("label words", words),
+        ("label words", words + mark("label_words")),
         ("demonstrations", f"{prompt['demonstrations']['count']} ({_e(prompt['demonstrations']['selection'])})"),
+        ("calibration", _e(prompt.get("calibration", "none"))),
         ("training", _e(", ".join(f"{k}={v}" for k, v in train.items()))),
     ]
     listing = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in items)
@@ -176,7 +184,8 @@ def _best_section(study: optuna.Study, report: dict[str, Any]) -> str:
     title = "Recommended config" if report.get("objectives", {}).get("multi") else "Best prompt"
     example = best.get("prompt_example") or ""
     if not best["config"].get("baseline"):
-        block = _prompt_block(title, best["trial"], best["config"], example, best.get("prompt_parts"))
+        config = {**best["config"], "generated": best.get("generated") or {}}
+        block = _prompt_block(title, best["trial"], config, example, best.get("prompt_parts"))
         return f'<section id="best-prompt">{block}</section>'
     parts = [_prompt_block(f"{title}: the plain fine-tuning baseline", best["trial"], best["config"], example)]
     runner_up = _best_sampled(study)
@@ -216,6 +225,33 @@ def _pareto_section(study: optuna.Study, report: dict[str, Any], figure: Figure 
         f" Recommended by the rule: {_e(recommendation_rule(study))}.</p>"
         f"<table><thead><tr><th>trial</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
         f"{_figure_html(figure) if figure else ''}</section>"
+    )
+
+
+def _models_section(report: dict[str, Any]) -> str:
+    rows = "".join(
+        f"<tr><td>{_e(r['model'])}</td><td>{_e(r['head'] or '–')}</td><td class=num>{r['trials']}</td>"
+        f"<td class=num>{_e(r['best_trial'] if r['best_trial'] is not None else '–')}</td>"
+        f"<td class=num>{_pct(r['dev_score'])}</td>"
+        f"<td>{_e(', '.join(f'{k}={_short(v)}' for k, v in r['params'].items() if k != 'model'))}</td></tr>"
+        for r in report.get("models") or []
+    )
+    return (
+        '<section id="models"><h2>Best trial per model</h2><p>The best sampled trial of each model (dev).</p>'
+        "<table><thead><tr><th>model</th><th>head</th><th>trials</th><th>best trial</th><th>dev</th>"
+        f"<th>parameters</th></tr></thead><tbody>{rows}</tbody></table></section>"
+    )
+
+
+def _candidates_section(report: dict[str, Any]) -> str:
+    from promptsearch.candidates import describe
+
+    items = [
+        f'<li style="margin-left:{20 * level}px">{_e(text)}</li>' for level, text in describe(report.get("candidates"))
+    ]
+    return (
+        '<section id="candidates"><h2>Generated candidates</h2><p>Generated once for this study and stored with '
+        f"it; every worker and resumed run chose among this list.</p><ul>{''.join(items)}</ul></section>"
     )
 
 
@@ -302,6 +338,10 @@ def render_html(study: optuna.Study, report: dict[str, Any]) -> str:
     sections = [_scores_section(report, figures.pop("scores")), _best_section(study, report)]
     if is_multi_objective(study):
         sections.append(_pareto_section(study, report, figures.pop("pareto", None)))
+    if report.get("models"):
+        sections.append(_models_section(report))
+    if report.get("candidates"):
+        sections.append(_candidates_section(report))
     pairs = [["history", "intermediate"], ["importance", "parallel"], ["slice"]]
     for keys in pairs:
         shown = [figures[k] for k in keys if k in figures]

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 
-from promptsearch.config import LoraConfig, TrialConfig
+from promptsearch.calibration import apply_calibration, compute_calibration
+from promptsearch.config import CalibrationParams, LoraConfig, TrialConfig
 from promptsearch.data import TaskData
 from promptsearch.device import free_memory, peak_memory_mb, reset_peak_memory
 from promptsearch.errors import ConfigError
@@ -28,11 +29,12 @@ if TYPE_CHECKING:
 
     from promptsearch.modeling import ModelRuntime
 
-__all__ = ["BASELINE_ATTR", "Objective", "TrialRunner", "trial_config"]
+__all__ = ["BASELINE_ATTR", "CALIBRATION_ATTR", "Objective", "TrialRunner", "trial_config"]
 
 logger = logging.getLogger(__name__)
 BASELINE_ATTR = "baseline"
 CONFIG_ATTR = "config"
+CALIBRATION_ATTR = "calibration"
 INTERRUPTED_ATTR = "interrupted"
 
 
@@ -87,8 +89,9 @@ def trial_config(trial: optuna.trial.FrozenTrial) -> TrialConfig:
 class TrialRunner:
     """What trials share in one process: the data, the loaded models and their tokenized-split caches.
 
-    ``runtime`` has the space's head. The baseline fine-tunes a classification head on the same
-    body, so with an mlm or causal head a second runtime is loaded the first time it runs.
+    ``runtime`` has the space's head (the first model's, with a model list). The baseline fine-tunes a
+    classification head on the same body, so with an mlm or causal head a second runtime is loaded the
+    first time it runs; with a model list each model is loaded once, the first time a trial needs it.
     """
 
     space: SearchSpace
@@ -96,52 +99,80 @@ class TrialRunner:
     runtime: ModelRuntime
 
     def __post_init__(self) -> None:
-        self._runtimes = {self.runtime.head: self.runtime}
-        self._features = {self.runtime.head: FeatureCache(self.runtime, self.data)}
+        first = next(iter(self.space.models), None)
+        self._runtimes = {(first, self.runtime.head): self.runtime}
+        self._features = {(first, self.runtime.head): FeatureCache(self.runtime, self.data)}
+        self._calibrations: dict[tuple[str | None, str], CalibrationParams] = {}
+        self.last_runtime = self.runtime  # the model of the last fit (what --save-model writes)
         self._check_space()
 
     def _check_space(self) -> None:
         """What needs the model to check: methods that train something, label words the head can score."""
-        space, runtime = self.space, self.runtime
+        for model_id in self.space.models or [None]:
+            spec = self.space.model_spec(model_id)
+            self._check_model(model_id, self.runtime_for(spec.head, model_id))
+
+    def _check_model(self, model_id: str | None, runtime: ModelRuntime) -> None:
+        space = self.space
         where = f"{space.path}: " if space.path else ""
-        methods = possible_values(space.params["train.method"]) or ()
+        own = f"model.{model_id}.train.method"
+        method_dim = space.params.get(own, space.params.get("train.method"))
+        methods = possible_values(method_dim) if method_dim is not None else ()
+        choice = space.models.get(model_id) if model_id is not None else None
+        lora = choice.train.lora if choice is not None and choice.train is not None else space.spec.train.lora
         try:
-            runtime.check_methods(methods)
-            if "lora" in methods:
-                lora = space.spec.train.lora
+            runtime.check_methods(methods or ())
+            if "lora" in (methods or ()):
                 runtime.check_lora(LoraConfig(target_modules=lora.target_modules))
         except ConfigError as exc:
-            raise ConfigError(f"{where}{exc}") from None
+            name = f"model '{model_id}': " if model_id is not None else ""
+            raise ConfigError(f"{where}{name}{exc}") from None
         check_label_words(space, runtime.encoder)
 
     @property
     def features(self) -> FeatureCache:
-        return self._features[self.runtime.head]
+        return self._features[next(iter(self._features))]
 
     @property
     def device(self) -> torch.device:
         return self.runtime.device
 
-    def runtime_for(self, head: str) -> ModelRuntime:
-        """The loaded model with ``head`` (loaded now if it is not yet)."""
-        if head not in self._runtimes:
+    def runtime_for(self, head: str, model: str | None = None) -> ModelRuntime:
+        """The loaded model ``model`` (an id of the model list; None: the single or first) with ``head``."""
+        key = (model if model is not None else next(iter(self.space.models), None), head)
+        if key not in self._runtimes:
             from promptsearch.modeling import ModelRuntime
 
             t0 = time.perf_counter()
-            runtime = ModelRuntime(self.runtime.spec, self.runtime.labels, self.device, head=head)
+            spec = self.space.model_spec(key[0])
+            runtime = ModelRuntime(spec, self.runtime.labels, self.device, head=head)
             logger.info("loaded %s with a %s head in %.1f s", runtime.name, head, time.perf_counter() - t0)
-            self._runtimes[head] = runtime
-            self._features[head] = FeatureCache(runtime, self.data)
-        return self._runtimes[head]
+            self._runtimes[key] = runtime
+            self._features[key] = FeatureCache(runtime, self.data)
+        return self._runtimes[key]
 
-    def features_for(self, head: str) -> FeatureCache:
-        self.runtime_for(head)
-        return self._features[head]
+    def features_for(self, head: str, model: str | None = None) -> FeatureCache:
+        self.runtime_for(head, model)
+        key = (model if model is not None else next(iter(self.space.models), None), head)
+        return self._features[key]
+
+    def calibration_for(self, config: TrialConfig) -> CalibrationParams | None:
+        """The calibration offsets of ``config`` (None when it has none, or when it trains: those are scored
+        uncalibrated). Computed once from the train split with the untrained model, then reused."""
+        if config.prompt.calibration == "none" or config.train.trains or config.head == "classification":
+            return None
+        key = (config.model, config.prompt.model_dump_json())
+        if key not in self._calibrations:
+            runtime = self.runtime_for(config.head, config.model)
+            train = self.features_for(config.head, config.model).get(config.prompt, "train")
+            self._calibrations[key] = compute_calibration(runtime, config.prompt, self.data.train, encoded_train=train)
+        return self._calibrations[key]
 
     def evaluate(self, config: TrialConfig, split: str) -> float:
         """The score on ``split`` of the model as ``config``'s last :meth:`fit` left it."""
-        runtime = self.runtime_for(config.head)
-        encoded = self.features_for(config.head).get(config.prompt, split)
+        runtime = self.runtime_for(config.head, config.model)
+        encoded = self.features_for(config.head, config.model).get(config.prompt, split)
+        encoded = apply_calibration(encoded, self.calibration_for(config))
         pad_id = int(runtime.tokenizer.pad_token_id)
         return evaluate(runtime.model, encoded, self.device, pad_id, self.space.spec.task.metric, runtime.precision)
 
@@ -156,8 +187,9 @@ class TrialRunner:
     ) -> tuple[FitResult, Encoded]:
         """Restore the model, encode train/dev for ``config`` and fine-tune it."""
         timings = timings if timings is not None else {}
-        runtime = self.runtime_for(config.head)
-        features = self.features_for(config.head)
+        runtime = self.runtime_for(config.head, config.model)
+        features = self.features_for(config.head, config.model)
+        self.last_runtime = runtime
         t0 = time.perf_counter()
         model = runtime.restore(seed=seed, train=config.train)
         t1 = time.perf_counter()
@@ -165,6 +197,10 @@ class TrialRunner:
         dev = features.get(config.prompt, "dev")
         t2 = time.perf_counter()
         timings.update(restore=t1 - t0, tokenize=t2 - t1)
+        calibration = self.calibration_for(config)  # in-context trials only: the model is as loaded
+        if calibration is not None:
+            dev = apply_calibration(dev, calibration)
+            timings["calibrate"] = time.perf_counter() - t2
         accumulation = 1
         while True:
             result = FitResult()
@@ -276,6 +312,9 @@ class Objective:
 
         try:
             result, train = self.runner.fit(config, seed=seed, on_epoch=on_epoch, timings=timings)
+            calibration = self.runner.calibration_for(config)
+            if calibration is not None:  # exported with the best prompt, so predict applies the same offsets
+                trial.set_user_attr(CALIBRATION_ATTR, calibration.model_dump(mode="json"))
             trial.set_user_attr("best_epoch", result.best_epoch)
             trial.set_user_attr("epochs_run", result.epochs_run)
             self._describe(trial, train)
@@ -297,7 +336,7 @@ class Objective:
             raise optuna.TrialPruned(reason) from None
         except optuna.TrialPruned:
             trial.set_user_attr("epochs_run", state.get("last", (0, 0.0))[0])
-            self._describe(trial, self.runner.features_for(config.head).get(config.prompt, "train"))
+            self._describe(trial, self.runner.features_for(config.head, config.model).get(config.prompt, "train"))
             raise
         except Exception as exc:
             trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:2000])

@@ -49,7 +49,7 @@ def save_model(runner: TrialRunner, export: PromptExport, directory: Path) -> Pa
 
     directory = check_save_target(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    runtime = runner.runtime_for(export.model.head)
+    runtime = runner.last_runtime  # the model of the config just trained (with a model list: the chosen one)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
         if runtime.peft is not None:
@@ -99,6 +99,12 @@ class Predictor:
         else:
             update = {"name": str(self.directory), "revision": None, "gguf_file": None}
             self.runtime = ModelRuntime(self.export.model.model_copy(update=update), labels, resolve_device(device))
+        self.calibration = self.export.calibration
+        if self.export.prompt.calibration != "none" and not self.export.train.trains and self.calibration is None:
+            raise ConfigError(
+                f"{prompt_file}: prompt.calibration is '{self.export.prompt.calibration}' but the file holds no "
+                "calibration offsets; export it again with this version of promptsearch"
+            )
         task = self.export.task
         self.pool = [
             Example(fields={f: row[f] for f in task.text_fields}, label=row[task.label_field])
@@ -121,6 +127,7 @@ class Predictor:
         model.eval()
 
     def predict_rows(self, rows: Sequence[dict[str, Any]], *, source: str = "input") -> list[Prediction]:
+        from promptsearch.calibration import apply_calibration
         from promptsearch.features import encode
         from promptsearch.trainer import predict_proba
 
@@ -139,7 +146,7 @@ class Predictor:
             examples.append(Example(fields=fields, label=task.labels[0], source=source, row=i))
         if not examples:
             return []
-        encoded = encode(self.runtime, self.export.prompt, examples, self.pool)
+        encoded = apply_calibration(encode(self.runtime, self.export.prompt, examples, self.pool), self.calibration)
         runtime = self.runtime
         probs = predict_proba(
             runtime.model, encoded, runtime.device, int(runtime.tokenizer.pad_token_id), runtime.precision

@@ -61,7 +61,7 @@ def render_examples(
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     study.enqueue_trial(check_sets(space, sets))
     config = sample_config(study.ask(), space)
-    spec = space.spec.model
+    spec = space.model_spec(config.model)
     tokenizer = load_tokenizer(spec)
     max_length = usable_max_length(spec.max_length, tokenizer)
     encoder = PromptEncoder(tokenizer, spec.head, max_length, space.spec.task.labels, spec.scoring)

@@ -12,22 +12,34 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from promptsearch.candidates import describe, generated_parts, stored_candidates
 from promptsearch.export import atomic_write_text
 from promptsearch.objective import trial_config
 from promptsearch.pareto import dev_value, is_multi_objective, recommendation_rule, study_objective_names
 from promptsearch.study import baseline_trial, best_trial
 from promptsearch.versions import versions
 
-__all__ = ["build_report", "fmt_score", "fmt_test", "render_markdown", "write_report", "write_reports"]
+__all__ = [
+    "build_report",
+    "fmt_score",
+    "fmt_test",
+    "per_model",
+    "render_markdown",
+    "write_report",
+    "write_reports",
+]
 
 logger = logging.getLogger(__name__)
 
 
-def _trial_summary(trial: FrozenTrial | None, test: dict[str, Any] | None) -> dict[str, Any] | None:
+def _trial_summary(
+    trial: FrozenTrial | None, test: dict[str, Any] | None, study: optuna.Study | None = None
+) -> dict[str, Any] | None:
     if trial is None:
         return None
     config = trial_config(trial)
     return {
+        "generated": generated_parts(study, config) if study is not None else {},
         "trial": trial.number,
         "params": dict(trial.params),
         "config": config.model_dump(mode="json"),
@@ -63,8 +75,10 @@ def build_report(
         "metric": metric,
         "direction": study.directions[0].name.lower(),
         "objectives": _objectives(study),
-        "best": _trial_summary(best, (final or {}).get("best", {}).get("test")),
+        "best": _trial_summary(best, (final or {}).get("best", {}).get("test"), study),
         "baseline": _trial_summary(base, (final or {}).get("baseline", {}).get("test")),
+        "models": per_model(study),
+        "candidates": stored_candidates(study),
         "trials": {
             "total": len(trials),
             "complete": states.count(TrialState.COMPLETE),
@@ -94,6 +108,35 @@ def build_report(
         "versions": versions(),
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def per_model(study: optuna.Study) -> list[dict[str, Any]]:
+    """With a model list: each model's best sampled trial (the baseline not counted), in the models' order."""
+    best: dict[str, FrozenTrial] = {}
+    counts: dict[str, int] = {}
+    maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+    for t in study.get_trials(deepcopy=False):
+        config = t.user_attrs.get("config") or {}
+        model = config.get("model")
+        if model is None or t.user_attrs.get("baseline"):
+            continue
+        counts[model] = counts.get(model, 0) + 1
+        if t.state != TrialState.COMPLETE or not t.values:
+            continue
+        value, held = dev_value(t) or 0.0, best.get(model)
+        if held is None or (value > (dev_value(held) or 0.0) if maximize else value < (dev_value(held) or 0.0)):
+            best[model] = t
+    return [
+        {
+            "model": model,
+            "head": best[model].user_attrs["config"].get("head") if model in best else None,
+            "trials": n,
+            "best_trial": best[model].number if model in best else None,
+            "dev_score": dev_value(best[model]) if model in best else None,
+            "params": dict(best[model].params) if model in best else {},
+        }
+        for model, n in counts.items()
+    ]
 
 
 def _objectives(study: optuna.Study) -> dict[str, Any]:
@@ -157,13 +200,17 @@ def render_markdown(report: dict[str, Any], images: Sequence[tuple[str, str]] = 
     if best:
         cfg = best["config"]
         prompt, train = cfg["prompt"], cfg["train"]
+        generated = best.get("generated") or {}
         lines += [
             "## Best prompt",
             "",
-            f"- instruction: {prompt['instruction']!r}",
+            *([f"- model: {cfg['model']} ({cfg['head']} head)"] if cfg.get("model") else []),
+            f"- instruction: {prompt['instruction']!r}" + _generated_note(generated.get("instruction")),
             f"- template: `{prompt['template']!r}`" if prompt["template"] else "- template: none (plain input)",
-            f"- label words: {json.dumps(prompt['label_words'], ensure_ascii=False)}",
+            f"- label words: {json.dumps(prompt['label_words'], ensure_ascii=False)}"
+            + _generated_note(generated.get("label_words")),
             f"- demonstrations: {prompt['demonstrations']['count']} ({prompt['demonstrations']['selection']})",
+            f"- calibration: {prompt.get('calibration', 'none')}",
             "- training: " + ", ".join(f"{k}={v}" for k, v in train.items()),
             f"- best dev epoch: {best['dev_epoch']}",
             "",
@@ -174,6 +221,8 @@ def render_markdown(report: dict[str, Any], images: Sequence[tuple[str, str]] = 
             "```",
             "",
         ]
+    lines += _models_markdown(report.get("models") or [])
+    lines += _candidates_markdown(report.get("candidates"))
     lines += ["## Top trials", "", "| trial | dev | tokens | seconds | params |", "|---|---|---|---|---|"]
     for row in report["top_trials"]:
         params = "baseline" if row["baseline"] else ", ".join(f"{k}={_short(v)}" for k, v in row["params"].items())
@@ -194,6 +243,37 @@ def render_markdown(report: dict[str, Any], images: Sequence[tuple[str, str]] = 
         "",
     ]
     return "\n".join(lines)
+
+
+def _generated_note(part: dict[str, Any] | None) -> str:
+    return f" (generated: `{part['key']}`, {part['source']})" if part else ""
+
+
+def _models_markdown(models: list[dict[str, Any]]) -> list[str]:
+    if not models:
+        return []
+    lines = [
+        "## Best trial per model",
+        "",
+        "| model | head | trials | best trial | dev | params |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in models:
+        params = ", ".join(f"{k}={_short(v)}" for k, v in row["params"].items() if k != "model")
+        trial = row["best_trial"] if row["best_trial"] is not None else "–"
+        lines.append(
+            f"| {row['model']} | {row['head'] or '–'} | {row['trials']} | {trial} | {fmt_score(row['dev_score'])} "
+            f"| {params} |"
+        )
+    return [*lines, ""]
+
+
+def _candidates_markdown(candidates: dict[str, Any] | None) -> list[str]:
+    lines = [f"{'  ' * level}- {text}" for level, text in describe(candidates)]
+    if not lines:
+        return []
+    intro = "Generated once for this study (stored with it; every worker and resumed run used this list):"
+    return ["## Generated candidates", "", intro, "", *lines, ""]
 
 
 def _short(value: Any) -> str:

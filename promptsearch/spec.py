@@ -10,18 +10,31 @@ from collections.abc import Callable
 from functools import partial
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from promptsearch.dimensions import Categorical, Dimension, Fixed, FloatRange, IntRange, parse_dimension
 from promptsearch.errors import did_you_mean
 
 __all__ = [
+    "AutoInstructions",
+    "AutoLabelWords",
     "DataSource",
     "DemoSpec",
     "FewShot",
     "HubSource",
     "LoraSpec",
+    "ModelChoice",
     "ModelSpec",
     "ObjectiveSpec",
     "PromptSpec",
@@ -38,6 +51,8 @@ HEADS = ("classification", "mlm", "causal")
 SELECTIONS = ("random", "balanced", "similar")
 METHODS = ("full", "lora", "head", "bitfit", "none")
 EMBEDDED_MODELS = (DEFAULT_MODEL, "minilm", "smollm2")
+CALIBRATIONS = ("none", "contextual", "mean")
+AUTO = "auto"  # the reserved key of generated candidates in prompt.instruction and prompt.label_words
 
 
 class _Strict(BaseModel):
@@ -242,12 +257,75 @@ def _text(value: Any, what: str) -> str:
     raise ValueError(f"{what} must be a text, but found {type(value).__name__} {value!r}{hint}")
 
 
+class AutoInstructions(_Strict):
+    """``prompt.instruction: {auto: {n: N}}``: task descriptions proposed by an instruction-following model."""
+
+    n: int = Field(gt=0, le=50, description="Instructions to propose (after removing duplicates).")
+    examples: int = Field(6, ge=1, le=32, description="Labelled train examples shown in each proposal's meta-prompt.")
+    model: str | None = Field(
+        None,
+        description="The causal LM that writes them: a model id of this space's model list, or a model name "
+        "(e.g. smollm2 or a Hub id); default: the space's (first) causal model.",
+    )
+    meta_prompt: str | None = Field(
+        None,
+        description="Replaces the shipped APE-style meta-prompt; placeholders {examples} (required) and {labels}.",
+    )
+    max_new_tokens: int = Field(40, ge=4, le=256, description="Tokens generated per proposal at most.")
+    temperature: float = Field(0.9, gt=0, le=2, description="Sampling temperature of the proposals.")
+
+    @field_validator("meta_prompt")
+    @classmethod
+    def _has_examples(cls, value: str | None) -> str | None:
+        if value is not None and "{examples}" not in value:
+            raise ValueError("the meta-prompt must contain {examples} (where the labelled examples go)")
+        return value
+
+
+class AutoLabelWords(_Strict):
+    """``prompt.label_words: {auto: {top_k: N}}``: label words ranked by an mlm or causal model (LM-BFF)."""
+
+    top_k: int = Field(gt=0, le=20, description="Words kept per class.")
+    maps: int | None = Field(
+        None, gt=0, le=50, description="Maps offered as choices (default top_k), best zero-shot train accuracy first."
+    )
+    model: str | None = Field(
+        None, description="Model id (of a model list) that ranks the words; default: the first mlm or causal model."
+    )
+    template: str | int | None = Field(
+        None, description="Template key (name, or index in a list) whose {label} slot is scored; default: the first."
+    )
+
+
+def _auto(value: Any, cls: type[_Strict]) -> _Strict:
+    if isinstance(value, cls):
+        return value
+    try:
+        return cls.model_validate(value)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(its options)"
+        found = f", but found {first['input']!r}" if "input" in first and first["type"] != "missing" else ""
+        text = str(first["msg"]).removeprefix("Value error, ")
+        raise ValueError(f"auto.{where}: {text}{found}") from None
+
+
+def _is_auto_item(value: Any) -> bool:
+    return isinstance(value, dict) and list(value) == [AUTO]
+
+
 def _text_choices(value: Any) -> Any:
-    """One text, a list of texts, or a mapping name -> text (names are how trials refer to them)."""
+    """One text, a list of texts, or a mapping name -> text (names are how trials refer to them).
+
+    The key ``auto`` (or a list item ``{auto: {...}}``) asks for generated candidates besides these.
+    """
     if isinstance(value, list):
-        return [_text(v, f"item {i}") for i, v in enumerate(value)]
+        return [
+            {AUTO: _auto(v[AUTO], AutoInstructions)} if _is_auto_item(v) else _text(v, f"item {i}")
+            for i, v in enumerate(value)
+        ]
     if isinstance(value, dict):
-        return {str(k): _text(v, f"'{k}'") for k, v in value.items()}
+        return {str(k): _auto(v, AutoInstructions) if k == AUTO else _text(v, f"'{k}'") for k, v in value.items()}
     if isinstance(value, str):
         return value
     raise ValueError(
@@ -265,21 +343,27 @@ def _label_word_choices(value: Any) -> Any:
     """One map label -> word, a list of maps, or a mapping name -> map."""
     if value is None:
         return None
-    if isinstance(value, dict) and value and not any(isinstance(v, dict) for v in value.values()):
+    if isinstance(value, dict) and value and not any(isinstance(v, (dict, AutoLabelWords)) for v in value.values()):
         return [_word_map(value, "the label-word map")]  # a single map is a one-point space
     if isinstance(value, dict):
-        return {str(k): _word_map(v, f"map '{k}'") for k, v in value.items()}
+        return {str(k): _auto(v, AutoLabelWords) if k == AUTO else _word_map(v, f"map '{k}'") for k, v in value.items()}
     if isinstance(value, list):
-        return [_word_map(v, f"map {i}") for i, v in enumerate(value)]
+        return [
+            {AUTO: _auto(v[AUTO], AutoLabelWords)} if _is_auto_item(v) else _word_map(v, f"map {i}")
+            for i, v in enumerate(value)
+        ]
     raise ValueError(
         "expected a map label -> word, a list of such maps or a mapping name -> map, "
         f"but found {type(value).__name__} {value!r}"
     )
 
 
-TextChoices = Annotated[list[str] | dict[str, str] | str, BeforeValidator(_text_choices)]
+TextChoices = Annotated[
+    list[str | dict[str, AutoInstructions]] | dict[str, str | AutoInstructions] | str, BeforeValidator(_text_choices)
+]
 LabelWordChoices = Annotated[
-    list[dict[str, str]] | dict[str, dict[str, str]] | None, BeforeValidator(_label_word_choices)
+    list[dict[str, str] | dict[str, AutoLabelWords]] | dict[str, dict[str, str] | AutoLabelWords] | None,
+    BeforeValidator(_label_word_choices),
 ]
 
 
@@ -291,6 +375,12 @@ class PromptSpec(_Strict):
     chat: Annotated[Dimension, _dim("bool")] = Field(
         default=Fixed(False),
         description="Causal head only: wrap the prompt in the tokenizer's chat template (true, false or both).",
+    )
+    calibration: Annotated[Dimension, _dim("str", CALIBRATIONS)] = Field(
+        default=Fixed("none"),
+        description="mlm and causal heads, in-context trials (train.method none): none | contextual (divide by the "
+        "label probabilities of a content-free input, 'N/A') | mean (subtract each label's mean log-probability "
+        "over the train prompts).",
     )
 
 
@@ -357,11 +447,41 @@ class SearchSpec(_Strict):
     )
 
 
+class ModelChoice(ModelSpec):
+    """One model of a ``model:`` list: the sampler picks among them (parameter ``model``, by id)."""
+
+    id: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$", description="How trials and the report name it; default: name."
+    )
+    train: TrainSpec | None = Field(
+        None, description="This model's own training values (keys of 'train'); the others come from 'train'."
+    )
+
+    @property
+    def key(self) -> str:
+        return self.id or self.name
+
+    def spec(self) -> ModelSpec:
+        """The model alone, as a single-model space (and an export) writes it."""
+        return ModelSpec.model_validate(self.model_dump(exclude={"id", "train"}, exclude_unset=True))
+
+
+def _model_form(value: Any) -> str:
+    return "many" if isinstance(value, list) else "one"
+
+
+ModelSection = Annotated[
+    Annotated[ModelSpec, Tag("one")] | Annotated[list[ModelChoice], Tag("many")], Discriminator(_model_form)
+]
+
+
 class SpaceSpec(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Study and output folder name.")
     description: str = ""
     task: TaskSpec
-    model: ModelSpec = Field(default_factory=ModelSpec)
+    model: ModelSection = Field(
+        default_factory=ModelSpec, description="One model, or a list of models the sampler chooses among."
+    )
     prompt: PromptSpec
     train: TrainSpec = Field(default_factory=TrainSpec)
     search: SearchSpec = Field(default_factory=SearchSpec)

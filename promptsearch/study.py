@@ -153,7 +153,8 @@ def space_fingerprint(space: SearchSpace) -> str:
     if spec["search"].get("objectives") is None:  # single-objective spaces keep the fingerprint they had
         spec["search"].pop("objectives", None)
     spec.pop("description", None)
-    spec["model"].pop("precision", None)  # how the hardware computes, like the device: a resumed study may change it
+    for model in spec["model"] if isinstance(spec["model"], list) else [spec["model"]]:
+        model.pop("precision", None)  # how the hardware computes, like the device: a resumed study may change it
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
 
 

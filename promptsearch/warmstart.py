@@ -161,10 +161,10 @@ def from_export(space: SearchSpace, path: str | Path) -> WarmStartPlan:
             notes=[f"warm start from {source}: it is the plain fine-tuning baseline, which every study runs first"]
         )
     fitted = fit_config(space, export.prompt, export.train, source=source, params=export.params)
-    if export.model.head != space.spec.model.head:
+    if export.model.head != space.model.head:
         fitted.not_fitting.append(
             f"model.head: the earlier config answered with a {export.model.head} head, this space with "
-            f"{space.spec.model.head}; its prompt is reused, its score does not carry over"
+            f"{space.model.head}; its prompt is reused, its score does not carry over"
         )
     return WarmStartPlan(trials=[fitted])
 

@@ -44,6 +44,19 @@ def test_pruning_benchmark_smoke() -> None:
 
 
 @pytest.mark.slow
+def test_candidates_benchmark_smoke() -> None:
+    rows = _smoke("candidates.py")
+    zero_shot = [row for row in rows if row.split("|")[2].strip() in ("none", "contextual", "mean")]
+    assert [row.split("|")[2].strip() for row in zero_shot] == ["none", "contextual", "mean"] * 2
+    assert [
+        row.split("|")[1].strip() for row in rows if row.split("|")[1].strip() in ("generated", "hand-written")
+    ] == [
+        "generated",
+        "hand-written",
+    ]
+
+
+@pytest.mark.slow
 def test_precision_benchmark_smoke() -> None:
     rows = _smoke("precision.py")
     assert [tuple(c.strip() for c in row.split("|")[1:3]) for row in rows[1:]] == [
