@@ -91,7 +91,8 @@ class TrialRunner:
 
     ``runtime`` has the space's head (the first model's, with a model list). The baseline fine-tunes a
     classification head on the same body, so with an mlm or causal head a second runtime is loaded the
-    first time it runs; with a model list each model is loaded once, the first time a trial needs it.
+    first time it runs. Every model of a model list is loaded at construction, to check the space against
+    it (methods, LoRA targets, label words) before the first trial.
     """
 
     space: SearchSpace
@@ -139,7 +140,7 @@ class TrialRunner:
 
     def runtime_for(self, head: str, model: str | None = None) -> ModelRuntime:
         """The loaded model ``model`` (an id of the model list; None: the single or first) with ``head``."""
-        key = (model if model is not None else next(iter(self.space.models), None), head)
+        key = self._key(head, model)
         if key not in self._runtimes:
             from promptsearch.modeling import ModelRuntime
 
@@ -153,8 +154,11 @@ class TrialRunner:
 
     def features_for(self, head: str, model: str | None = None) -> FeatureCache:
         self.runtime_for(head, model)
-        key = (model if model is not None else next(iter(self.space.models), None), head)
-        return self._features[key]
+        return self._features[self._key(head, model)]
+
+    def _key(self, head: str, model: str | None) -> tuple[str | None, str]:
+        """Runtimes and caches are per (model id, head); no id means the single (or first) model."""
+        return (model if model is not None else next(iter(self.space.models), None), head)
 
     def calibration_for(self, config: TrialConfig) -> CalibrationParams | None:
         """The calibration offsets of ``config`` (None when it has none, or when it trains: those are scored

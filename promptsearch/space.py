@@ -21,7 +21,6 @@ from promptsearch.dimensions import Categorical, Dimension, Fixed, IntRange, des
 from promptsearch.errors import SpaceError, TemplateError, did_you_mean
 from promptsearch.spec import (
     AUTO,
-    PRUNER_DEFAULTS,
     AutoInstructions,
     AutoLabelWords,
     ModelChoice,
@@ -714,7 +713,7 @@ def _check_pruner(spec: SpaceSpec, problems: list[str], msg: Any) -> None:
         problems.append(msg(("search", "pruner", "options", key), text))
     if not unknown:
         try:
-            cls(**{**PRUNER_DEFAULTS.get(pruner.type, {}), **pruner.options})
+            cls(**pruner.arguments())
         except (TypeError, ValueError) as exc:
             problems.append(msg(("search", "pruner", "options"), f"Optuna refused these options: {exc}"))
 

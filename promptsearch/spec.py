@@ -416,6 +416,10 @@ class PrunerSpec(_Strict):
         default_factory=dict, description="Keyword arguments of the Optuna pruner, e.g. n_startup_trials."
     )
 
+    def arguments(self) -> dict[str, Any]:
+        """The pruner's keyword arguments: promptsearch's defaults for this type, overridden by ``options``."""
+        return {**PRUNER_DEFAULTS.get(self.type, {}), **self.options}
+
 
 class ObjectiveSpec(_Strict):
     metric: Literal["dev", "prompt_tokens", "latency_ms"] = Field(

@@ -24,7 +24,7 @@ from promptsearch.objective import BASELINE_ATTR, Objective, TrialRunner
 from promptsearch.pareto import OBJECTIVES_ATTR, is_multi_objective, objective_directions, objective_names, recommend
 from promptsearch.redact import mask_url, scrub
 from promptsearch.space import SearchSpace
-from promptsearch.spec import PRUNER_DEFAULTS, pruner_class
+from promptsearch.spec import pruner_class
 
 __all__ = [
     "best_trial",
@@ -140,8 +140,7 @@ def make_pruner(space: SearchSpace) -> optuna.pruners.BasePruner:
     if len(objective_names(space.spec.search)) > 1:
         return optuna.pruners.NopPruner()  # Optuna cannot prune multi-objective studies
     pruner = space.spec.search.pruner
-    options = {**PRUNER_DEFAULTS.get(pruner.type, {}), **pruner.options}
-    made: optuna.pruners.BasePruner = pruner_class(pruner.type)(**options)
+    made: optuna.pruners.BasePruner = pruner_class(pruner.type)(**pruner.arguments())
     return made
 
 
