@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -22,17 +24,60 @@ PROMPT_FILE = "best_prompt.yaml"
 ADAPTER_FILE = "adapter_config.json"
 
 
+MODEL_MARKER = ".promptsearch-model.json"
+"""Written last by a save, and only by a save: the list of files that save wrote. A folder is replaced
+only when it holds exactly those files (and the marker); everything else is refused."""
+
+
+def _saved_files(directory: Path) -> set[str] | None:
+    """The files the previous save in ``directory`` wrote, or None when it is not (exactly) a save of ours."""
+    marker = directory / MODEL_MARKER
+    if not marker.is_file() or marker.is_symlink():
+        return None
+    try:
+        recorded = json.loads(marker.read_text(encoding="utf-8"))
+        written = {str(name) for name in recorded["files"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    present = {str(p.relative_to(directory)) for p in directory.rglob("*") if not p.is_dir() or p.is_symlink()}
+    present.discard(MODEL_MARKER)
+    return written if present == written else None
+
+
 def check_save_target(directory: str | Path) -> Path:
-    """Refuse, before any training, a target that is a file or a folder holding something else."""
+    """Refuse, before any training, a target that promptsearch may not replace.
+
+    promptsearch never deletes a file it did not write: the target must be new, an empty folder, or a
+    folder that holds exactly what an earlier ``--save-model`` wrote (its marker lists those files).
+    """
     directory = Path(directory)
-    if directory.exists() and not directory.is_dir():
-        raise ConfigError(f"--save-model {directory}: this is a file; give a folder path")
-    if directory.is_dir() and any(directory.iterdir()) and not (directory / PROMPT_FILE).is_file():
+    flag = f"--save-model {directory}"
+    if directory.is_symlink() or (directory.exists() and not directory.is_dir()):
+        raise ConfigError(f"{flag}: this is a file or a link, not a folder; give a new folder path")
+    resolved = directory.resolve()
+    cwd = Path.cwd().resolve()
+    if resolved == cwd or resolved in cwd.parents:
+        raise ConfigError(f"{flag}: this is the current folder (or holds it); give a new folder path, e.g. {flag}/model")
+    if directory.is_dir() and any(directory.iterdir()) and _saved_files(directory) is None:
         raise ConfigError(
-            f"--save-model {directory}: the folder is not empty and holds no saved promptsearch model; "
-            "give a new or empty folder (a previous save there is replaced)"
+            f"{flag}: the folder is not empty and is not (exactly) an earlier promptsearch model save, which is "
+            f"the only folder a save replaces; give a new or empty folder. Nothing was changed"
         )
     return directory
+
+
+def _write_marker(tmp: Path) -> None:
+    files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if not p.is_dir())
+    (tmp / MODEL_MARKER).write_text(json.dumps({"files": files}, indent=1) + "\n", encoding="utf-8")
+
+
+def _make_readable(tmp: Path) -> None:
+    """``mkdtemp`` makes an owner-only folder; a saved model gets the permissions of any new folder (umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)
+    for path in tmp.rglob("*"):
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
 
 
 def save_model(runner: TrialRunner, export: PromptExport, directory: Path) -> Path:
@@ -61,13 +106,37 @@ def save_model(runner: TrialRunner, export: PromptExport, directory: Path) -> Pa
             runtime.model.save_pretrained(tmp, safe_serialization=True)
         runtime.tokenizer.save_pretrained(tmp)
         write_prompt_config(export, tmp / PROMPT_FILE)
-        if directory.exists():  # a previous save (check_save_target refused anything else)
-            shutil.rmtree(directory)
-        tmp.rename(directory)
+        _write_marker(tmp)
+        _make_readable(tmp)
+        if directory.exists() and any(directory.iterdir()):
+            _replace_previous_save(directory, tmp)
+        else:
+            if directory.exists():
+                directory.rmdir()  # empty
+            tmp.rename(directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return directory
+
+
+def _replace_previous_save(directory: Path, tmp: Path) -> None:
+    """Swap in the new save, deleting only the files the previous save listed (checked again just now)."""
+    written = _saved_files(directory)
+    if written is None:
+        raise ConfigError(
+            f"--save-model {directory}: the folder changed during training and is no longer exactly an earlier "
+            "promptsearch model save; nothing was deleted. Give a new folder"
+        )
+    old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
+    directory.rename(old)
+    tmp.rename(directory)
+    for name in sorted(written, key=lambda n: -n.count("/")):
+        (old / name).unlink(missing_ok=True)
+    (old / MODEL_MARKER).unlink(missing_ok=True)
+    for sub in sorted((p for p in old.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+        sub.rmdir()
+    old.rmdir()
 
 
 @dataclass(frozen=True)

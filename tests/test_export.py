@@ -124,3 +124,50 @@ def test_a_plain_baseline_export_trains_and_predicts(finished_run: Path, tmp_pat
 def test_export_to_a_folder_is_one_message(finished_run: Path, tmp_path: Path) -> None:
     with pytest.raises(promptsearch.ConfigError, match="is a folder; give the path of a file"):
         promptsearch.export_best(out=finished_run, output=tmp_path)
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_save_model_never_deletes_what_it_did_not_write(
+    finished_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run folder, the current folder and a folder of user files are refused before training, untouched."""
+    import os
+
+    from promptsearch.cli import main
+    from promptsearch.predict import MODEL_MARKER
+
+    config = finished_run / "best_prompt.yaml"
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "best_prompt.yaml").write_text("mine\n")  # looks like a save, but is not one
+    (user / "notes.txt").write_text("important\n")
+    # a save's marker in a folder that also holds a user's file: still refused
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / MODEL_MARKER).write_text('{"files": ["best_prompt.yaml"]}\n')
+    (fake / "best_prompt.yaml").write_text("x\n")
+    (fake / "thesis.tex").write_text("years of work\n")
+    monkeypatch.chdir(user)
+    for target in (finished_run, user, Path("."), fake):
+        before = _snapshot(target)
+        for command in (["train", str(config)], ["run", str(config), "--out", str(tmp_path / "out")]):
+            assert main([*command, "--save-model", str(target)]) == 2
+            assert _snapshot(target) == before
+        assert not (tmp_path / "out").exists()  # refused before the study was created
+    # a previous save is replaced, and its files get the permissions of any new file
+    saved = tmp_path / "saved"
+    assert main(["train", str(config), "--save-model", str(saved)]) == 0
+    assert (saved / MODEL_MARKER).is_file() and (saved / "model.safetensors").is_file()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (saved / "model.safetensors").stat().st_mode & 0o777 == 0o666 & ~umask
+    assert main(["train", str(config), "--save-model", str(saved)]) == 0
+    assert (saved / "model.safetensors").is_file()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".saved")] == []
+    # once a user adds a file to a save, it is theirs: the next save is refused
+    (saved / "my-notes.txt").write_text("keep\n")
+    assert main(["train", str(config), "--save-model", str(saved)]) == 2
+    assert (saved / "my-notes.txt").read_text() == "keep\n"
