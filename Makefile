@@ -27,6 +27,7 @@ test-all: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check promptsearch tests benchmarks
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/ruff format --check promptsearch tests benchmarks
 
 typecheck: $(STAMP)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from promptsearch.data import Example
+    from promptsearch.io.data import Example
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -182,7 +182,7 @@ def trainer_search(
         Trainer,
     )
 
-    from promptsearch.metrics import compute_metric
+    from promptsearch.models.metrics import compute_metric
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
 

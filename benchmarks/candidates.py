@@ -64,15 +64,15 @@ def _space(model: str, data: Path, test: Path, name: str, prompt: dict[str, Any]
 
 
 def _zero_shot(model: str, data: Path, test: Path) -> list[dict[str, Any]]:
-    from promptsearch.calibration import apply_calibration
-    from promptsearch.config import PromptConfig, TrainConfig, TrialConfig
-    from promptsearch.data import load_task_data
-    from promptsearch.device import resolve_device
-    from promptsearch.metrics import compute_metric
-    from promptsearch.modeling import ModelRuntime
-    from promptsearch.objective import TrialRunner
-    from promptsearch.space import parse_space
-    from promptsearch.trainer import predict_proba
+    from promptsearch.io.data import load_task_data
+    from promptsearch.models.calibration import apply_calibration
+    from promptsearch.models.device import resolve_device
+    from promptsearch.models.metrics import compute_metric
+    from promptsearch.models.runtime import ModelRuntime
+    from promptsearch.models.trainer import predict_proba
+    from promptsearch.space.config import PromptConfig, TrainConfig, TrialConfig
+    from promptsearch.space.search_space import parse_space
+    from promptsearch.study.objective import TrialRunner
 
     raw = _space(model, data, test, "zero-shot", {"label_words": HAND_WORDS["names"]}, 1)
     raw["prompt"]["template"] = TEMPLATE
@@ -111,8 +111,8 @@ def _zero_shot(model: str, data: Path, test: Path) -> list[dict[str, Any]]:
 
 def _search(raw: dict[str, Any], out: Path) -> dict[str, Any]:
     from promptsearch.api import search
-    from promptsearch.candidates import stored_candidates
-    from promptsearch.space import parse_space
+    from promptsearch.space.search_space import parse_space
+    from promptsearch.study.candidates import stored_candidates
 
     space = parse_space(yaml.safe_dump(raw, sort_keys=False))
     t0 = time.perf_counter()

@@ -234,7 +234,7 @@ def _trial_seconds(trial: Any) -> float:
 def run_search(raw: dict[str, Any], out: Path) -> dict[str, dict[str, Any]]:
     """One promptsearch run; rows for the baseline (plain fine-tuning) and for the best config."""
     from promptsearch.api import search
-    from promptsearch.space import parse_space
+    from promptsearch.space.search_space import parse_space
 
     space = parse_space(yaml.safe_dump(raw, allow_unicode=True), path=REPO / "search_spaces" / "bench.yaml")
     t0 = time.perf_counter()
@@ -260,12 +260,12 @@ def run_search(raw: dict[str, Any], out: Path) -> dict[str, dict[str, Any]]:
 
 def run_zero_shot(raw: dict[str, Any]) -> dict[str, Any]:
     """SmolLM2 with the task's first template and words, no instruction or demonstrations, nothing trained."""
-    from promptsearch.config import PromptConfig, TrainConfig, TrialConfig
-    from promptsearch.data import load_task_data
-    from promptsearch.device import resolve_device
-    from promptsearch.modeling import ModelRuntime
-    from promptsearch.objective import TrialRunner
-    from promptsearch.space import parse_space
+    from promptsearch.io.data import load_task_data
+    from promptsearch.models.device import resolve_device
+    from promptsearch.models.runtime import ModelRuntime
+    from promptsearch.space.config import PromptConfig, TrainConfig, TrialConfig
+    from promptsearch.space.search_space import parse_space
+    from promptsearch.study.objective import TrialRunner
 
     t0 = time.perf_counter()
     space = parse_space(yaml.safe_dump(raw, allow_unicode=True), path=REPO / "search_spaces" / "bench.yaml")
@@ -285,9 +285,9 @@ def run_zero_shot(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_hpo(raw: dict[str, Any], n_trials: int, seed: int, out: Path) -> dict[str, Any]:
-    from promptsearch.data import load_task_data
-    from promptsearch.modeling import resolve_model_name
-    from promptsearch.space import parse_space
+    from promptsearch.io.data import load_task_data
+    from promptsearch.models.runtime import resolve_model_name
+    from promptsearch.space.search_space import parse_space
 
     t0 = time.perf_counter()
     space = parse_space(yaml.safe_dump(raw, allow_unicode=True), path=REPO / "search_spaces" / "bench.yaml")
@@ -312,10 +312,10 @@ def run_hpo(raw: dict[str, Any], n_trials: int, seed: int, out: Path) -> dict[st
 
 def run_setfit(raw: dict[str, Any], iterations: int, seed: int, out: Path) -> dict[str, Any]:
     """SetFit on the train split (dev unused: SetFit has no model selection); pairs are joined with a space."""
-    from promptsearch.data import load_task_data
-    from promptsearch.metrics import compute_metric
-    from promptsearch.modeling import resolve_model_name
-    from promptsearch.space import parse_space
+    from promptsearch.io.data import load_task_data
+    from promptsearch.models.metrics import compute_metric
+    from promptsearch.models.runtime import resolve_model_name
+    from promptsearch.space.search_space import parse_space
 
     try:
         from datasets import Dataset

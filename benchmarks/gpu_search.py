@@ -68,10 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import AutoModel
 
     from promptsearch.api import search
-    from promptsearch.data import load_task_data
-    from promptsearch.device import resolve_device
-    from promptsearch.modeling import resolve_model_name
-    from promptsearch.space import parse_space
+    from promptsearch.io.data import load_task_data
+    from promptsearch.models.device import resolve_device
+    from promptsearch.models.runtime import resolve_model_name
+    from promptsearch.space.search_space import parse_space
 
     raw = yaml.safe_load(args.space.read_text(encoding="utf-8"))
     with tempfile.TemporaryDirectory() as tmp_name:

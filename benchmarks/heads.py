@@ -65,12 +65,12 @@ def _run_case(
     model: str, head: str, method: str, template: str | None, chat: bool, args: argparse.Namespace, tmp: Path
 ) -> dict[str, Any]:
 
-    from promptsearch.config import LoraConfig, PromptConfig, TrainConfig, TrialConfig
-    from promptsearch.data import load_task_data
-    from promptsearch.device import resolve_device
-    from promptsearch.modeling import ModelRuntime
-    from promptsearch.objective import TrialRunner
-    from promptsearch.space import parse_space
+    from promptsearch.io.data import load_task_data
+    from promptsearch.models.device import resolve_device
+    from promptsearch.models.runtime import ModelRuntime
+    from promptsearch.space.config import LoraConfig, PromptConfig, TrainConfig, TrialConfig
+    from promptsearch.space.search_space import parse_space
+    from promptsearch.study.objective import TrialRunner
 
     data_dir = args.data_dir / "k-shot" / "SST-2" / "16-13"
     if not data_dir.is_dir():

@@ -96,7 +96,7 @@ def run_promptsearch(runner: Any, seed: int) -> float:
     """One baseline trial (the fixed config) of a fresh in-memory study, as ``promptsearch run`` runs it."""
     import optuna
 
-    from promptsearch.objective import BASELINE_ATTR, Objective
+    from promptsearch.study.objective import BASELINE_ATTR, Objective
 
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.MedianPruner())
     study.enqueue_trial({}, user_attrs={BASELINE_ATTR: True})
@@ -112,8 +112,8 @@ def run_bare(runner: Any, seed: int, epochs: int, device: Any) -> float:
     import torch
     from transformers import get_linear_schedule_with_warmup
 
-    from promptsearch.device import autocast
-    from promptsearch.sampling import baseline_config
+    from promptsearch.models.device import autocast
+    from promptsearch.space.sampling import baseline_config
 
     config = baseline_config(runner.space)
     model = runner.runtime.restore(seed=seed, train=config.train)
@@ -183,7 +183,7 @@ def run_trainer(model_dir: str, runner: Any, seed: int, epochs: int, out: Path) 
     from datasets import Dataset
     from transformers import AutoModelForSequenceClassification, Trainer
 
-    from promptsearch.sampling import baseline_config
+    from promptsearch.space.sampling import baseline_config
 
     config = baseline_config(runner.space)
     train = runner.features.get(config.prompt, "train")
@@ -242,11 +242,11 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     import transformers
 
-    from promptsearch.data import load_task_data
-    from promptsearch.device import resolve_device
-    from promptsearch.modeling import ModelRuntime, resolve_model_name
-    from promptsearch.objective import TrialRunner
-    from promptsearch.space import parse_space
+    from promptsearch.io.data import load_task_data
+    from promptsearch.models.device import resolve_device
+    from promptsearch.models.runtime import ModelRuntime, resolve_model_name
+    from promptsearch.space.search_space import parse_space
+    from promptsearch.study.objective import TrialRunner
 
     torch.set_num_threads(args.threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -46,12 +46,12 @@ def _split(root: Path, seed: int) -> Path:
 
 def _run(case: str, model: str, precision: str, seed: int, args: argparse.Namespace, runtimes: dict, tmp: Path) -> dict:
     """One fit (and test scoring) of ``case`` at ``precision``; the model is loaded once per case and precision."""
-    from promptsearch.config import PromptConfig, TrainConfig, TrialConfig
-    from promptsearch.data import load_task_data
-    from promptsearch.device import resolve_device
-    from promptsearch.modeling import ModelRuntime
-    from promptsearch.objective import TrialRunner
-    from promptsearch.space import parse_space
+    from promptsearch.io.data import load_task_data
+    from promptsearch.models.device import resolve_device
+    from promptsearch.models.runtime import ModelRuntime
+    from promptsearch.space.config import PromptConfig, TrainConfig, TrialConfig
+    from promptsearch.space.search_space import parse_space
+    from promptsearch.study.objective import TrialRunner
 
     causal = case != "minilm"
     head = "causal" if causal else "classification"
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     import transformers
 
-    from promptsearch.device import native_bf16
+    from promptsearch.models.device import native_bf16
 
     torch.set_num_threads(args.threads)
     transformers.logging.set_verbosity_error()

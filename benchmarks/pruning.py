@@ -36,7 +36,7 @@ def _run(space_file: Path, raw: dict[str, Any], pruner: str, seed: int, n_trials
     import optuna
 
     from promptsearch.api import search
-    from promptsearch.space import parse_space
+    from promptsearch.space.search_space import parse_space
 
     raw = json.loads(json.dumps(raw))
     raw["name"] = f"{raw['name']}-{pruner}-{seed}"
@@ -64,9 +64,9 @@ def _run(space_file: Path, raw: dict[str, Any], pruner: str, seed: int, n_trials
 def _test_score(run: dict[str, Any], runtimes: dict[str, Any]) -> float | None:
     """Train the run's best sampled config again with the final-evaluation seed; its test score."""
     from promptsearch.api import _make_runner
-    from promptsearch.data import load_task_data
-    from promptsearch.final import SEED_OFFSET
-    from promptsearch.objective import TrialRunner, trial_config
+    from promptsearch.io.data import load_task_data
+    from promptsearch.study.final import SEED_OFFSET
+    from promptsearch.study.objective import TrialRunner, trial_config
 
     space, best = run.pop("space"), run.pop("best")
     if best is None:
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     import optuna
     import torch
 
-    from promptsearch.spec import PRUNER_DEFAULTS, PrunerSpec
+    from promptsearch.space.spec import PRUNER_DEFAULTS, PrunerSpec
 
     torch.set_num_threads(args.threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -19,12 +19,12 @@ import optuna
 import yaml
 
 from promptsearch.api import load_any_space
-from promptsearch.data import load_task_data
-from promptsearch.device import resolve_device
-from promptsearch.modeling import ModelRuntime
-from promptsearch.objective import TrialRunner
-from promptsearch.preview import check_sets
-from promptsearch.sampling import sample_config
+from promptsearch.io.data import load_task_data
+from promptsearch.models.device import resolve_device
+from promptsearch.models.runtime import ModelRuntime
+from promptsearch.reporting.preview import check_sets
+from promptsearch.space.sampling import sample_config
+from promptsearch.study.objective import TrialRunner
 from promptsearch.versions import versions
 
 

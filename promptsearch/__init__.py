@@ -9,14 +9,14 @@ The pipeline, one module each: ``space`` (YAML -> validated :class:`SearchSpace`
 from __future__ import annotations
 
 from promptsearch.api import SearchResult, export_best, load_any_space, report, search, train
-from promptsearch.config import DemoConfig, PromptConfig, TrainConfig, TrialConfig
-from promptsearch.data import Example, TaskData, load_task_data
 from promptsearch.errors import ConfigError, DataError, PromptsearchError, SpaceError, TemplateError
-from promptsearch.export import PromptExport, load_prompt_config, write_prompt_config
-from promptsearch.render import PromptRenderer, RenderedPrompt
-from promptsearch.sampling import baseline_config, sample_config
-from promptsearch.space import SearchSpace, load_space, parse_space
-from promptsearch.template import Template
+from promptsearch.io.data import Example, TaskData, load_task_data
+from promptsearch.io.export import PromptExport, load_prompt_config, write_prompt_config
+from promptsearch.prompts.render import PromptRenderer, RenderedPrompt
+from promptsearch.space.config import DemoConfig, PromptConfig, TrainConfig, TrialConfig
+from promptsearch.space.sampling import baseline_config, sample_config
+from promptsearch.space.search_space import SearchSpace, load_space, parse_space
+from promptsearch.space.template import Template
 
 __version__ = "0.1.0"
 

@@ -18,12 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 
-from promptsearch.candidates import ensure_candidates, generated_parts, stored_candidates
-from promptsearch.config import TrialConfig
-from promptsearch.data import TaskData, load_task_data
-from promptsearch.dimensions import Fixed
 from promptsearch.errors import ConfigError, PromptsearchError
-from promptsearch.export import (
+from promptsearch.io.data import TaskData, load_task_data
+from promptsearch.io.export import (
     ExportedScores,
     ExportedTask,
     PromptExport,
@@ -32,15 +29,19 @@ from promptsearch.export import (
     load_prompt_config,
     write_prompt_config,
 )
-from promptsearch.final import FINAL_ATTR, final_evaluation, stored_final
-from promptsearch.objective import CALIBRATION_ATTR, TrialRunner, trial_config
-from promptsearch.pareto import dev_value
 from promptsearch.redact import mask_url
-from promptsearch.report import build_report, write_reports
-from promptsearch.sampling import baseline_config
-from promptsearch.space import SearchSpace, load_space, parse_space
-from promptsearch.spec import DataSource, ModelSpec
-from promptsearch.study import (
+from promptsearch.reporting.report import build_report, write_reports
+from promptsearch.space.config import TrialConfig
+from promptsearch.space.dimensions import Fixed
+from promptsearch.space.sampling import baseline_config
+from promptsearch.space.search_space import SearchSpace, load_space, parse_space
+from promptsearch.space.spec import DataSource, ModelSpec
+from promptsearch.study.candidates import ensure_candidates, generated_parts, stored_candidates
+from promptsearch.study.checks import check_space_data
+from promptsearch.study.final import FINAL_ATTR, final_evaluation, stored_final
+from promptsearch.study.objective import CALIBRATION_ATTR, TrialRunner, trial_config
+from promptsearch.study.pareto import dev_value
+from promptsearch.study.storage import (
     HEARTBEAT_SECONDS,
     baseline_trial,
     best_trial,
@@ -50,14 +51,13 @@ from promptsearch.study import (
     run_trials,
     stored_space_text,
 )
-from promptsearch.validate import check_space_data
+from promptsearch.study.workers import choose_storage, existing_storage, launch_workers, worker_seed
 from promptsearch.versions import versions
-from promptsearch.workers import choose_storage, existing_storage, launch_workers, worker_seed
 
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
-    from promptsearch.warmstart import WarmStartPlan
+    from promptsearch.study.warmstart import WarmStartPlan
 
 _FINISHED = (
     optuna.trial.TrialState.COMPLETE,
@@ -167,8 +167,8 @@ def _build_report(space: SearchSpace, study: optuna.Study, final: dict[str, Any]
 
 
 def _make_runner(space: SearchSpace, data: TaskData, device: str | None) -> TrialRunner:
-    from promptsearch.device import resolve_device
-    from promptsearch.modeling import ModelRuntime
+    from promptsearch.models.device import resolve_device
+    from promptsearch.models.runtime import ModelRuntime
 
     dev = resolve_device(device)
     t0 = time.perf_counter()
@@ -205,7 +205,7 @@ def search(
     Arguments default to the space's ``search`` section. Running it again with the same storage
     continues the study and runs only the remaining trials. With ``workers`` > 1, that many worker
     processes share the study (a journal file in the run folder unless ``storage`` names another).
-    ``warm_start`` (:func:`promptsearch.warmstart.from_export` / ``from_study``) enqueues earlier
+    ``warm_start`` (:func:`promptsearch.study.warmstart.from_export` / ``from_study``) enqueues earlier
     configs as the first trials after the baseline.
     """
     t_start = time.perf_counter()
@@ -219,14 +219,14 @@ def search(
         raise ConfigError(f"--final-seeds must be >= 0, but got {final_seeds}")
     timeout = search_spec.timeout if timeout is None else timeout
     if save_model is not None:
-        from promptsearch.predict import check_save_target
+        from promptsearch.inference.predict import check_save_target
 
         check_save_target(save_model)
         if final_seeds == 0 or space.spec.task.splits.test is None:
             raise ConfigError(
                 "--save-model saves the model of the final evaluation: it needs a test split and --final-seeds >= 1"
             )
-    from promptsearch.device import resolve_device
+    from promptsearch.models.device import resolve_device
 
     resolve_device(device)  # a bad --device fails now, not after the study exists
     out_dir = Path(out) if out is not None else default_out_dir(space)
@@ -240,7 +240,7 @@ def search(
     space = ensure_candidates(space, study, data, device)
     out_dir.mkdir(parents=True, exist_ok=True)  # only once the inputs and the storage are good
     if warm_start is not None:
-        from promptsearch.warmstart import enqueue
+        from promptsearch.study.warmstart import enqueue
 
         enqueue(study, warm_start)
     loaded: list[TrialRunner] = []
@@ -272,7 +272,7 @@ def search(
         if save_model is not None:
 
             def saver(config: TrialConfig) -> None:
-                from promptsearch.predict import save_model as _save
+                from promptsearch.inference.predict import save_model as _save
 
                 _save(runner(), build_export(space, study, data), Path(save_model))
 
@@ -391,7 +391,7 @@ def _open_existing(
             )
     else:
         out_dir = Path(out) if out is not None else Path("runs") / (study_name or "study")
-    from promptsearch.study import make_storage
+    from promptsearch.study.storage import make_storage
 
     store = make_storage(storage, create=False)
     names = [s.study_name for s in optuna.get_all_study_summaries(store, include_best_trial=False)]
@@ -466,9 +466,9 @@ def train(
     Returns ``{"dev": ..., "dev_epoch": ..., "test": ... or None}``; with ``save_model`` the model
     (at its best dev epoch), its tokenizer and the prompt config are written there.
     """
-    from promptsearch.predict import check_save_target
-    from promptsearch.predict import save_model as _save
-    from promptsearch.sampling import sample_config
+    from promptsearch.inference.predict import check_save_target
+    from promptsearch.inference.predict import save_model as _save
+    from promptsearch.space.sampling import sample_config
 
     if save_model is not None:
         check_save_target(save_model)

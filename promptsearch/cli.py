@@ -15,7 +15,7 @@ from rich.markup import escape
 from promptsearch.errors import ConfigError, PromptsearchError, SpaceError
 
 if TYPE_CHECKING:
-    from promptsearch.space import SearchSpace
+    from promptsearch.space.search_space import SearchSpace
 
 app = typer.Typer(
     add_completion=False,
@@ -93,8 +93,8 @@ def _main(
 def validate(path: SpaceArg) -> None:
     """Check a search space and its data; print 'ok' and a summary, or every problem (exit 2)."""
     from promptsearch.api import load_any_space
-    from promptsearch.data import load_task_data
-    from promptsearch.validate import check_space_data, data_summary
+    from promptsearch.io.data import load_task_data
+    from promptsearch.study.checks import check_space_data, data_summary
 
     space = load_any_space(path)
     data = load_task_data(space.spec.task, space.base_dir)
@@ -105,9 +105,9 @@ def validate(path: SpaceArg) -> None:
 
 def _check_words(space: SearchSpace) -> str:
     """Label words against the tokenizer (mlm and causal heads); a tokenizer that cannot load is a note."""
-    from promptsearch.features import PromptEncoder
-    from promptsearch.modeling import check_tokenizer, load_tokenizer, usable_max_length
-    from promptsearch.validate import check_label_words
+    from promptsearch.models.features import PromptEncoder
+    from promptsearch.models.runtime import check_tokenizer, load_tokenizer, usable_max_length
+    from promptsearch.study.checks import check_label_words
 
     n = 0
     for model_id in space.models or [None]:
@@ -153,16 +153,16 @@ def render(
 ) -> None:
     """Print rendered prompts for one point of the space, with token counts."""
     from promptsearch.api import load_any_space
-    from promptsearch.data import load_task_data
-    from promptsearch.preview import render_examples
+    from promptsearch.io.data import load_task_data
+    from promptsearch.reporting.preview import render_examples
 
     if split not in ("train", "dev"):
         _fail(f"--split {split!r}: expected train or dev (the test split is read only by the final report)")
     space = load_any_space(path)
     data = load_task_data(space.spec.task, space.base_dir)
     if space.needs_generation:
-        from promptsearch.candidates import describe, generate_candidates
-        from promptsearch.device import resolve_device
+        from promptsearch.models.device import resolve_device
+        from promptsearch.study.candidates import describe, generate_candidates
 
         generated = generate_candidates(space, data, resolve_device("auto"))
         space = space.with_candidates(generated)
@@ -222,14 +222,14 @@ def run(
 ) -> None:
     """Run (or resume) a search, evaluate the best prompt on test, write the report and best_prompt.yaml."""
     from promptsearch.api import load_any_space, search
-    from promptsearch.progress import SearchProgress
+    from promptsearch.reporting.progress import SearchProgress
 
     space = load_any_space(path)
     plan = _warm_start_plan(space, warm_start, warm_start_study, warm_start_top)
     trackers = []
     if mlflow is not None:
-        from promptsearch.pareto import objective_names
-        from promptsearch.tracking import mlflow_callback
+        from promptsearch.reporting.tracking import mlflow_callback
+        from promptsearch.study.pareto import objective_names
 
         objectives = objective_names(space.spec.search)
         trackers.append(mlflow_callback(mlflow, metric=space.spec.task.metric, objectives=objectives))
@@ -266,7 +266,7 @@ def run(
 
 def _warm_start_plan(space: Any, file: Path | None, study: tuple[str, str] | None, top: int) -> Any:
     """Both warm-start sources as one plan, each fitted to ``space``; what did not fit is printed."""
-    from promptsearch.warmstart import WarmStartPlan, from_export, from_study
+    from promptsearch.study.warmstart import WarmStartPlan, from_export, from_study
 
     if file is None and study is None:
         return None
@@ -321,7 +321,7 @@ def worker(
 
 
 def _print_result(result: Any) -> None:
-    from promptsearch.report import fmt_score, fmt_test
+    from promptsearch.reporting.report import fmt_score, fmt_test
 
     rep = result.report
     best, base = rep["best"], rep["baseline"]
@@ -407,9 +407,9 @@ def predict(
     device: DeviceOpt = "auto",
 ) -> None:
     """Label new texts with a saved model, streaming a file of any size: label and per-class probabilities."""
-    from promptsearch.batch_predict import predict_file_streaming
-    from promptsearch.predict import Predictor
-    from promptsearch.progress import stream_progress
+    from promptsearch.inference.batch import predict_file_streaming
+    from promptsearch.inference.predict import Predictor
+    from promptsearch.reporting.progress import stream_progress
 
     predictor = Predictor(model_dir, device=device)
     with stream_progress(err, label=input_.name) as progress:

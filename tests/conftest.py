@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from promptsearch.data import Example, TaskData, load_task_data
-from promptsearch.spec import TaskSpec
+from promptsearch.io.data import Example, TaskData, load_task_data
+from promptsearch.space.spec import TaskSpec
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

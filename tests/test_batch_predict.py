@@ -12,9 +12,9 @@ import pytest
 from tiny import tiny_data
 
 from promptsearch.api import train
-from promptsearch.batch_predict import iter_input, predict_file_streaming
 from promptsearch.cli import main
-from promptsearch.predict import Predictor
+from promptsearch.inference.batch import iter_input, predict_file_streaming
+from promptsearch.inference.predict import Predictor
 
 WORDS = ["a fine film", "a dull mess", "great fun", "terrible acting", "good", "bad plot"]
 

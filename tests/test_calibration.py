@@ -10,10 +10,10 @@ from pathlib import Path
 import optuna
 import pytest
 
-from promptsearch.calibration import apply_calibration, offsets_from_probabilities
 from promptsearch.errors import SpaceError
-from promptsearch.sampling import sample_config
-from promptsearch.space import parse_space
+from promptsearch.models.calibration import apply_calibration, offsets_from_probabilities
+from promptsearch.space.sampling import sample_config
+from promptsearch.space.search_space import parse_space
 
 TEMPLATE = "Review: {text}\\nSentiment: {label}"
 
@@ -91,12 +91,12 @@ def test_calibration_fixes_a_biased_model_and_predict_applies_it(tiny_llama: Pat
     from tiny import tiny_data
 
     from promptsearch.api import train
-    from promptsearch.config import PromptConfig, TrainConfig, TrialConfig
-    from promptsearch.data import load_task_data
-    from promptsearch.modeling import ModelRuntime
-    from promptsearch.objective import TrialRunner
-    from promptsearch.predict import Predictor
-    from promptsearch.trainer import predict_proba
+    from promptsearch.inference.predict import Predictor
+    from promptsearch.io.data import load_task_data
+    from promptsearch.models.runtime import ModelRuntime
+    from promptsearch.models.trainer import predict_proba
+    from promptsearch.space.config import PromptConfig, TrainConfig, TrialConfig
+    from promptsearch.study.objective import TrialRunner
 
     model = _biased_llama(tiny_llama, tmp_path / "biased", " good")
     data_dir = tiny_data(tmp_path / "data", test_rows=32)

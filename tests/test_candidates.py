@@ -10,15 +10,15 @@ from typing import Any
 import optuna
 import pytest
 
-from promptsearch.candidates import (
+from promptsearch.errors import SpaceError
+from promptsearch.space.sampling import sample_config
+from promptsearch.space.search_space import SearchSpace, parse_space
+from promptsearch.study.candidates import (
     CANDIDATES_ATTR,
     clean_instruction,
     ensure_candidates,
     generate_candidates,
 )
-from promptsearch.errors import SpaceError
-from promptsearch.sampling import sample_config
-from promptsearch.space import SearchSpace, parse_space
 
 
 def _space(data: Path, model: Path, head: str, prompt: str) -> SearchSpace:
@@ -44,7 +44,7 @@ def sst2_dir(tmp_path: Path) -> Path:
 
 
 def _load(space: SearchSpace) -> Any:
-    from promptsearch.data import load_task_data
+    from promptsearch.io.data import load_task_data
 
     return load_task_data(space.spec.task, space.base_dir)
 
@@ -55,8 +55,8 @@ def test_generated_label_words_are_distinct_whole_words_and_deterministic(
 ) -> None:
     import torch
 
-    from promptsearch.features import PromptEncoder
-    from promptsearch.modeling import load_tokenizer
+    from promptsearch.models.features import PromptEncoder
+    from promptsearch.models.runtime import load_tokenizer
 
     model = tiny_llama if head == "causal" else tiny_mlm
     space = _space(sst2_dir, model, head, "  label_words: {hand: {negative: bad, positive: good}, auto: {top_k: 3}}")
@@ -72,7 +72,7 @@ def test_generated_label_words_are_distinct_whole_words_and_deterministic(
     assert not {w.lower() for w in words["negative"]} & {w.lower() for w in words["positive"]}  # distinct
     tokenizer = load_tokenizer(space.model)
     encoder = PromptEncoder(tokenizer, head, 128, ["negative", "positive"])
-    from promptsearch.config import PromptConfig
+    from promptsearch.space.config import PromptConfig
 
     for mapping in maps.values():
         assert mapping["negative"] in words["negative"] and mapping["positive"] in words["positive"]
@@ -102,7 +102,7 @@ def test_generated_instructions_are_stored_with_the_study_and_never_regenerated(
     assert space.needs_generation and set(space.instructions) == {"hand", "none"}
     data = _load(space)
     storage = f"sqlite:///{tmp_path / 'study.db'}"
-    from promptsearch.study import open_study
+    from promptsearch.study.storage import open_study
 
     study = open_study(space, storage, "auto", data_fingerprint=data.fingerprint)
     merged = ensure_candidates(space, study, data, torch.device("cpu"))
@@ -117,7 +117,7 @@ def test_generated_instructions_are_stored_with_the_study_and_never_regenerated(
     def no_generation(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("candidates generated again")
 
-    monkeypatch.setattr("promptsearch.candidates.generate_candidates", no_generation)
+    monkeypatch.setattr("promptsearch.study.candidates.generate_candidates", no_generation)
     resumed = open_study(space, storage, "auto", data_fingerprint=data.fingerprint)  # a resumed run or a worker
     again = ensure_candidates(space, resumed, data, torch.device("cpu"), wait=1.0)
     assert dict(again.instructions) == dict(merged.instructions)
@@ -141,7 +141,7 @@ def test_a_search_with_generated_candidates_exports_them_as_text(
     tiny_llama: Path, sst2_dir: Path, tmp_path: Path
 ) -> None:
     from promptsearch.api import search
-    from promptsearch.export import load_prompt_config
+    from promptsearch.io.export import load_prompt_config
 
     space = _space(
         sst2_dir,
@@ -155,8 +155,8 @@ def test_a_search_with_generated_candidates_exports_them_as_text(
     report = result.report
     assert report["candidates"]["label_words"] and "auto-1" in report["candidates"]["label_words"]
     assert "## Generated candidates" in (tmp_path / "run" / "report.md").read_text(encoding="utf-8")
-    from promptsearch.candidates import generated_parts
-    from promptsearch.objective import trial_config
+    from promptsearch.study.candidates import generated_parts
+    from promptsearch.study.objective import trial_config
 
     sampled = [t for t in result.study.trials if not t.user_attrs.get("baseline") and "config" in t.user_attrs]
     assert sampled
@@ -169,7 +169,7 @@ def test_a_search_with_generated_candidates_exports_them_as_text(
 
 
 def test_auto_options_are_checked_with_file_and_line(write_space) -> None:
-    from promptsearch.space import load_space
+    from promptsearch.space.search_space import load_space
 
     path = write_space(
         """name: bad

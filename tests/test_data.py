@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from promptsearch.data import load_split, load_task_data
 from promptsearch.errors import DataError
-from promptsearch.spec import TaskSpec
+from promptsearch.io.data import load_split, load_task_data
+from promptsearch.space.spec import TaskSpec
 
 WriteJsonl = Callable[[Path, Iterable[Mapping[str, Any]]], Path]
 LABELS = ["negative", "positive"]

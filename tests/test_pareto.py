@@ -12,10 +12,10 @@ from tiny import tiny_data, tiny_space_text
 
 from promptsearch.api import search
 from promptsearch.errors import SpaceError
-from promptsearch.export import load_prompt_config
-from promptsearch.pareto import OBJECTIVES_ATTR, pareto_front, recommend, recommendation_rule
-from promptsearch.space import parse_space
-from promptsearch.study import best_trial
+from promptsearch.io.export import load_prompt_config
+from promptsearch.space.search_space import parse_space
+from promptsearch.study.pareto import OBJECTIVES_ATTR, pareto_front, recommend, recommendation_rule
+from promptsearch.study.storage import best_trial
 
 BASE = """
 name: multi

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from promptsearch.config import DemoConfig, PromptConfig
-from promptsearch.data import Example, TaskData
-from promptsearch.demos import get_selector
-from promptsearch.render import PromptRenderer
+from promptsearch.io.data import Example, TaskData
+from promptsearch.prompts.demos import get_selector
+from promptsearch.prompts.render import PromptRenderer
+from promptsearch.space.config import DemoConfig, PromptConfig
 
 INSTRUCTION = "Is the sentiment of this movie review positive or negative?"
 WORDS = {"negative": "terrible", "positive": "great"}
@@ -198,10 +198,10 @@ def test_plain_config_for_pairs_yields_text_and_text_pair(rte_train: list[Exampl
 
 
 def test_an_instruction_longer_than_max_length_is_an_error_not_a_silent_cut() -> None:
-    from promptsearch.config import PromptConfig
-    from promptsearch.data import Example
     from promptsearch.errors import TemplateError
-    from promptsearch.render import PromptRenderer
+    from promptsearch.io.data import Example
+    from promptsearch.prompts.render import PromptRenderer
+    from promptsearch.space.config import PromptConfig
 
     config = PromptConfig(instruction="word " * 50, template="{text} It was {label}.", label_words={"a": "x"})
     renderer = PromptRenderer(config, [], count_tokens=lambda t: len(t.split()), max_length=20)
@@ -210,7 +210,7 @@ def test_an_instruction_longer_than_max_length_is_an_error_not_a_silent_cut() ->
 
 
 def test_rendered_parts_join_to_the_prompt_and_drive_the_highlighting(sst2_data: TaskData) -> None:
-    from promptsearch.highlight import split_prompt
+    from promptsearch.reporting.highlight import split_prompt
 
     config = PromptConfig(
         instruction="Classify the review.",

@@ -15,9 +15,9 @@ from tiny import postgres_reachable
 import promptsearch
 from promptsearch.cli import main
 from promptsearch.errors import SpaceError
-from promptsearch.export import atomic_write_text
+from promptsearch.io.export import atomic_write_text
 from promptsearch.redact import mask_url, scrub
-from promptsearch.space import parse_space
+from promptsearch.space.search_space import parse_space
 
 SECRET = "hunter2-not-a-real-password"
 PG = f"postgresql://root:{SECRET}@127.0.0.1:5432/test"
@@ -36,8 +36,8 @@ def test_trust_remote_code_is_off_unless_asked_and_then_announced(
 ) -> None:
     import torch
 
-    from promptsearch.modeling import ModelRuntime
-    from promptsearch.spec import ModelSpec
+    from promptsearch.models.runtime import ModelRuntime
+    from promptsearch.space.spec import ModelSpec
 
     with caplog.at_level(logging.WARNING):
         ModelRuntime(ModelSpec(name=str(tiny_model)), ["a", "b"], torch.device("cpu"))
@@ -50,8 +50,8 @@ def test_trust_remote_code_is_off_unless_asked_and_then_announced(
 def test_safetensors_weights_are_preferred_over_a_pickle(tiny_model: Path, tmp_path: Path) -> None:
     import torch
 
-    from promptsearch.modeling import ModelRuntime
-    from promptsearch.spec import ModelSpec
+    from promptsearch.models.runtime import ModelRuntime
+    from promptsearch.space.spec import ModelSpec
 
     folder = tmp_path / "model"
     shutil.copytree(tiny_model, folder)

@@ -8,9 +8,9 @@ from pathlib import Path
 import optuna
 import pytest
 
-from promptsearch.config import DemoConfig, PromptConfig, TrainConfig, TrialConfig
-from promptsearch.sampling import baseline_config, sample_config
-from promptsearch.space import SearchSpace, load_space, parse_space
+from promptsearch.space.config import DemoConfig, PromptConfig, TrainConfig, TrialConfig
+from promptsearch.space.sampling import baseline_config, sample_config
+from promptsearch.space.search_space import SearchSpace, load_space, parse_space
 
 WriteSpace = Callable[..., Path]
 

@@ -10,9 +10,9 @@ import pytest
 from optuna.trial import TrialState
 
 import promptsearch
-import promptsearch.data as data_module
+import promptsearch.io.data as data_module
 from promptsearch.api import search
-from promptsearch.objective import trial_config
+from promptsearch.study.objective import trial_config
 
 
 def _states(study: optuna.Study) -> list[TrialState]:
@@ -142,9 +142,9 @@ def test_trials_share_the_loaded_model_and_the_tokenized_splits(tiny_space: Path
     import torch
 
     from promptsearch.api import _make_runner
-    from promptsearch.data import load_task_data
-    from promptsearch.sampling import baseline_config
-    from promptsearch.space import load_space
+    from promptsearch.io.data import load_task_data
+    from promptsearch.space.sampling import baseline_config
+    from promptsearch.space.search_space import load_space
 
     space = load_space(tiny_space)
     runner = _make_runner(space, load_task_data(space.spec.task, space.base_dir), "cpu")

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from promptsearch.data import load_task_data
-from promptsearch.dimensions import Categorical, Fixed, FloatRange, IntRange
 from promptsearch.errors import SpaceError
-from promptsearch.space import load_space, parse_space
+from promptsearch.io.data import load_task_data
+from promptsearch.space.dimensions import Categorical, Fixed, FloatRange, IntRange
+from promptsearch.space.search_space import load_space, parse_space
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_SPACES = sorted((REPO_ROOT / "search_spaces").glob("*.yaml"))

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from promptsearch.errors import TemplateError
-from promptsearch.template import Placeholder, Template
+from promptsearch.space.template import Placeholder, Template
 
 FIX = "Placeholders are plain names such as {text}; write '{{' and '}}' for literal braces."
 REVIEW = "nothing happens , and it happens to flat characters ."

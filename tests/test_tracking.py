@@ -9,7 +9,7 @@ import pytest
 
 from promptsearch.cli import main
 from promptsearch.errors import ConfigError
-from promptsearch.tracking import mlflow_callback
+from promptsearch.reporting.tracking import mlflow_callback
 
 mlflow = pytest.importorskip("mlflow", reason="the [mlflow] extra is not installed")
 

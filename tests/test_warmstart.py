@@ -9,10 +9,10 @@ import pytest
 from tiny import tiny_data, tiny_space_text
 
 from promptsearch.cli import main
-from promptsearch.config import DemoConfig, PromptConfig, TrainConfig
-from promptsearch.export import load_prompt_config, write_prompt_config
-from promptsearch.space import parse_space
-from promptsearch.warmstart import WARM_START_ATTR, fit_config, from_export
+from promptsearch.io.export import load_prompt_config, write_prompt_config
+from promptsearch.space.config import DemoConfig, PromptConfig, TrainConfig
+from promptsearch.space.search_space import parse_space
+from promptsearch.study.warmstart import WARM_START_ATTR, fit_config, from_export
 
 NEW_SPACE = """
 name: new
@@ -163,7 +163,7 @@ train:
 
 
 def test_warm_start_reads_chat_lora_and_in_context_configs() -> None:
-    from promptsearch.config import LoraConfig
+    from promptsearch.space.config import LoraConfig
 
     space = parse_space(HEADS_SPACE)
     prompt = PromptConfig(

@@ -21,11 +21,11 @@ from tiny import postgres_reachable
 
 from promptsearch.api import search
 from promptsearch.cli import main
-from promptsearch.data import load_task_data
 from promptsearch.errors import ConfigError
-from promptsearch.space import load_space
-from promptsearch.study import STALE_ATTR, counts_towards_budget, make_storage, open_study
-from promptsearch.workers import choose_storage, worker_seed
+from promptsearch.io.data import load_task_data
+from promptsearch.space.search_space import load_space
+from promptsearch.study.storage import STALE_ATTR, counts_towards_budget, make_storage, open_study
+from promptsearch.study.workers import choose_storage, worker_seed
 
 PG = "postgresql://root@127.0.0.1:5432/test"
 

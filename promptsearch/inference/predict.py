@@ -1,0 +1,235 @@
+"""Save a fine-tuned model with its prompt config, and label new texts with it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from promptsearch.errors import ConfigError, DataError
+from promptsearch.io.data import Example
+from promptsearch.io.export import PromptExport, load_prompt_config, write_prompt_config
+
+if TYPE_CHECKING:
+    from promptsearch.study.objective import TrialRunner
+
+__all__ = ["Prediction", "Predictor", "check_save_target", "save_model"]
+
+PROMPT_FILE = "best_prompt.yaml"
+ADAPTER_FILE = "adapter_config.json"
+
+
+MODEL_MARKER = ".promptsearch-model.json"
+"""Written last by a save, and only by a save: the list of files that save wrote. A folder is replaced
+only when it holds exactly those files (and the marker); everything else is refused."""
+
+
+def _saved_files(directory: Path) -> set[str] | None:
+    """The files the previous save in ``directory`` wrote, or None when it is not (exactly) a save of ours."""
+    marker = directory / MODEL_MARKER
+    if not marker.is_file() or marker.is_symlink():
+        return None
+    try:
+        recorded = json.loads(marker.read_text(encoding="utf-8"))
+        written = {str(name) for name in recorded["files"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    present = {str(p.relative_to(directory)) for p in directory.rglob("*") if not p.is_dir() or p.is_symlink()}
+    present.discard(MODEL_MARKER)
+    return written if present == written else None
+
+
+def check_save_target(directory: str | Path) -> Path:
+    """Refuse, before any training, a target that promptsearch may not replace.
+
+    promptsearch never deletes a file it did not write: the target must be new, an empty folder, or a
+    folder that holds exactly what an earlier ``--save-model`` wrote (its marker lists those files).
+    """
+    directory = Path(directory)
+    flag = f"--save-model {directory}"
+    if directory.is_symlink() or (directory.exists() and not directory.is_dir()):
+        raise ConfigError(f"{flag}: this is a file or a link, not a folder; give a new folder path")
+    resolved = directory.resolve()
+    cwd = Path.cwd().resolve()
+    if resolved == cwd or resolved in cwd.parents:
+        raise ConfigError(
+            f"{flag}: this is the current folder (or holds it); give a new folder path, e.g. {flag}/model"
+        )
+    if directory.is_dir() and any(directory.iterdir()) and _saved_files(directory) is None:
+        raise ConfigError(
+            f"{flag}: the folder is not empty and is not (exactly) an earlier promptsearch model save, which is "
+            f"the only folder a save replaces; give a new or empty folder. Nothing was changed"
+        )
+    return directory
+
+
+def _write_marker(tmp: Path) -> None:
+    files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if not p.is_dir())
+    (tmp / MODEL_MARKER).write_text(json.dumps({"files": files}, indent=1) + "\n", encoding="utf-8")
+
+
+def _make_readable(tmp: Path) -> None:
+    """``mkdtemp`` makes an owner-only folder; a saved model gets the permissions of any new folder (umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)
+    for path in tmp.rglob("*"):
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
+
+
+def save_model(runner: TrialRunner, export: PromptExport, directory: Path) -> Path:
+    """Write the runner's current model and tokenizer (Hugging Face format) and the prompt config.
+
+    After LoRA training only the adapter is written (with a trained classification head, when there
+    is one, and the weights the checkpoint lacked); ``Predictor`` loads the base model named in the
+    prompt config and applies it. The folder is built next to ``directory`` and moved into place,
+    so it is never half-written.
+    """
+    from safetensors.torch import save_file
+
+    from promptsearch.models.runtime import MISSING_WEIGHTS_FILE
+
+    directory = check_save_target(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    runtime = runner.last_runtime  # the model of the config just trained (with a model list: the chosen one)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        if runtime.peft is not None:
+            runtime.peft.save_pretrained(tmp, save_embedding_layers=False)
+            missing = runtime.missing_weights()
+            if missing:
+                save_file({k: v.contiguous() for k, v in missing.items()}, str(tmp / MISSING_WEIGHTS_FILE))
+        else:
+            runtime.model.save_pretrained(tmp, safe_serialization=True)
+        runtime.tokenizer.save_pretrained(tmp)
+        write_prompt_config(export, tmp / PROMPT_FILE)
+        _write_marker(tmp)
+        _make_readable(tmp)
+        if directory.exists() and any(directory.iterdir()):
+            _replace_previous_save(directory, tmp)
+        else:
+            if directory.exists():
+                directory.rmdir()  # empty
+            tmp.rename(directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
+def _replace_previous_save(directory: Path, tmp: Path) -> None:
+    """Swap in the new save, deleting only the files the previous save listed (checked again just now)."""
+    written = _saved_files(directory)
+    if written is None:
+        raise ConfigError(
+            f"--save-model {directory}: the folder changed during training and is no longer exactly an earlier "
+            "promptsearch model save; nothing was deleted. Give a new folder"
+        )
+    old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
+    directory.rename(old)
+    tmp.rename(directory)
+    for name in sorted(written, key=lambda n: -n.count("/")):
+        (old / name).unlink(missing_ok=True)
+    (old / MODEL_MARKER).unlink(missing_ok=True)
+    for sub in sorted((p for p in old.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+        sub.rmdir()
+    old.rmdir()
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    probability: float
+    probabilities: dict[str, float]
+
+
+class Predictor:
+    """A saved model folder (from ``--save-model``) ready to label new rows."""
+
+    def __init__(self, directory: str | Path, *, device: str | None = "auto") -> None:
+        from promptsearch.models.device import resolve_device
+        from promptsearch.models.runtime import ModelRuntime
+
+        self.directory = Path(directory)
+        prompt_file = self.directory / PROMPT_FILE
+        if not prompt_file.is_file():
+            raise ConfigError(
+                f"{self.directory}: not a promptsearch model folder (no {PROMPT_FILE}); "
+                "create one with `promptsearch train best_prompt.yaml --save-model DIR`"
+            )
+        self.export = load_prompt_config(prompt_file)
+        labels = self.export.task.labels
+        if (self.directory / ADAPTER_FILE).is_file():  # LoRA: the base model, then the adapter
+            self.runtime = ModelRuntime(self.export.model, labels, resolve_device(device), warn_missing=False)
+            self._apply_adapter()
+        else:
+            update = {"name": str(self.directory), "revision": None, "gguf_file": None}
+            self.runtime = ModelRuntime(self.export.model.model_copy(update=update), labels, resolve_device(device))
+        self.calibration = self.export.calibration
+        if self.export.prompt.calibration != "none" and not self.export.train.trains and self.calibration is None:
+            raise ConfigError(
+                f"{prompt_file}: prompt.calibration is '{self.export.prompt.calibration}' but the file holds no "
+                "calibration offsets; export it again with this version of promptsearch"
+            )
+        task = self.export.task
+        self.pool = [
+            Example(fields={f: row[f] for f in task.text_fields}, label=row[task.label_field])
+            for row in self.export.demonstration_pool
+        ]
+
+    def _apply_adapter(self) -> None:
+        from peft import PeftModel
+        from safetensors.torch import load_file
+
+        from promptsearch.models.runtime import MISSING_WEIGHTS_FILE, quiet_peft
+
+        model = self.runtime.model
+        missing = self.directory / MISSING_WEIGHTS_FILE
+        if missing.is_file():
+            state = load_file(str(missing), device=str(self.runtime.device))
+            model.load_state_dict(state, strict=False)
+        with quiet_peft():
+            PeftModel.from_pretrained(model, str(self.directory))  # injects the adapter into ``model`` in place
+        model.eval()
+
+    def predict_rows(self, rows: Sequence[dict[str, Any]], *, source: str = "input") -> list[Prediction]:
+        from promptsearch.models.calibration import apply_calibration
+        from promptsearch.models.features import encode
+        from promptsearch.models.trainer import predict_proba
+
+        task = self.export.task
+        examples = []
+        for i, row in enumerate(rows, start=1):
+            fields = {}
+            for f in task.text_fields:
+                value = row.get(f)
+                if not isinstance(value, str) or not value.strip():
+                    found = "it missing" if f not in row else repr(value)
+                    raise DataError(
+                        f"{source}: row {i}: text field '{f}' must be a non-empty string, but found {found}"
+                    )
+                fields[f] = value
+            examples.append(Example(fields=fields, label=task.labels[0], source=source, row=i))
+        if not examples:
+            return []
+        encoded = apply_calibration(encode(self.runtime, self.export.prompt, examples, self.pool), self.calibration)
+        runtime = self.runtime
+        probs = predict_proba(
+            runtime.model, encoded, runtime.device, int(runtime.tokenizer.pad_token_id), runtime.precision
+        )
+        out = []
+        for p in probs:
+            k = int(p.argmax())
+            out.append(
+                Prediction(
+                    task.labels[k],
+                    float(p[k]),
+                    {lab: float(x) for lab, x in zip(task.labels, p, strict=True)},
+                )
+            )
+        return out

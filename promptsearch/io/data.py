@@ -1,0 +1,328 @@
+"""Load the labelled splits of a task: local JSON Lines / CSV / Parquet files, or a Hub dataset.
+
+JSON Lines are parsed here, line by line, so that a broken row is named by file and line.
+CSV, TSV and Parquet go through ``datasets``, as does the Hub. Each split becomes a list of
+:class:`Example`. The test split is loaded only when :attr:`TaskData.test` is first read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from promptsearch.errors import DataError
+from promptsearch.space.spec import TaskSpec
+
+__all__ = ["Example", "TaskData", "load_split", "load_task_data", "read_rows"]
+
+logger = logging.getLogger(__name__)
+EXTENSIONS = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
+_MAX_LISTED = 5
+
+
+@dataclass(frozen=True)
+class Example:
+    """One labelled row: its text fields, its label name, and where it came from."""
+
+    fields: Mapping[str, str]
+    label: str
+    source: str = ""
+    row: int = 0
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        """The texts alone; two rows with the same key are the same input."""
+        return tuple(self.fields.values())
+
+
+@dataclass
+class TaskData:
+    """The train and dev splits of a task, and a lazily loaded test split."""
+
+    train: list[Example]
+    dev: list[Example]
+    _load_test: Callable[[], list[Example]] | None = None
+    _test: list[Example] | None = field(default=None, repr=False)
+
+    @property
+    def has_test(self) -> bool:
+        return self._load_test is not None or self._test is not None
+
+    @property
+    def test(self) -> list[Example]:
+        """The test split, read from disk on first access (the search itself never reads it)."""
+        if self._test is None:
+            if self._load_test is None:
+                raise DataError("this task has no test split: set task.splits.test and provide its file")
+            self._test = self._load_test()
+        return self._test
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 of the train and dev rows: the data a search depends on."""
+        digest = hashlib.sha256()
+        for name, rows in (("train", self.train), ("dev", self.dev)):
+            digest.update(name.encode())
+            for ex in rows:
+                digest.update(json.dumps([list(ex.fields.items()), ex.label], ensure_ascii=False).encode())
+        return digest.hexdigest()
+
+
+def _normalise_label(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def make_examples(
+    records: Iterable[tuple[int, Mapping[str, Any]]],
+    task: TaskSpec,
+    source: str,
+    *,
+    label_names: Sequence[str] | None = None,
+) -> list[Example]:
+    """Check rows for the task's fields and labels and turn them into examples (row numbers are 1-based)."""
+    problems: list[str] = []
+    out: list[Example] = []
+    declared = set(task.labels)
+    unknown_labels: Counter[str] = Counter()
+    first_unknown: dict[str, int] = {}
+    columns: set[str] = set()
+    for row, record in records:
+        columns.update(record)
+        fields: dict[str, str] = {}
+        for name in task.text_fields:
+            value = record.get(name)
+            if not isinstance(value, str) or not value.strip():
+                found = "missing" if name not in record else f"{type(value).__name__} {value!r}"[:80]
+                problems.append(
+                    f"{source}: row {row}: text field '{name}' must be a non-empty string, but found {found}"
+                )
+            else:
+                fields[name] = value
+        raw_label = record.get(task.label_field)
+        if label_names is not None and isinstance(raw_label, int) and 0 <= raw_label < len(label_names):
+            raw_label = label_names[raw_label]
+        label = _normalise_label(raw_label)
+        if label is None:
+            problems.append(f"{source}: row {row}: label field '{task.label_field}' is missing or null")
+        elif label not in declared:
+            unknown_labels[label] += 1
+            first_unknown.setdefault(label, row)
+        if len(problems) >= _MAX_LISTED:
+            break
+        if label is not None and label in declared and len(fields) == len(task.text_fields):
+            out.append(Example(fields=fields, label=label, source=source, row=row))
+    missing_columns = [c for c in (*task.text_fields, task.label_field) if columns and c not in columns]
+    if missing_columns:
+        raise DataError(
+            f"{source}: expected the columns {missing_columns} (task.text_fields / task.label_field), "
+            f"but the rows only have {sorted(columns)}; fix the file or the field names in the space"
+        )
+    if problems:
+        more = " (further rows not checked)" if len(problems) >= _MAX_LISTED else ""
+        raise DataError("\n".join(problems) + more)
+    if unknown_labels:
+        listed = ", ".join(
+            f"'{lab}' ({n} rows, first at row {first_unknown[lab]})" for lab, n in unknown_labels.items()
+        )
+        raise DataError(
+            f"{source}: labels {listed} are not declared in task.labels {task.labels}; "
+            "add them to task.labels or remove those rows"
+        )
+    if not out:
+        raise DataError(f"{source}: no rows; the split needs at least one labelled example")
+    return out
+
+
+def read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """Read a local data file into (row number, record) pairs; JSONL line numbers are file lines."""
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl" or (suffix == ".json" and _looks_like_jsonl(path)):
+        return _read_jsonl(path)
+    if suffix in (".csv", ".tsv", ".parquet", ".json"):
+        return _read_with_datasets(path, suffix)
+    raise DataError(f"{path}: unsupported file type '{suffix}'; use one of {', '.join(EXTENSIONS)}")
+
+
+def _looks_like_jsonl(path: Path) -> bool:
+    with path.open("rb") as fh:
+        head = fh.read(1).lstrip(b"\xef\xbb\xbf")
+    return head == b"{"
+
+
+def _read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    rows: list[tuple[int, dict[str, Any]]] = []
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        bad_line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise DataError(f"{path}: line {bad_line}: not UTF-8 ({exc.reason}); re-save the file as UTF-8") from None
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(
+                f"{path}: line {number}: not valid JSON ({exc.msg} at column {exc.colno}); "
+                "each line must be one JSON object"
+            ) from None
+        if not isinstance(record, dict):
+            raise DataError(f"{path}: line {number}: expected a JSON object, but found {type(record).__name__}")
+        rows.append((number, record))
+    return rows
+
+
+def _read_with_datasets(path: Path, suffix: str) -> list[tuple[int, dict[str, Any]]]:
+    import datasets
+
+    builder = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".json": "json"}[suffix]
+    kwargs: dict[str, Any] = {"sep": "\t"} if suffix == ".tsv" else {}
+    try:
+        ds = datasets.load_dataset(builder, data_files=str(path), split="train", keep_in_memory=True, **kwargs)
+    except Exception as exc:  # datasets raises many types for malformed files
+        raise DataError(f"{path}: could not be read as {builder.upper()}: {str(exc).splitlines()[0][:300]}") from None
+    # CSV rows: header is line 1, so data row i is file line i + 2 (exact unless fields span lines).
+    offset = 2 if builder == "csv" else 1
+    return [(i + offset, dict(record)) for i, record in enumerate(ds)]
+
+
+def find_split_file(directory: Path, split: str) -> Path | None:
+    for ext in EXTENSIONS:
+        candidate = directory / f"{split}{ext}"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def split_path(task: TaskSpec, split: str, base_dir: Path) -> Path:
+    """The file of ``split``: from ``data.files``, else ``<split>.<ext>`` in ``data.dir``."""
+    src = task.data
+    if split in src.files:
+        path = _resolve(src.files[split], base_dir)
+        if not path.is_file():
+            raise DataError(
+                f"task.data.files.{split}: file {path} does not exist; check the path "
+                "(relative paths start at the space file's folder)"
+            )
+        return path
+    if src.dir:
+        directory = _resolve(src.dir, base_dir)
+        if not directory.is_dir():
+            raise DataError(f"task.data.dir: folder {directory} does not exist; check the path")
+        found = find_split_file(directory, split)
+        if found is not None:
+            return found
+        raise DataError(
+            f"task.data.dir: no file for split '{split}' in {directory} "
+            f"(looked for {split}{{{','.join(EXTENSIONS)}}}); "
+            f"add it, map it in task.data.files, or change task.splits"
+        )
+    raise DataError(f"task.data.files: no file for split '{split}'; add '{split}: path/to/file.jsonl'")
+
+
+def _resolve(path: str, base_dir: Path) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else (base_dir / p)
+
+
+def has_split(task: TaskSpec, split: str, base_dir: Path) -> bool:
+    src = task.data
+    if src.hub is not None:
+        return True
+    if split in src.files:
+        return True
+    return src.dir is not None and find_split_file(_resolve(src.dir, base_dir), split) is not None
+
+
+def load_split(task: TaskSpec, split: str, base_dir: Path) -> list[Example]:
+    """Load one split of the task, checked against its fields and labels."""
+    if task.data.hub is not None:
+        return _load_hub_split(task, split)
+    path = split_path(task, split, base_dir)
+    logger.debug("reading split %s from %s", split, path)
+    return make_examples(read_rows(path), task, str(path))
+
+
+def _load_hub_split(task: TaskSpec, split: str) -> list[Example]:
+    import datasets
+
+    hub = task.data.hub
+    assert hub is not None
+    try:
+        ds = datasets.load_dataset(hub.path, hub.name, split=split, revision=hub.revision)
+    except Exception as exc:
+        raise DataError(
+            f"task.data.hub: could not load {hub.path}/{hub.name or ''} split '{split}': "
+            f"{str(exc).splitlines()[0][:300]}"
+        ) from None
+    feature = ds.features.get(task.label_field)
+    names = list(getattr(feature, "names", []) or []) or None
+    return make_examples(((i + 1, dict(r)) for i, r in enumerate(ds)), task, f"{hub.path}:{split}", label_names=names)
+
+
+def sample_per_class(rows: Sequence[Example], k: int, seed: int, labels: Sequence[str], what: str) -> list[Example]:
+    """K examples of each label, chosen with ``seed``; the order is shuffled too."""
+    rng = np.random.default_rng(seed)
+    counts = Counter(ex.label for ex in rows)
+    short = {lab: counts.get(lab, 0) for lab in labels if counts.get(lab, 0) < k}
+    if short:
+        listed = ", ".join(f"'{lab}' has {n}" for lab, n in short.items())
+        raise DataError(
+            f"{what}: {k} examples per class requested, but {listed}; lower the k or add rows of those classes"
+        )
+    chosen: list[Example] = []
+    for lab in labels:
+        idx = [i for i, ex in enumerate(rows) if ex.label == lab]
+        chosen.extend(rows[i] for i in rng.choice(idx, size=k, replace=False))
+    order = rng.permutation(len(chosen))
+    return [chosen[i] for i in order]
+
+
+def load_task_data(task: TaskSpec, base_dir: Path) -> TaskData:
+    """Load train and dev (with few-shot sampling if the space asks for it); test stays on disk until read."""
+    train = load_split(task, task.splits.train, base_dir)
+    few = task.few_shot
+    dev_present = has_split(task, task.splits.dev, base_dir)
+    if dev_present:
+        dev = load_split(task, task.splits.dev, base_dir)
+    elif few is not None and few.dev_k is not None:
+        dev = []
+    else:
+        raise DataError(
+            f"task.splits.dev: no '{task.splits.dev}' split in the data; provide a dev file, point "
+            "task.splits.dev at another split, or set task.few_shot.dev_k to sample dev from train"
+        )
+    if few is not None:
+        sampled = sample_per_class(train, few.k, few.seed, task.labels, "task.few_shot.k")
+        if dev_present and few.dev_k is not None:
+            dev = sample_per_class(dev, few.dev_k, few.seed + 1, task.labels, "task.few_shot.dev_k")
+        elif not dev_present:
+            used = {ex.key for ex in sampled}  # by text: a duplicated row must not end up in both splits
+            rest = [ex for ex in train if ex.key not in used]
+            assert few.dev_k is not None
+            dev = sample_per_class(
+                rest, few.dev_k, few.seed + 1, task.labels, "task.few_shot.dev_k (from the rest of train)"
+            )
+        train = sampled
+    test_split = task.splits.test
+    loader = None
+    if test_split is not None and has_split(task, test_split, base_dir):
+
+        def loader() -> list[Example]:
+            return load_split(task, test_split, base_dir)
+
+    return TaskData(train=train, dev=dev, _load_test=loader)

@@ -1,0 +1,1 @@
+"""Models: loading, heads, encoding prompts to tensors, training, calibration, metrics and devices."""

@@ -1,0 +1,213 @@
+"""The fine-tuning loop: AdamW, linear warmup then decay, gradient clipping, dev after every epoch.
+
+Read it top to bottom: :func:`fine_tune` trains, :func:`evaluate` scores, :func:`predict_proba`
+gives class probabilities. ``on_epoch(epoch, score)`` is where a trial reports to Optuna and may
+raise ``optuna.TrialPruned``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from promptsearch.models.device import autocast
+from promptsearch.models.features import Encoded, collate
+from promptsearch.models.heads import class_scores
+from promptsearch.models.metrics import compute_metric
+from promptsearch.space.config import TrainConfig
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel
+
+__all__ = ["FitResult", "NonFiniteLoss", "evaluate", "fine_tune", "predict_proba"]
+
+EVAL_BATCH_SIZE = 64
+
+
+class NonFiniteLoss(ArithmeticError):
+    """The training loss became NaN or infinite: the trial cannot recover and stops."""
+
+
+@dataclass
+class FitResult:
+    """Dev score per epoch, the best of them, and where the time went."""
+
+    history: list[float] = field(default_factory=list)
+    best_score: float = float("nan")
+    best_epoch: int = 0
+    epochs_run: int = 0
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    best_state: dict[str, torch.Tensor] | None = None
+
+
+def batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator | None) -> list[list[int]]:
+    """Shuffled batches when ``rng`` is given; otherwise length-sorted batches (less padding for eval)."""
+    if rng is None:
+        order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    else:
+        order = list(rng.permutation(len(lengths)))
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def scores(
+    model: PreTrainedModel, encoded: Encoded, index: Sequence[int], device: torch.device, pad_id: int
+) -> torch.Tensor:
+    """Class scores ``[len(index), classes]`` of the rows at ``index`` (see :func:`.heads.class_scores`)."""
+    import torch
+
+    batch = collate(encoded, index, pad_id, device)
+    slots = None
+    if encoded.slots is not None:
+        slots = torch.tensor([encoded.slots[i] for i in index], dtype=torch.long).to(device)
+    return class_scores(model, encoded.head, batch, slots, encoded.tokens)
+
+
+def predict_proba(
+    model: PreTrainedModel, encoded: Encoded, device: torch.device, pad_id: int, precision: str = "auto"
+) -> np.ndarray:
+    """Class probabilities, in the order of ``encoded`` (``precision``: see :mod:`promptsearch.models.device`)."""
+    import torch
+
+    model.eval()
+    classes = len(encoded.tokens.ids) if encoded.tokens is not None else int(model.config.num_labels or 2)
+    out = np.zeros((len(encoded), classes), dtype=np.float32)
+    with torch.inference_mode(), autocast(device, precision):
+        for idx in batches(encoded.lengths, EVAL_BATCH_SIZE, None):
+            logits = scores(model, encoded, idx, device, pad_id)
+            out[idx] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+    return out
+
+
+def evaluate(
+    model: PreTrainedModel, encoded: Encoded, device: torch.device, pad_id: int, metric: str, precision: str = "auto"
+) -> float:
+    probs = predict_proba(model, encoded, device, pad_id, precision)
+    return compute_metric(metric, encoded.labels, list(probs.argmax(axis=1)))
+
+
+def _optimizer(model: PreTrainedModel, config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    import torch
+
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    # the fused kernel runs on CUDA and, since torch 2.4, on CPU: one pass over all parameters per step
+    return torch.optim.AdamW(groups, lr=config.learning_rate, fused=device.type in ("cuda", "cpu"))
+
+
+def fine_tune(
+    model: PreTrainedModel,
+    train: Encoded,
+    dev: Encoded,
+    config: TrainConfig,
+    *,
+    metric: str,
+    device: torch.device,
+    pad_id: int,
+    seed: int,
+    maximize: bool = True,
+    on_epoch: Callable[[int, float], None] | None = None,
+    keep_best_state: bool = False,
+    result: FitResult | None = None,
+    accumulation: int = 1,
+    precision: str = "auto",
+) -> FitResult:
+    """Train ``model`` on ``train`` for ``config.epochs`` epochs, scoring ``dev`` after each one.
+
+    With 0 epochs the model is scored once, untrained (epoch 0). Progress goes into ``result``
+    (a new one if not given), so a caller still has the epochs and seconds when ``on_epoch``
+    raises (a pruned trial). With ``accumulation`` > 1 each optimizer step sums the gradients of
+    that many micro-batches of ``config.batch_size // accumulation`` rows (same effective batch, less
+    memory). A NaN or infinite loss raises :class:`NonFiniteLoss` at once on CPU, and at the end of the
+    epoch on accelerators (where checking every step would force a device sync). ``precision`` is
+    ``auto`` (bf16 autocast where the hardware has native bf16), ``fp32`` or ``bf16``; the weights,
+    the optimizer state and the loss stay fp32.
+    """
+    import torch
+    from transformers import get_linear_schedule_with_warmup
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    result = result if result is not None else FitResult()
+    labels = torch.tensor(train.labels, dtype=torch.long)
+    micro = max(1, config.batch_size // accumulation)
+    steps_per_epoch = math.ceil(len(train) / config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    better = (lambda a, b: a > b) if maximize else (lambda a, b: a < b)
+
+    def score_dev(epoch: int) -> None:
+        t0 = time.perf_counter()
+        score = evaluate(model, dev, device, pad_id, metric, precision)
+        result.eval_seconds += time.perf_counter() - t0
+        result.history.append(score)
+        if math.isnan(result.best_score) or better(score, result.best_score):
+            result.best_score, result.best_epoch = score, epoch
+            if keep_best_state:  # what training changed: the trainable parameters
+                result.best_state = {
+                    k: v.detach().to("cpu", copy=True) for k, v in model.named_parameters() if v.requires_grad
+                }
+        if on_epoch is not None:
+            on_epoch(epoch, score)
+
+    if not config.trains or not trainable:
+        score_dev(0)  # in context only: the prompt as it is, nothing trains
+        return result
+    optimizer = _optimizer(model, config, device)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
+    try:
+        for epoch in range(1, config.epochs + 1):
+            t0 = time.perf_counter()
+            model.train()
+            finite = torch.ones((), dtype=torch.bool, device=device)
+            for idx in batches(train.lengths, config.batch_size, rng):
+                for start in range(0, len(idx), micro):
+                    part = idx[start : start + micro]
+                    target = labels[part].to(device, non_blocking=device.type == "cuda")
+                    with autocast(device, precision):
+                        logits = scores(model, train, part, device, pad_id)
+                    # sum over micro-batches of (mean loss x share of the batch) = the batch's mean loss
+                    loss = torch.nn.functional.cross_entropy(logits.float(), target) * (len(part) / len(idx))
+                    if device.type == "cpu":
+                        if not torch.isfinite(loss):
+                            raise NonFiniteLoss(f"the training loss is {loss.item()} at epoch {epoch}")
+                    else:
+                        finite &= torch.isfinite(loss)
+                    loss.backward()
+                torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            if not bool(finite):
+                raise NonFiniteLoss(f"the training loss became NaN or infinite in epoch {epoch}")
+            result.train_seconds += time.perf_counter() - t0
+            result.epochs_run = epoch
+            score_dev(epoch)
+        return result
+    finally:
+        optimizer.zero_grad(set_to_none=True)
+        del optimizer, scheduler
+
+
+def load_state(model: PreTrainedModel, state: dict[str, torch.Tensor]) -> None:
+    """Copy the parameters saved by ``keep_best_state`` back into ``model`` in place."""
+    import torch
+
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for key, value in state.items():
+            params[key].copy_(value)

@@ -1,0 +1,129 @@
+"""The one place that calls ``trial.suggest_*``: an Optuna trial -> a resolved :class:`TrialConfig`.
+
+Parameter names are the dotted YAML paths (``prompt.template``, ``train.learning_rate``). Text
+choices are suggested by their key (the mapping key, or the list index) and resolved afterwards,
+because Optuna stores only primitives. ``optuna.trial.FixedTrial(params)`` works the same way,
+which is how an exported config is re-run.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from promptsearch.space.config import DemoConfig, LoraConfig, PromptConfig, TrainConfig, TrialConfig
+from promptsearch.space.dimensions import Categorical, Dimension, Fixed, FloatRange, IntRange
+from promptsearch.space.search_space import SearchSpace, is_active
+
+if TYPE_CHECKING:
+    import optuna
+
+__all__ = ["baseline_config", "baseline_model", "is_meaningless", "sample_config"]
+
+
+def _suggest(trial: optuna.trial.BaseTrial, name: str, dim: Dimension) -> Any:
+    if isinstance(dim, Fixed):
+        return dim.value
+    if isinstance(dim, Categorical):
+        return trial.suggest_categorical(name, list(dim.choices))
+    if isinstance(dim, IntRange):
+        return trial.suggest_int(name, dim.low, dim.high, step=dim.step, log=dim.log)
+    if isinstance(dim, FloatRange):
+        return trial.suggest_float(name, dim.low, dim.high, step=dim.step, log=dim.log)
+    raise TypeError(f"unknown dimension {dim!r}")
+
+
+def _train_key(values: dict[str, Any], key: str) -> str:
+    """The parameter that holds training value ``key`` for the chosen model (its own, or the shared one)."""
+    own = f"model.{values['model']}.train.{key}" if "model" in values else None
+    return own if own is not None and own in values else f"train.{key}"
+
+
+def is_meaningless(name: str, values: dict[str, Any], heads: dict[str, str] | None = None) -> bool:
+    """Natural conditions: parameters that mean nothing given earlier values are not sampled.
+
+    ``heads`` maps model ids to heads (a model list); the chosen model's head decides chat and calibration.
+    """
+    if name in ("prompt.demonstrations.selection", "prompt.demonstrations.separator"):
+        return not values.get("prompt.demonstrations.count")
+    head = (heads or {}).get(values.get("model", ""), None)
+    if name == "prompt.chat" and head is not None:
+        return head != "causal"
+    method = values.get(_train_key(values, "method"))
+    if name == "prompt.calibration":
+        return (head is not None and head == "classification") or method != "none"
+    train = name.removeprefix(f"model.{values['model']}.") if "model" in values else name
+    if train.startswith("train.lora."):
+        return method != "lora"
+    if train.startswith("train.") and train != "train.method":
+        return method == "none"  # nothing trains, so no training hyperparameters
+    return False
+
+
+def sample_config(trial: optuna.trial.BaseTrial, space: SearchSpace) -> TrialConfig:
+    """Sample every active parameter of ``space`` in order and resolve text keys to their texts."""
+    heads = {key: m.head for key, m in space.models.items()}
+    values: dict[str, Any] = {}
+    for name, dim in space.params.items():
+        # calibration is sampled after train.method (which decides whether it means anything)
+        if name == "prompt.calibration" or not is_active(dim, values) or is_meaningless(name, values, heads):
+            continue
+        values[name] = _suggest(trial, name, dim)
+    calibration = space.params.get("prompt.calibration")
+    if calibration is not None and not is_meaningless("prompt.calibration", values, heads):
+        values["prompt.calibration"] = _suggest(trial, "prompt.calibration", calibration)
+
+    model_id = values.get("model")
+    head = heads[model_id] if model_id is not None else space.model.head
+    demo_defaults = DemoConfig()
+    prompt = PromptConfig(
+        instruction=space.instructions[values["prompt.instruction"]],
+        template=space.templates[values["prompt.template"]].source,
+        label_words=dict(space.label_words[values["prompt.label_words"]]),
+        demonstrations=DemoConfig(
+            count=values.get("prompt.demonstrations.count", 0),  # absent when its condition is false
+            selection=values.get("prompt.demonstrations.selection", demo_defaults.selection),
+            separator=values.get("prompt.demonstrations.separator", demo_defaults.separator),
+        ),
+        seed=space.spec.search.seed,
+        chat=bool(values.get("prompt.chat", False)) and head == "causal",
+        calibration=values.get("prompt.calibration", "none"),
+    )
+    prefix = f"model.{model_id}." if model_id is not None else ""
+    train_values: dict[str, Any] = {}
+    lora: dict[str, Any] = {}
+    for name, value in values.items():
+        key = name.removeprefix(prefix) if name.startswith(prefix + "train.") else name
+        if key.startswith("train.lora."):
+            lora[key.removeprefix("train.lora.")] = value
+        elif key.startswith("train."):
+            train_values[key.removeprefix("train.")] = value
+    if train_values.get("method") == "lora":
+        choice = space.models.get(model_id) if model_id is not None else None
+        lora_spec = choice.train.lora if choice is not None and choice.train is not None else space.spec.train.lora
+        train_values["lora"] = LoraConfig(**lora, target_modules=lora_spec.target_modules)
+    if train_values.get("method") == "none":
+        train_values["epochs"] = 0
+    train = TrainConfig(**train_values)
+    params = {k: v for k, v in values.items() if not isinstance(space.params[k], Fixed)}
+    return TrialConfig(prompt=prompt, train=train, params=params, head=head, model=model_id)
+
+
+def baseline_model(space: SearchSpace) -> str | None:
+    """The model the baseline fine-tunes: ``baseline.model``, else the first classification model, else the first."""
+    if not space.models:
+        return None
+    declared = space.spec.baseline.get("model")
+    if declared is not None:
+        return str(declared)
+    return next((k for k, m in space.models.items() if m.head == "classification"), next(iter(space.models)))
+
+
+def baseline_config(space: SearchSpace) -> TrialConfig:
+    """Plain fine-tuning: the texts alone (no instruction, demonstrations or template), default training.
+
+    ``baseline:`` in the space overrides the training defaults (and, with a model list, names the model).
+    """
+    labels = space.spec.task.labels
+    prompt = PromptConfig(label_words={label: label for label in labels}, seed=space.spec.search.seed)
+    train = TrainConfig(**{k: v for k, v in space.spec.baseline.items() if k != "model"})
+    return TrialConfig(prompt=prompt, train=train, baseline=True, model=baseline_model(space))

@@ -1,0 +1,494 @@
+"""The search-space file format, as frozen pydantic models that reject unknown keys.
+
+Parsing a file (YAML -> these models) happens in :mod:`promptsearch.space.search_space`, which adds the file name,
+key paths and line numbers to every message and runs the checks that span several sections.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from promptsearch.errors import did_you_mean
+from promptsearch.space.dimensions import Categorical, Dimension, Fixed, FloatRange, IntRange, parse_dimension
+
+__all__ = [
+    "AutoInstructions",
+    "AutoLabelWords",
+    "DataSource",
+    "DemoSpec",
+    "FewShot",
+    "HubSource",
+    "LoraSpec",
+    "ModelChoice",
+    "ModelSpec",
+    "ObjectiveSpec",
+    "PromptSpec",
+    "PrunerSpec",
+    "SearchSpec",
+    "SpaceSpec",
+    "TaskSpec",
+    "TrainSpec",
+]
+
+DEFAULT_MODEL = "default"
+METRICS = ("accuracy", "macro_f1", "mcc")
+HEADS = ("classification", "mlm", "causal")
+SELECTIONS = ("random", "balanced", "similar")
+METHODS = ("full", "lora", "head", "bitfit", "none")
+EMBEDDED_MODELS = (DEFAULT_MODEL, "minilm", "smollm2")
+CALIBRATIONS = ("none", "contextual", "mean")
+AUTO = "auto"  # the reserved key of generated candidates in prompt.instruction and prompt.label_words
+
+
+class _Strict(BaseModel):
+    """Frozen, and unknown keys get 'did you mean ...?' with the list of allowed keys."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_unknown_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            allowed = list(cls.model_fields)
+            for key in data:
+                if key not in allowed:
+                    hint = did_you_mean(str(key), allowed)
+                    # The key travels in ctx so that messages can point at its own line, not its parent's.
+                    listed = ", ".join(allowed)
+                    text = f"unknown key '{key}'.{hint} Allowed keys here: {listed}"
+                    raise PydanticCustomError("unknown_key", "{text}", {"text": text, "key": str(key)})
+        elif data is not None and not isinstance(data, BaseModel):
+            raise ValueError(f"expected a mapping of keys to values, but found {type(data).__name__} {data!r}")
+        return data
+
+
+def _dim(kind: str, allowed: tuple[Any, ...] | None = None) -> Any:
+    return BeforeValidator(partial(_parse_dim, kind=kind, allowed=allowed))
+
+
+def _parse_dim(raw: Any, *, kind: Any, allowed: tuple[Any, ...] | None) -> Dimension:
+    if isinstance(raw, (Fixed, Categorical, FloatRange, IntRange)):
+        return raw  # already parsed (a default, or a model built in code)
+    return parse_dimension(raw, kind, allowed=allowed)
+
+
+def pruner_class(name: str) -> Callable[..., Any]:
+    """The Optuna pruner class behind ``search.pruner.type`` (Optuna imported only when needed)."""
+    import optuna
+
+    classes: dict[str, Callable[..., Any]] = {
+        "median": optuna.pruners.MedianPruner,
+        "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
+        "hyperband": optuna.pruners.HyperbandPruner,
+        "none": optuna.pruners.NopPruner,
+    }
+    return classes[name]
+
+
+# Options promptsearch sets when the space does not: few-shot trials train for a handful of epochs, so
+# the rungs start at epoch 1 and each keeps the better half (Optuna's own defaults suit long runs).
+# benchmarks/pruning.py measures them against no pruning.
+PRUNER_DEFAULTS: dict[str, dict[str, Any]] = {
+    "successive_halving": {"min_resource": 1, "reduction_factor": 2},
+    "hyperband": {"min_resource": 1, "reduction_factor": 2},
+}
+
+
+FloatDim = Annotated[Dimension, _dim("float")]
+IntDim = Annotated[Dimension, _dim("int")]
+StrDim = Annotated[Dimension, _dim("str")]
+
+
+class HubSource(_Strict):
+    path: str = Field(description="Hugging Face dataset id, e.g. 'glue' (needs internet).")
+    name: str | None = Field(None, description="Dataset configuration, e.g. 'sst2'.")
+    revision: str | None = Field(None, description="Dataset revision (branch, tag or commit).")
+
+
+class DataSource(_Strict):
+    dir: str | None = Field(
+        None, description="Folder with one file per split (<split>.jsonl/.csv/.parquet), e.g. LM-BFF k-shot."
+    )
+    files: dict[str, str] = Field(
+        default_factory=dict, description="Split name -> file path; overrides files found in 'dir'."
+    )
+    hub: HubSource | None = Field(None, description="Load from the Hugging Face Hub instead of local files.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataSource:
+        if self.hub is not None and (self.dir or self.files):
+            raise ValueError("give either 'hub' or local 'dir'/'files', not both")
+        if self.hub is None and not self.dir and not self.files:
+            raise ValueError("no data: set 'dir' (a folder of split files), 'files' (split -> path) or 'hub'")
+        return self
+
+
+class FewShot(_Strict):
+    k: int = Field(gt=0, description="Examples per class sampled from the train split.")
+    seed: int = Field(13, description="Seed of the sampling.")
+    dev_k: int | None = Field(
+        None,
+        gt=0,
+        description="When the data has no dev split: examples per class for dev, from the rest of train.",
+    )
+
+
+class Splits(_Strict):
+    train: str = "train"
+    dev: str = "dev"
+    test: str | None = "test"
+
+
+class TaskSpec(_Strict):
+    data: DataSource
+    text_fields: list[str] = Field(
+        default_factory=lambda: ["text"],
+        min_length=1,
+        max_length=2,
+        description="One field, or two for pairs.",
+    )
+    label_field: str = "label"
+    labels: list[str] = Field(min_length=2, description="Class names as they appear in the data.")
+    metric: Literal["accuracy", "macro_f1", "mcc"] = "accuracy"
+    splits: Splits = Field(default_factory=Splits)
+    few_shot: FewShot | None = None
+
+    @field_validator("labels", "text_fields", mode="before")
+    @classmethod
+    def _strings(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v for v in value]
+        return value
+
+    @field_validator("labels", "text_fields")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        dupes = sorted({v for v in value if value.count(v) > 1})
+        if dupes:
+            raise ValueError(f"names must be unique, but {dupes} appear more than once")
+        if any(not v for v in value):
+            raise ValueError("names must not be empty")
+        return value
+
+
+class ModelSpec(_Strict):
+    name: str = Field(
+        DEFAULT_MODEL,
+        description="Hub id or local path; 'default'/'minilm' is the embedded MiniLM, 'smollm2' the embedded "
+        "SmolLM2-135M-Instruct (GGUF).",
+    )
+    max_length: int = Field(128, ge=8, le=32768, description="Max tokens of a rendered prompt.")
+    head: str = Field(
+        "classification",
+        description="How the model answers: classification (a new head on the body) | mlm (the masked-LM head "
+        "fills the {label} slot) | causal (the label word continues the prompt).",
+    )
+    multi_token: Literal["error", "mean", "sum"] | None = Field(
+        None,
+        description="Label words of several tokens: error (mlm default: each word must be one token), mean "
+        "(mean of the sub-token log-probabilities) or sum (causal default: log-probability of the whole word).",
+    )
+    gguf_file: str | None = Field(None, description="A .gguf file inside the model folder (needs the gguf package).")
+    revision: str | None = None
+    trust_remote_code: bool = False
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto",
+        description="auto (bf16 autocast where the hardware has native bf16: recent GPUs, CPUs with AVX512-BF16 "
+        "or AMX; fp32 elsewhere) | fp32 | bf16.",
+    )
+
+    @field_validator("head")
+    @classmethod
+    def _known_head(cls, value: str) -> str:
+        if value not in HEADS:
+            raise ValueError(f"unknown head '{value}'.{did_you_mean(value, HEADS)} Available: {', '.join(HEADS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _multi_token_rule(self) -> ModelSpec:
+        if self.head == "classification" and self.multi_token is not None:
+            raise ValueError("multi_token applies to the mlm and causal heads only; remove it")
+        if self.head == "mlm" and self.multi_token == "sum":
+            raise ValueError(
+                "multi_token 'sum' needs one mask per sub-token, which an mlm prompt does not have; "
+                "use 'mean' (mean of the sub-token log-probabilities at the one mask) or 'error'"
+            )
+        return self
+
+    @property
+    def scoring(self) -> str:
+        """The multi-token rule in effect: the head's default when none is set."""
+        if self.multi_token is not None:
+            return self.multi_token
+        return "sum" if self.head == "causal" else "error"
+
+
+class DemoSpec(_Strict):
+    count: IntDim = Field(default=Fixed(0), description="Demonstrations per prompt (0 = none).")
+    selection: Annotated[Dimension, _dim("str", SELECTIONS)] = Field(
+        default=Fixed("random"),
+        description="random | balanced (round-robin over classes) | similar (TF-IDF).",
+    )
+    separator: StrDim = Field(default=Fixed("\n\n"), description="Text between demonstrations and the query.")
+
+
+_BOOL_HINT = ' (YAML reads bare yes/no/true/false/on/off as booleans: quote the word, e.g. "yes")'
+
+
+def _text(value: Any, what: str) -> str:
+    if isinstance(value, str):
+        return value
+    hint = _BOOL_HINT if isinstance(value, bool) else ""
+    raise ValueError(f"{what} must be a text, but found {type(value).__name__} {value!r}{hint}")
+
+
+class AutoInstructions(_Strict):
+    """``prompt.instruction: {auto: {n: N}}``: task descriptions proposed by an instruction-following model."""
+
+    n: int = Field(gt=0, le=50, description="Instructions to propose (after removing duplicates).")
+    examples: int = Field(6, ge=1, le=32, description="Labelled train examples shown in each proposal's meta-prompt.")
+    model: str | None = Field(
+        None,
+        description="The causal LM that writes them: a model id of this space's model list, or a model name "
+        "(e.g. smollm2 or a Hub id); default: the space's (first) causal model.",
+    )
+    meta_prompt: str | None = Field(
+        None,
+        description="Replaces the shipped APE-style meta-prompt; placeholders {examples} (required) and {labels}.",
+    )
+    max_new_tokens: int = Field(40, ge=4, le=256, description="Tokens generated per proposal at most.")
+    temperature: float = Field(0.9, gt=0, le=2, description="Sampling temperature of the proposals.")
+
+    @field_validator("meta_prompt")
+    @classmethod
+    def _has_examples(cls, value: str | None) -> str | None:
+        if value is not None and "{examples}" not in value:
+            raise ValueError("the meta-prompt must contain {examples} (where the labelled examples go)")
+        return value
+
+
+class AutoLabelWords(_Strict):
+    """``prompt.label_words: {auto: {top_k: N}}``: label words ranked by an mlm or causal model (LM-BFF)."""
+
+    top_k: int = Field(gt=0, le=20, description="Words kept per class.")
+    maps: int | None = Field(
+        None, gt=0, le=50, description="Maps offered as choices (default top_k), best zero-shot train accuracy first."
+    )
+    model: str | None = Field(
+        None, description="Model id (of a model list) that ranks the words; default: the first mlm or causal model."
+    )
+    template: str | int | None = Field(
+        None, description="Template key (name, or index in a list) whose {label} slot is scored; default: the first."
+    )
+
+
+def _auto(value: Any, cls: type[_Strict]) -> _Strict:
+    if isinstance(value, cls):
+        return value
+    try:
+        return cls.model_validate(value)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(its options)"
+        found = f", but found {first['input']!r}" if "input" in first and first["type"] != "missing" else ""
+        text = str(first["msg"]).removeprefix("Value error, ")
+        raise ValueError(f"auto.{where}: {text}{found}") from None
+
+
+def _is_auto_item(value: Any) -> bool:
+    return isinstance(value, dict) and list(value) == [AUTO]
+
+
+def _text_choices(value: Any) -> Any:
+    """One text, a list of texts, or a mapping name -> text (names are how trials refer to them).
+
+    The key ``auto`` (or a list item ``{auto: {...}}``) asks for generated candidates besides these.
+    """
+    if isinstance(value, list):
+        return [
+            {AUTO: _auto(v[AUTO], AutoInstructions)} if _is_auto_item(v) else _text(v, f"item {i}")
+            for i, v in enumerate(value)
+        ]
+    if isinstance(value, dict):
+        return {str(k): _auto(v, AutoInstructions) if k == AUTO else _text(v, f"'{k}'") for k, v in value.items()}
+    if isinstance(value, str):
+        return value
+    raise ValueError(
+        f"expected a text, a list of texts or a mapping name -> text, but found {type(value).__name__} {value!r}"
+    )
+
+
+def _word_map(value: Any, what: str) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} must map each label to a word, but found {type(value).__name__} {value!r}")
+    return {str(k): _text(v, f"the word of label '{k}'") for k, v in value.items()}
+
+
+def _label_word_choices(value: Any) -> Any:
+    """One map label -> word, a list of maps, or a mapping name -> map."""
+    if value is None:
+        return None
+    if isinstance(value, dict) and value and not any(isinstance(v, (dict, AutoLabelWords)) for v in value.values()):
+        return [_word_map(value, "the label-word map")]  # a single map is a one-point space
+    if isinstance(value, dict):
+        return {str(k): _auto(v, AutoLabelWords) if k == AUTO else _word_map(v, f"map '{k}'") for k, v in value.items()}
+    if isinstance(value, list):
+        return [
+            {AUTO: _auto(v[AUTO], AutoLabelWords)} if _is_auto_item(v) else _word_map(v, f"map {i}")
+            for i, v in enumerate(value)
+        ]
+    raise ValueError(
+        "expected a map label -> word, a list of such maps or a mapping name -> map, "
+        f"but found {type(value).__name__} {value!r}"
+    )
+
+
+TextChoices = Annotated[
+    list[str | dict[str, AutoInstructions]] | dict[str, str | AutoInstructions] | str, BeforeValidator(_text_choices)
+]
+LabelWordChoices = Annotated[
+    list[dict[str, str] | dict[str, AutoLabelWords]] | dict[str, dict[str, str] | AutoLabelWords] | None,
+    BeforeValidator(_label_word_choices),
+]
+
+
+class PromptSpec(_Strict):
+    instruction: TextChoices = Field(default="", description="Task description candidates ('' = none).")
+    template: TextChoices = Field(description="Template candidates; placeholders {text}, {label}, ...")
+    label_words: LabelWordChoices = Field(None, description="Candidate maps label -> word; default: label names.")
+    demonstrations: DemoSpec = Field(default_factory=DemoSpec)
+    chat: Annotated[Dimension, _dim("bool")] = Field(
+        default=Fixed(False),
+        description="Causal head only: wrap the prompt in the tokenizer's chat template (true, false or both).",
+    )
+    calibration: Annotated[Dimension, _dim("str", CALIBRATIONS)] = Field(
+        default=Fixed("none"),
+        description="mlm and causal heads, in-context trials (train.method none): none | contextual (divide by the "
+        "label probabilities of a content-free input, 'N/A') | mean (subtract each label's mean log-probability "
+        "over the train prompts).",
+    )
+
+
+class LoraSpec(_Strict):
+    """LoRA adapters (through peft); sampled only in trials whose train.method is 'lora'."""
+
+    r: IntDim = Field(default=Fixed(8), description="Rank of the update matrices.")
+    alpha: IntDim = Field(default=Fixed(16), description="Scaling numerator: the update is scaled by alpha / r.")
+    dropout: FloatDim = Field(default=Fixed(0.05), description="Dropout on the adapter input.")
+    target_modules: list[str] | None = Field(
+        None, description="Module names to adapt; default: peft's choice for the architecture (e.g. query, value)."
+    )
+
+
+class TrainSpec(_Strict):
+    method: Annotated[Dimension, _dim("str", METHODS)] = Field(
+        default=Fixed("full"),
+        description="full (all weights) | lora (adapters, body frozen) | head (only the head trains) | "
+        "bitfit (only biases, and a classification head) | none (no training: the prompt in context only).",
+    )
+    learning_rate: FloatDim = Field(default=Fixed(2e-5))
+    epochs: IntDim = Field(default=Fixed(10))
+    batch_size: IntDim = Field(default=Fixed(8))
+    weight_decay: FloatDim = Field(default=Fixed(0.01))
+    warmup_ratio: FloatDim = Field(default=Fixed(0.1))
+    max_grad_norm: FloatDim = Field(default=Fixed(1.0))
+    lora: LoraSpec = Field(default_factory=LoraSpec)
+
+
+class PrunerSpec(_Strict):
+    type: Literal["median", "successive_halving", "hyperband", "none"] = "successive_halving"
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword arguments of the Optuna pruner, e.g. n_startup_trials."
+    )
+
+    def arguments(self) -> dict[str, Any]:
+        """The pruner's keyword arguments: promptsearch's defaults for this type, overridden by ``options``."""
+        return {**PRUNER_DEFAULTS.get(self.type, {}), **self.options}
+
+
+class ObjectiveSpec(_Strict):
+    metric: Literal["dev", "prompt_tokens", "latency_ms"] = Field(
+        description="dev (the task metric on dev) | prompt_tokens (mean prompt length) | latency_ms (per dev example)."
+    )
+    direction: Literal["maximize", "minimize"] | None = Field(
+        None, description="Default: search.direction for dev, minimize for the costs."
+    )
+
+
+class SearchSpec(_Strict):
+    sampler: Literal["tpe", "random", "gp", "cmaes"] = "tpe"
+    seed: int = 0
+    pruner: PrunerSpec = Field(default_factory=PrunerSpec)
+    n_trials: int | None = Field(20, gt=0, description="Sampled trials, not counting the baseline.")
+    timeout: float | None = Field(None, gt=0, description="Seconds; the search stops after the running trial.")
+    direction: Literal["maximize", "minimize"] = "maximize"
+    final_seeds: int = Field(3, ge=1, description="Seeds of the final test evaluation.")
+    objectives: list[ObjectiveSpec] | None = Field(
+        None,
+        min_length=1,
+        description="Several objectives (dev first, then costs): a Pareto front instead of one best trial.",
+    )
+    recommend_within: float = Field(
+        0.005,
+        ge=0,
+        description="Multi-objective: the recommended config is the cheapest Pareto trial within this much of the "
+        "best dev score (0.005 = 0.5 points).",
+    )
+
+
+class ModelChoice(ModelSpec):
+    """One model of a ``model:`` list: the sampler picks among them (parameter ``model``, by id)."""
+
+    id: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$", description="How trials and the report name it; default: name."
+    )
+    train: TrainSpec | None = Field(
+        None, description="This model's own training values (keys of 'train'); the others come from 'train'."
+    )
+
+    @property
+    def key(self) -> str:
+        return self.id or self.name
+
+    def spec(self) -> ModelSpec:
+        """The model alone, as a single-model space (and an export) writes it."""
+        return ModelSpec.model_validate(self.model_dump(exclude={"id", "train"}, exclude_unset=True))
+
+
+def _model_form(value: Any) -> str:
+    return "many" if isinstance(value, list) else "one"
+
+
+ModelSection = Annotated[
+    Annotated[ModelSpec, Tag("one")] | Annotated[list[ModelChoice], Tag("many")], Discriminator(_model_form)
+]
+
+
+class SpaceSpec(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Study and output folder name.")
+    description: str = ""
+    task: TaskSpec
+    model: ModelSection = Field(
+        default_factory=ModelSpec, description="One model, or a list of models the sampler chooses among."
+    )
+    prompt: PromptSpec
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    search: SearchSpec = Field(default_factory=SearchSpec)
+    baseline: dict[str, Any] = Field(
+        default_factory=dict, description="Training values of the baseline trial (keys of 'train')."
+    )

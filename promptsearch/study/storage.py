@@ -1,0 +1,344 @@
+"""Create or resume the Optuna study of a space, and run the remaining trials.
+
+The first trial of a new study is the enqueued plain fine-tuning baseline. ``n_trials`` counts the
+sampled trials; trials that were interrupted (Ctrl-C) or abandoned (a crash left them RUNNING) do
+not count, so running the same command again finishes the job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from promptsearch.errors import ConfigError
+from promptsearch.redact import mask_url, scrub
+from promptsearch.space.search_space import SearchSpace
+from promptsearch.space.spec import pruner_class
+from promptsearch.study.objective import BASELINE_ATTR, Objective, TrialRunner
+from promptsearch.study.pareto import (
+    OBJECTIVES_ATTR,
+    is_multi_objective,
+    objective_directions,
+    objective_names,
+    recommend,
+)
+
+__all__ = [
+    "best_trial",
+    "count_done",
+    "default_out_dir",
+    "make_storage",
+    "open_study",
+    "run_trials",
+]
+
+logger = logging.getLogger(__name__)
+SPACE_ATTR = "space"
+STALE_ATTR = "stale"
+HEARTBEAT_SECONDS = 10.0
+_STORAGE_SCHEMES = (
+    "sqlite",
+    "postgresql",
+    "postgresql+psycopg2",
+    "postgresql+psycopg",
+    "mysql",
+    "mysql+pymysql",
+)
+
+
+def default_out_dir(space: SearchSpace) -> Path:
+    return Path("runs") / space.name
+
+
+def _make_parent(path: Path, shown: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"--storage '{shown}': cannot create the folder {path.parent}: {exc.strerror or exc}"
+        ) from None
+
+
+def make_storage(url: str, *, heartbeat: float = HEARTBEAT_SECONDS, create: bool = True) -> optuna.storages.BaseStorage:
+    """The Optuna storage for ``url``, with a clear error for URLs it cannot use.
+
+    ``sqlite:///``, ``postgresql://`` and ``mysql://`` URLs are RDB storages with heartbeats: a trial
+    whose worker died is marked failed after ``3 x heartbeat`` seconds and retried once (Optuna's
+    retry callback). ``journal:///path`` is a journal file (several processes on one host); it has no
+    heartbeat, so :func:`fail_stale_journal_trials` does the same job. With ``create=False`` a
+    missing SQLite or journal file is an error instead of a new, empty database.
+    """
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    shown = mask_url(url)
+    if scheme == "journal":
+        path = Path(url.removeprefix("journal://"))
+        if not create and not path.is_file():
+            raise ConfigError(f"--storage '{shown}': no such journal file; check the path")
+        _make_parent(path, shown)
+        from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
+    if scheme not in _STORAGE_SCHEMES:
+        raise ConfigError(
+            f"--storage '{shown}': expected a database URL such as sqlite:///runs/x/study.db, "
+            "postgresql://user@host:5432/db or journal:///runs/x/study.journal, but found "
+            + (f"the scheme '{scheme}'" if scheme else "no scheme")
+        )
+    engine_kwargs: dict[str, Any] = {}
+    if scheme == "sqlite":
+        db = url.removeprefix("sqlite:///")
+        if not db or db == ":memory:":
+            raise ConfigError(
+                f"--storage '{shown}': an in-memory study is lost when the run ends and cannot be resumed; "
+                "give a file, e.g. sqlite:///runs/x/study.db"
+            )
+        if not create and not Path(db).is_file():
+            raise ConfigError(f"--storage '{shown}': no such database file; check the path")
+        _make_parent(Path(db), shown)
+        engine_kwargs = {"connect_args": {"timeout": 60}}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=max(1, round(heartbeat)),
+                grace_period=max(2, round(3 * heartbeat)),
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
+            )
+    except ImportError as exc:
+        raise ConfigError(
+            f"--storage '{shown}': the database driver is not installed ({scrub(str(exc), url)}); "
+            "for PostgreSQL: pip install 'promptsearch[postgres]'"
+        ) from None
+    except Exception as exc:  # SQLAlchemy raises many types for unreachable or bad databases
+        first = scrub(str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__, url)
+        raise ConfigError(f"--storage '{shown}': cannot open the database: {first}") from None
+
+
+def make_sampler(space: SearchSpace, seed: int) -> optuna.samplers.BaseSampler:
+    search = space.spec.search
+    n = search.n_trials or 20
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if search.sampler == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+        if search.sampler == "gp":
+            return optuna.samplers.GPSampler(seed=seed)
+        if search.sampler == "cmaes":
+            return optuna.samplers.CmaEsSampler(seed=seed)
+        # Small budgets: fewer random start-up trials; group=True handles conditional parameters.
+        return optuna.samplers.TPESampler(
+            seed=seed, n_startup_trials=max(3, min(10, n // 3)), multivariate=True, group=True
+        )
+
+
+def make_pruner(space: SearchSpace) -> optuna.pruners.BasePruner:
+    if len(objective_names(space.spec.search)) > 1:
+        return optuna.pruners.NopPruner()  # Optuna cannot prune multi-objective studies
+    pruner = space.spec.search.pruner
+    made: optuna.pruners.BasePruner = pruner_class(pruner.type)(**pruner.arguments())
+    return made
+
+
+def space_fingerprint(space: SearchSpace) -> str:
+    """What trials depend on: the space minus the budget (n_trials/timeout/final seeds may change on resume)."""
+    spec = space.spec.model_dump(mode="json")
+    for key in ("n_trials", "timeout", "final_seeds", "recommend_within"):
+        spec["search"].pop(key, None)
+    if spec["search"].get("objectives") is None:  # single-objective spaces keep the fingerprint they had
+        spec["search"].pop("objectives", None)
+    spec.pop("description", None)
+    for model in spec["model"] if isinstance(spec["model"], list) else [spec["model"]]:
+        model.pop("precision", None)  # how the hardware computes, like the device: a resumed study may change it
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def open_study(
+    space: SearchSpace,
+    storage: str,
+    study_name: str,
+    *,
+    data_fingerprint: str | None,
+    seed: int | None = None,
+    create: bool = True,
+    heartbeat: float = HEARTBEAT_SECONDS,
+) -> optuna.Study:
+    """Load the study, or create it (storing the space and enqueueing the baseline)."""
+    store = make_storage(storage, heartbeat=heartbeat, create=create)
+    names = [s.study_name for s in optuna.get_all_study_summaries(store, include_best_trial=False)]
+    exists = study_name in names
+    if not exists and not create:
+        raise ConfigError(
+            f"--study-name '{study_name}': no such study in {mask_url(storage)}; studies there: {names or 'none'}"
+        )
+    sampler_seed = space.spec.search.seed if seed is None else seed
+    objectives = objective_names(space.spec.search)
+    study = optuna.create_study(
+        storage=store,
+        study_name=study_name,
+        sampler=make_sampler(space, sampler_seed),
+        pruner=make_pruner(space),
+        directions=objective_directions(space.spec.search),
+        load_if_exists=True,
+    )
+    fingerprint = space_fingerprint(space)
+    stored = study.user_attrs.get(SPACE_ATTR)
+    if stored is None and study.trials:
+        raise ConfigError(
+            f"study '{study_name}' in {mask_url(storage)} was not created by promptsearch (it has trials but no "
+            "stored search space); use another --study-name"
+        )
+    if stored is None:
+        study.set_user_attr(
+            SPACE_ATTR,
+            {
+                "name": space.name,
+                "file": str(space.path) if space.path else None,
+                "text": space.text,
+                "fingerprint": fingerprint,
+                "data_fingerprint": data_fingerprint,
+            },
+        )
+        if not study.trials:
+            study.enqueue_trial({}, user_attrs={BASELINE_ATTR: True})
+    else:
+        if stored.get("fingerprint") != fingerprint:
+            raise ConfigError(
+                f"study '{study_name}' in {mask_url(storage)} was created from a different search space "
+                f"({stored.get('file')}); resume it with that file, or start a new study with "
+                "--study-name NAME or --out DIR"
+            )
+        if data_fingerprint and stored.get("data_fingerprint") not in (None, data_fingerprint):
+            raise ConfigError(
+                f"study '{study_name}' was run on different train/dev data (fingerprint "
+                f"{str(stored.get('data_fingerprint'))[:12]}, now {data_fingerprint[:12]}); restore the data or "
+                "start a new study with --study-name NAME or --out DIR"
+            )
+    if len(objectives) > 1:  # also on resume: recommend_within may change without changing the trials
+        info = {"names": objectives, "recommend_within": space.spec.search.recommend_within}
+        if study.user_attrs.get(OBJECTIVES_ATTR) != info:
+            study.set_user_attr(OBJECTIVES_ATTR, info)
+    return study
+
+
+def stored_space_text(study: optuna.Study) -> str | None:
+    return (study.user_attrs.get(SPACE_ATTR) or {}).get("text")
+
+
+def counts_towards_budget(trial: FrozenTrial) -> bool:
+    """Complete, pruned, or failed by its own error; not interrupted, abandoned (stale) or surplus."""
+    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        return True
+    return trial.state == TrialState.FAIL and "error" in trial.user_attrs
+
+
+def count_done(study: optuna.Study) -> int:
+    """Finished trials that count towards the budget (baseline included)."""
+    return sum(1 for t in study.get_trials(deepcopy=False) if counts_towards_budget(t))
+
+
+def best_trial(study: optuna.Study) -> FrozenTrial | None:
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values]
+    if not done:
+        return None
+    if is_multi_objective(study):
+        return recommend(study)  # the recommended config of the Pareto front stands for "the best"
+    pick = max if study.direction == optuna.study.StudyDirection.MAXIMIZE else min
+    return pick(done, key=lambda t: (t.value, -t.number) if pick is max else (t.value, t.number))
+
+
+def baseline_trial(study: optuna.Study) -> FrozenTrial | None:
+    for t in study.get_trials(deepcopy=False):
+        if t.user_attrs.get(BASELINE_ATTR) and t.state == TrialState.COMPLETE:
+            return t
+    return None
+
+
+def fail_stale_journal_trials(study: optuna.Study, grace: float) -> list[int]:
+    """Journal storages have no heartbeat: fail RUNNING trials whose ``heartbeat`` attribute is older
+    than ``grace`` seconds, and enqueue each once more (as Optuna's retry callback does for RDB)."""
+    from optuna.exceptions import UpdateFinishedTrialError
+
+    storage = study._storage
+    now = time.time()
+    failed = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        started = t.datetime_start.timestamp() if t.datetime_start else now
+        if now - float(t.user_attrs.get("heartbeat", started)) <= grace:
+            continue
+        try:
+            storage.set_trial_user_attr(t._trial_id, STALE_ATTR, True)
+            if not storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
+                continue
+        except (UpdateFinishedTrialError, RuntimeError):
+            continue  # its worker finished it, or another worker failed it first
+        failed.append(t.number)
+        logger.warning("trial %d stopped sending heartbeats; marked failed", t.number)
+        if "retry_of" not in t.user_attrs:
+            keep = {k: v for k, v in t.user_attrs.items() if k == BASELINE_ATTR}
+            study.enqueue_trial(dict(t.params), user_attrs={**keep, "retry_of": t.number})
+    return failed
+
+
+def _recover_stale(study: optuna.Study, heartbeat: float) -> None:
+    if isinstance(study._storage, optuna.storages.JournalStorage):
+        fail_stale_journal_trials(study, 3 * heartbeat)
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)  # RDB heartbeats; the retry callback re-enqueues
+
+
+def run_trials(
+    runner: TrialRunner,
+    study: optuna.Study,
+    *,
+    n_trials: int,
+    timeout: float | None = None,
+    callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = (),
+    on_epoch: Callable[[int, int, float], None] | None = None,
+    heartbeat: float = HEARTBEAT_SECONDS,
+    poll: float = 1.0,
+) -> int:
+    """Run trials until ``n_trials`` sampled trials (+ the baseline) have finished; return how many ran.
+
+    Safe with several workers on one study: a worker waits while others finish the last trials,
+    takes over trials whose worker died (after the heartbeat grace period), and a trial started
+    beyond the budget by a race is dropped (marked ``surplus``, not counted).
+    """
+    target = n_trials + 1
+    journal = isinstance(study._storage, optuna.storages.JournalStorage)
+    objective = Objective(runner, on_epoch=on_epoch, target=target, heartbeat=heartbeat if journal else None)
+    started = time.monotonic()
+    ran = 0
+    stalled_since: float | None = None
+    while True:
+        _recover_stale(study, heartbeat)
+        trials = study.get_trials(deepcopy=False)
+        done = sum(1 for t in trials if counts_towards_budget(t))
+        running = sum(1 for t in trials if t.state == TrialState.RUNNING)
+        waiting = sum(1 for t in trials if t.state == TrialState.WAITING)
+        if done >= target or (timeout is not None and time.monotonic() - started >= timeout):
+            break
+        if waiting == 0 and done + running >= target:
+            # Other workers are finishing the budget. Wait; if nothing moves for a long time (trials left
+            # RUNNING by a crash before heartbeats existed), run one more rather than wait forever.
+            stalled_since = stalled_since or time.monotonic()
+            if time.monotonic() - stalled_since < 6 * heartbeat:
+                time.sleep(poll)
+                continue
+            logger.warning("%d running trial(s) show no progress; starting another trial", running)
+        stalled_since = None
+        study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=list(callbacks))
+        ran += 1
+    return ran
