@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+
 import pytest
 
 from promptsearch.io.data import Example, TaskData
@@ -116,7 +117,7 @@ def test_the_epoch_is_chosen_on_the_mean_curve_not_per_fold() -> None:
     assert mean_curve(curves) == pytest.approx([0.60, 0.70, 0.70])
     choice = choose_epoch(curves)
     # epochs 2 and 3 tie on the mean (0.7): the earlier wins; the per-fold maxima would claim 0.8
-    assert choice == EpochChoice(epoch=2, value=pytest.approx(0.70))
+    assert choice.epoch == 2 and choice.value == pytest.approx(0.70)
     assert sum(max(c) for c in curves) / 3 == pytest.approx(0.80)
 
 
@@ -142,7 +143,7 @@ def test_intermediate_values_are_the_running_estimate_and_end_at_the_trial_value
     reports = [intermediate_value(curves[: r + 1]) for r in range(len(curves))]
     assert [r.step for r in reports] == [1, 2, 3, 4]
     assert reports[0] == Intermediate(step=1, epoch=2, value=0.8)
-    assert reports[1] == Intermediate(step=2, epoch=1, value=pytest.approx(0.6))
+    assert reports[1][:2] == (2, 1) and reports[1].value == pytest.approx(0.6)
     assert reports[-1].value == choose_epoch(curves).value  # the last report is the trial's value
 
 
@@ -161,9 +162,7 @@ def test_leave_one_out_pools_never_hold_the_query_nor_its_texts(sst2_data: TaskD
 
 
 @pytest.mark.parametrize("name", selector_names())
-def test_one_selector_over_all_labelled_rows_draws_from_the_leave_one_out_pool(
-    sst2_data: TaskData, name: str
-) -> None:
+def test_one_selector_over_all_labelled_rows_draws_from_the_leave_one_out_pool(sst2_data: TaskData, name: str) -> None:
     labelled = labelled_rows(sst2_data.train, sst2_data.dev)
     selector = get_selector(name, labelled, seed=0)
     for query, pool in loo_pools(labelled):

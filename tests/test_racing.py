@@ -121,7 +121,7 @@ def test_bad_races_are_refused() -> None:
         race([], lookup({}))
     with pytest.raises(ValueError, match=re.escape("rounds must be at least 1, but found 0")):
         race([a], lookup({1: [[0.5]]}), rounds=0)
-    with pytest.raises(ValueError, match=re.escape("each finalist must be a different trial, but found trial numbers [1, 1]")):
+    with pytest.raises(ValueError, match=re.escape("each finalist must be a different trial, but found trial numbers")):
         race([a, a], lookup({1: [[0.5]]}))
     with pytest.raises(
         ValueError, match=re.escape("evaluate(trial 1, round 0) must return one or more finite scores, but returned []")

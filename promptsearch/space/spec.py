@@ -478,8 +478,7 @@ class EvaluationSpec(_Strict):
     def _dev_has_no_folds(self) -> EvaluationSpec:
         if self.mode == "dev" and self.folds > 1:
             raise ValueError(
-                f"mode 'dev' uses the one train/dev split, but folds is {self.folds}; "
-                "remove 'folds' or set 'mode: cv'"
+                f"mode 'dev' uses the one train/dev split, but folds is {self.folds}; remove 'folds' or set 'mode: cv'"
             )
         if self.mode == "cv" and self.folds == 1:
             raise ValueError("mode 'cv' needs 2 or more folds, but folds is 1; raise 'folds' or set 'mode: dev'")

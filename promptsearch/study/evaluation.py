@@ -268,9 +268,7 @@ def loo_pools(rows: Sequence[Example]) -> Iterator[tuple[Example, list[Example]]
 # --- the final model --------------------------------------------------------------------------------
 
 
-def final_training_rows(
-    evaluation: EvaluationSpec, train: Sequence[Example], dev: Sequence[Example]
-) -> list[Example]:
+def final_training_rows(evaluation: EvaluationSpec, train: Sequence[Example], dev: Sequence[Example]) -> list[Example]:
     """What the final model trains on, for the epoch the trial chose (``search.evaluation.final_train``).
 
     ``all``: train and dev (no row is left to choose an epoch on, so the trial's chosen epoch is used: train
