@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
+from promptsearch.errors import SpaceError
 from promptsearch.io.data import Example, TaskData
 from promptsearch.prompts.demos import get_selector, selector_names
+from promptsearch.space.search_space import load_space, parse_space
 from promptsearch.space.spec import EvaluationSpec
 from promptsearch.study.evaluation import (
     EpochChoice,
@@ -180,3 +184,78 @@ def test_final_training_rows_follow_final_train(sst2_data: TaskData) -> None:
     assert final_training_rows(EvaluationSpec(final_train="train"), train, dev) == train
     assert final_training_rows(EvaluationSpec(mode="dev"), train, dev) == train  # dev: train by default
     assert final_training_rows(EvaluationSpec(mode="dev", final_train="all"), train, dev) == [*train, *dev]
+
+
+# --- the search-space keys: search.evaluation and search.finalists -----------------------------------
+
+SPACE = """\
+name: tiny
+task:
+  data: {dir: sst2}
+  labels: [negative, positive]
+prompt:
+  template: "{text} It was {label}."
+"""
+
+
+def test_the_defaults_are_four_folds_one_seed_all_rows_and_three_finalists() -> None:
+    search = parse_space(SPACE).spec.search
+    assert search.evaluation == EvaluationSpec(mode="cv", folds=4, seeds=1, final_train=None)
+    assert search.evaluation.cross_validated and search.evaluation.final_rows == "all"
+    assert search.finalists == 3
+
+
+@pytest.mark.parametrize(
+    ("yaml", "expected"),
+    [
+        ("{folds: 5, seeds: 2, final_train: train}", EvaluationSpec(mode="cv", folds=5, seeds=2, final_train="train")),
+        ("{mode: dev}", EvaluationSpec(mode="dev", folds=1)),  # the single train/dev split
+        ("{folds: 1}", EvaluationSpec(mode="dev", folds=1)),  # the same, said with folds
+        ("{mode: dev, seeds: 3, final_train: all}", EvaluationSpec(mode="dev", folds=1, seeds=3, final_train="all")),
+    ],
+)
+def test_evaluation_keys_validate_and_round_trip(yaml: str, expected: EvaluationSpec) -> None:
+    evaluation = parse_space(SPACE + f"search:\n  evaluation: {yaml}\n  finalists: 0\n").spec.search.evaluation
+    assert evaluation == expected
+    assert EvaluationSpec.model_validate(evaluation.model_dump()) == evaluation
+    assert evaluation.cross_validated == (evaluation.mode == "cv")
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            "search:\n  evaluation: {folds: 0}\n",
+            "8: search.evaluation.folds: the value must be at least 1, but found 0; use 1 for the single train/dev "
+            "split, or 2 or more folds",
+        ),
+        ("search:\n  evaluation: {seeds: 0}\n", "8: search.evaluation.seeds: the value must be at least 1, but found 0"),
+        ("search:\n  finalists: -1\n", "8: search.finalists: the value must be 0 (no race) or more, but found -1"),
+        (
+            "search:\n  evaluation:\n    fold: 3\n",
+            "9: search.evaluation.fold: unknown key 'fold'. did you mean 'folds'? Allowed keys here: mode, folds, "
+            "seeds, final_train",
+        ),
+        (
+            "search:\n  evaluation: {final_train: everything}\n",
+            "8: search.evaluation.final_train: Input should be 'all' or 'train', but found 'everything'",
+        ),
+        (
+            "search:\n  evaluation: {mode: dev, folds: 4}\n",
+            "8: search.evaluation: mode 'dev' uses the one train/dev split, but folds is 4; remove 'folds' or set "
+            "'mode: cv'",
+        ),
+        (
+            "search:\n  evaluation: {mode: cv, folds: 1}\n",
+            "8: search.evaluation: mode 'cv' needs 2 or more folds, but folds is 1; raise 'folds' or set 'mode: dev'",
+        ),
+    ],
+    ids=["folds-0", "seeds-0", "finalists-negative", "unknown-key", "final-train", "dev-with-folds", "cv-one-fold"],
+)
+def test_bad_evaluation_values_are_refused_with_the_key_named(
+    write_space: Callable[..., Path], extra: str, message: str
+) -> None:
+    path = write_space(SPACE + extra)
+    with pytest.raises(SpaceError, match=re.escape(f"{path}:{message}")) as info:
+        load_space(path)
+    assert info.value.messages == [f"{path}:{message}"]
