@@ -259,7 +259,7 @@ def loo_pools(rows: Sequence[Example]) -> Iterator[tuple[Example, list[Example]]
     demonstration. The demonstration selectors already leave out pool rows with the query's texts
     (:meth:`promptsearch.prompts.demos.DemoSelector.candidates`), so one selector built on all labelled rows,
     asked for each of them in turn, draws exactly from these pools; this function states the rule and lets
-    tests check it.
+    tests check it. Such a trial is scored once, so it reports nothing to the pruner.
     """
     for i, query in enumerate(rows):
         yield query, [ex for j, ex in enumerate(rows) if j != i and ex.key != query.key]
