@@ -6,6 +6,7 @@ import math
 import re
 import statistics
 
+import numpy as np
 import pytest
 
 from promptsearch.study.racing import Candidate, Cost, race, select_finalists
@@ -129,3 +130,21 @@ def test_bad_races_are_refused() -> None:
         race([a], lookup({1: [[]]}))
     with pytest.raises(ValueError, match=re.escape("but returned [nan]")):
         race([a], lookup({1: [[float("nan")]]}))
+
+
+def test_racing_removes_the_winners_curse_of_the_search_value() -> None:
+    # 30 configs that are all equally good (0.70): the search's best value is its luckiest draw, but the race
+    # mean of the same trial on fresh draws is close to the truth
+    rng = np.random.default_rng(0)
+    trials = [Candidate(trial=i, cost=TRAINS, search_value=float(0.70 + rng.normal(0, 0.09))) for i in range(1, 31)]
+    finalists = select_finalists(trials, 3)
+
+    def evaluate(candidate: Candidate, round_: int) -> list[float]:
+        draws = np.random.default_rng([candidate.trial, round_]).normal(0.70, 0.09, size=4)
+        return [float(d) for d in draws]
+
+    result = race(finalists, evaluate, rounds=4)
+    favourite = max(c.search_value or 0 for c in trials)
+    assert favourite > 0.80  # the search's favourite looks 10+ points better than it is
+    assert abs(result.winner.mean - 0.70) < 0.05  # the race sees through it
+    assert result.winner.mean < favourite - 0.08
