@@ -229,7 +229,10 @@ def test_evaluation_keys_validate_and_round_trip(yaml: str, expected: Evaluation
             "8: search.evaluation.folds: the value must be at least 1, but found 0; use 1 for the single train/dev "
             "split, or 2 or more folds",
         ),
-        ("search:\n  evaluation: {seeds: 0}\n", "8: search.evaluation.seeds: the value must be at least 1, but found"),
+        (
+            "search:\n  evaluation: {seeds: 0}\n",
+            "8: search.evaluation.seeds: the value must be at least 1, but found 0",
+        ),
         ("search:\n  finalists: -1\n", "8: search.finalists: the value must be 0 (no race) or more, but found -1"),
         (
             "search:\n  evaluation:\n    fold: 3\n",
