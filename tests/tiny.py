@@ -98,6 +98,7 @@ train:
   batch_size: [4, 8]
 search:
   seed: 0
+  evaluation: {{mode: dev}}  # dev repeats train (see tiny_data), so scores move with the hyperparameters
   n_trials: {n_trials}
   pruner: {pruner}
   final_seeds: 2

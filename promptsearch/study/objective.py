@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import time
@@ -23,6 +24,7 @@ from promptsearch.space.sampling import baseline_config, sample_config
 from promptsearch.space.search_space import SearchSpace, possible_values
 from promptsearch.study.checks import check_label_words
 from promptsearch.study.pareto import objective_names, objective_values
+from promptsearch.study.protocol import Protocol
 
 if TYPE_CHECKING:
     import torch
@@ -36,6 +38,7 @@ BASELINE_ATTR = "baseline"
 CONFIG_ATTR = "config"
 CALIBRATION_ATTR = "calibration"
 INTERRUPTED_ATTR = "interrupted"
+EVALUATION_ATTR = "evaluation"  # how the trial was scored: mode, runs, rows, epoch, mean curve, per-fold values
 
 
 SURPLUS_ATTR = "surplus"
@@ -130,6 +133,29 @@ class TrialRunner:
             raise ConfigError(f"{where}{name}{exc}") from None
         check_label_words(space, runtime.encoder)
 
+    def view(self, data: TaskData, *, share_calibrations: bool = False) -> TrialRunner:
+        """A runner over other rows (a fold, the leave-one-out pool, all labelled rows) that shares this one's
+        loaded models; its tokenized prompts are its own, and so are its calibrations unless shared (the same
+        train rows give the same offsets)."""
+        other = copy.copy(self)
+        other.data = data
+        other._features = {key: FeatureCache(runtime, data) for key, runtime in self._runtimes.items()}
+        if not share_calibrations:
+            other._calibrations = {}
+        return other
+
+    def predictions(self, config: TrialConfig, split: str) -> tuple[list[int], list[int]]:
+        """``(gold, predicted)`` class indices of ``split``'s rows, for the model as ``config``'s last fit left it."""
+        from promptsearch.models.trainer import predict_proba
+
+        runtime = self.runtime_for(config.head, config.model)
+        encoded = self.features_for(config.head, config.model).get(config.prompt, split)
+        encoded = apply_calibration(encoded, self.calibration_for(config))
+        probs = predict_proba(
+            runtime.model, encoded, self.device, int(runtime.tokenizer.pad_token_id), runtime.precision
+        )
+        return list(encoded.labels), [int(i) for i in probs.argmax(axis=1)]
+
     @property
     def features(self) -> FeatureCache:
         return self._features[next(iter(self._features))]
@@ -149,7 +175,8 @@ class TrialRunner:
             runtime = ModelRuntime(spec, self.runtime.labels, self.device, head=head)
             logger.info("loaded %s with a %s head in %.1f s", runtime.name, head, time.perf_counter() - t0)
             self._runtimes[key] = runtime
-            self._features[key] = FeatureCache(runtime, self.data)
+        if key not in self._features:  # a view shares the loaded models, not the tokenized prompts
+            self._features[key] = FeatureCache(self._runtimes[key], self.data)
         return self._runtimes[key]
 
     def features_for(self, head: str, model: str | None = None) -> FeatureCache:
@@ -266,6 +293,14 @@ class Objective:
         self.on_epoch = on_epoch
         self.target = target  # finished trials wanted: a trial beyond it (a race between workers) is surplus
         self.heartbeat = heartbeat  # seconds between "heartbeat" user attrs (storages without their own)
+        self._protocol: Protocol | None = None
+
+    @property
+    def protocol(self) -> Protocol:
+        """How trials are scored (folds are drawn once per study, on first use)."""
+        if self._protocol is None:
+            self._protocol = Protocol(self.runner)
+        return self._protocol
 
     def _is_surplus(self, trial: optuna.trial.Trial) -> bool:
         from promptsearch.study.storage import counts_towards_budget
@@ -304,31 +339,45 @@ class Objective:
         reset_peak_memory(self.runner.device)
         state: dict[str, Any] = {}
 
-        def on_epoch(epoch: int, score: float) -> None:
+        def on_epoch(epoch: int, score: float) -> None:  # every evaluation: progress only
             state["last"] = (epoch, score)
             if self.on_epoch is not None:
                 self.on_epoch(trial.number, epoch, score)
-            if epoch == 0 or not prunable:
-                return  # in context only (scored once, nothing to save), or several objectives (Optuna cannot prune)
-            trial.report(score, epoch)
+
+        def report(value: float, step: int) -> None:  # the protocol says when (see study.protocol)
+            if not prunable:
+                return  # several objectives: Optuna can neither report nor prune
+            trial.report(value, step)
             if trial.should_prune():
-                raise optuna.TrialPruned(f"pruned after epoch {epoch} (dev {score:.4f})")
+                raise optuna.TrialPruned(f"pruned at step {step} (value so far {value:.4f})")
 
         try:
-            result, train = self.runner.fit(config, seed=seed, on_epoch=on_epoch, timings=timings)
-            calibration = self.runner.calibration_for(config)
+            score = self.protocol.score(config, seed=seed, on_epoch=on_epoch, report=report, timings=timings)
+            calibration = self.protocol.final_runner().calibration_for(config)
             if calibration is not None:  # exported with the best prompt, so predict applies the same offsets
                 trial.set_user_attr(CALIBRATION_ATTR, calibration.model_dump(mode="json"))
-            trial.set_user_attr("best_epoch", result.best_epoch)
-            trial.set_user_attr("epochs_run", result.epochs_run)
-            self._describe(trial, train)
+            trial.set_user_attr("best_epoch", score.epoch)
+            trial.set_user_attr("epochs_run", score.last.epochs_run)
+            trial.set_user_attr(
+                EVALUATION_ATTR,
+                {
+                    "mode": score.mode,
+                    "runs": score.runs,
+                    "rows": score.rows,
+                    "epoch": score.epoch,
+                    "curve": [round(v, 6) for v in score.curve],
+                    "fold_values": [round(v, 6) for v in score.fold_values],
+                },
+            )
+            self._describe(trial, score.train)
             if prunable:
-                return result.best_score
-            # per dev example, over the evaluations of the attempt that finished (one for in-context trials)
-            latency = 1000 * result.eval_seconds / max(1, len(result.history) * len(self.runner.data.dev))
+                return score.value
+            # per scored row, over the evaluations of the run that finished last (one for in-context trials)
+            result = score.last
+            latency = 1000 * result.eval_seconds / max(1, len(result.history) * score.eval_rows)
             trial.set_user_attr("latency_ms", round(latency, 4))
             return objective_values(
-                objectives, dev=result.best_score, prompt_tokens=train.mean_tokens, latency_ms=latency
+                objectives, dev=score.value, prompt_tokens=score.train.mean_tokens, latency_ms=latency
             )
         except KeyboardInterrupt:
             trial.set_user_attr(INTERRUPTED_ATTR, True)

@@ -1,0 +1,96 @@
+"""How trials are scored (study/protocol.py), in real tiny searches: K-fold runs, leave-one-out, the dev split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from promptsearch.api import search
+from promptsearch.io.data import load_task_data
+from promptsearch.models.device import resolve_device
+from promptsearch.models.runtime import ModelRuntime
+from promptsearch.space.sampling import sample_config
+from promptsearch.space.search_space import load_space
+from promptsearch.study.objective import EVALUATION_ATTR, TrialRunner
+from promptsearch.study.protocol import Protocol
+
+
+def _space(tmp_path: Path, model: Path, evaluation: str, *, extra: str = "", epochs: str = "2") -> Path:
+    from tiny import tiny_data, tiny_space_text
+
+    data = tiny_data(tmp_path / "data", test_rows=16)
+    text = tiny_space_text(model, data, n_trials=2, epochs=epochs).replace(
+        "  evaluation: {mode: dev}  # dev repeats train (see tiny_data), so scores move with the hyperparameters",
+        f"  evaluation: {evaluation}",
+    )
+    path = tmp_path / "space.yaml"
+    path.write_text(text + extra, encoding="utf-8")
+    return path
+
+
+def test_a_training_trial_is_scored_on_every_fold_at_one_epoch(tiny_model: Path, tmp_path: Path) -> None:
+    path = _space(tmp_path, tiny_model, "{folds: 2}", epochs="3")
+    result = search(path, out=tmp_path / "run", device="cpu", final_seeds=0)
+    done = [t for t in result.study.trials if t.state == TrialState.COMPLETE]
+    assert done
+    for trial in done:
+        record = trial.user_attrs[EVALUATION_ATTR]
+        assert record["mode"] == "cv" and record["runs"] == 2
+        assert len(record["curve"]) == 3 and len(record["fold_values"]) == 2
+        # one epoch for every run: the mean curve's best point, which is the mean of the runs at that epoch
+        assert record["epoch"] == 1 + record["curve"].index(max(record["curve"]))
+        assert trial.value == pytest.approx(max(record["curve"]), abs=1e-6)
+        assert trial.value == pytest.approx(sum(record["fold_values"]) / 2, abs=1e-6)
+        assert trial.user_attrs["best_epoch"] == record["epoch"]
+        # the pruner hears one value per run, at steps 1, 2: every trial at the same step saw the same folds
+        assert sorted(trial.intermediate_values) == [1, 2]
+        assert trial.intermediate_values[2] == pytest.approx(trial.value, abs=1e-6)
+        # every labelled row held out once: 64 (dev repeats train in tiny_data; a text's copies share a fold)
+        assert record["rows"] == 64
+
+
+def test_an_in_context_trial_is_scored_leave_one_out(tiny_mlm: Path, tmp_path: Path) -> None:
+    path = _space(tmp_path, tiny_mlm, "{folds: 4}")
+    text = path.read_text().replace("  max_length: 128", "  max_length: 128\n  head: mlm")
+    path.write_text(text.replace("train:\n", "train:\n  method: none\n", 1))
+    space = load_space(path)
+    data = load_task_data(space.spec.task, space.base_dir)
+    runner = TrialRunner(space=space, data=data, runtime=ModelRuntime(space.spec.model, ["negative", "positive"],
+                                                                       resolve_device("cpu"), head="mlm"))  # fmt: skip
+    protocol = Protocol(runner)
+    trial = optuna.trial.FixedTrial(
+        {
+            "prompt.instruction": 0,
+            "prompt.template": "cloze",
+            "prompt.label_words": 0,
+            "prompt.demonstrations.count": 2,
+            "prompt.demonstrations.selection": "random",
+        }
+    )
+    config = sample_config(trial, space)
+    assert not config.train.trains
+    score = protocol.score(config, seed=0)
+    assert score.mode == "loo" and score.runs == 0 and len(score.fold_values) == 4
+    assert score.value == pytest.approx(sum(score.fold_values) / 4)
+    # every labelled row was a query once, and no query saw its own row among its demonstrations
+    queried, shown = 0, 0
+    for fold in protocol.folds:
+        encoded = protocol.loo_runner(fold).features_for(config.head, config.model).get(config.prompt, "dev")
+        for prompt, row in zip(encoded.prompts, fold.split(protocol.rows)[1], strict=True):
+            demos = [text for kind, text in prompt.parts if kind == "demonstration"]
+            shown += len(demos)  # up to 2: a long query leaves room for fewer at max_length 128
+            assert all(row.fields["text"] not in demo for demo in demos)
+            queried += 1
+    assert queried == len(protocol.rows) and shown > len(protocol.rows)
+
+
+def test_mode_dev_keeps_the_single_split_and_per_epoch_pruning(tiny_model: Path, tmp_path: Path) -> None:
+    path = _space(tmp_path, tiny_model, "{mode: dev}", epochs="3")
+    result = search(path, out=tmp_path / "run", device="cpu", final_seeds=0)
+    trial = next(t for t in result.study.trials if t.state == TrialState.COMPLETE)
+    record = trial.user_attrs[EVALUATION_ATTR]
+    assert record["mode"] == "dev" and record["runs"] == 1 and record["rows"] == 32
+    assert sorted(trial.intermediate_values) == [1, 2, 3]
