@@ -166,7 +166,7 @@ def test_a_search_with_generated_candidates_exports_them_as_text(
         assert generated_parts(result.study, record.config)["label_words"]["key"].startswith("auto-")
     exported = load_prompt_config(tmp_path / "run" / "best_prompt.yaml")
     if not exported.prompt.is_plain:
-        assert exported.prompt.label_words in list(report["candidates"]["label_words"].values())
+        assert exported.prompt.label_words in list((report.candidates or {})["label_words"].values())
         assert exported.generated["label_words"]["key"].startswith("auto-")
 
 

@@ -148,7 +148,7 @@ def test_a_multi_objective_report_with_failed_and_running_trials_renders() -> No
     )
     study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING))
     report = build_report(study, space_name="m", space_file=None, metric="accuracy", final=None)
-    assert report["best"]["trial"] == 0  # within 0 points of the best: the best score itself
+    assert report.best is not None and report.best.trial == 0  # within 0 points of the best: the best score itself
     page = render_html(study, report)
     assert 'id="plot-pareto"' in page and "RuntimeError: boom" in page
     table = page.split('id="trials-table"', 1)[1]
