@@ -539,9 +539,7 @@ def train(
     test = runner.evaluate(config, "test") if data.has_test else None
     if save_model is not None:
         study = optuna.create_study(direction=space.spec.search.direction)
-        attrs = completed_trial_attrs(
-            config, best_epoch=result.best_epoch, calibration=runner.calibration_for(config)
-        )
+        attrs = completed_trial_attrs(config, best_epoch=result.best_epoch, calibration=runner.calibration_for(config))
         study.add_trial(optuna.trial.create_trial(value=result.best_score, user_attrs=attrs))
         _save(runner, build_export(space, study, data), Path(save_model))
     return {"dev": result.best_score, "dev_epoch": result.best_epoch, "test": test}

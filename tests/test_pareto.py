@@ -160,4 +160,4 @@ def test_a_multi_objective_search_end_to_end(tiny_model: Path, tmp_path: Path) -
     md = (tmp_path / "run" / "report.md").read_text()
     assert "## Objectives" in md and re.search(r"!\[Pareto front\]\(plots/pareto\.png\)", md)
     exported = load_prompt_config(tmp_path / "run" / "best_prompt.yaml")
-    assert exported.trial == chosen.number and exported.scores.dev == pytest.approx(chosen.values[0])
+    assert exported.trial == chosen.number and exported.scores.dev == pytest.approx(chosen.dev)

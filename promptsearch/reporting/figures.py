@@ -112,9 +112,7 @@ def _try(key: str, title: str, build: Callable[[], Any], note_on_error: str) -> 
         return Figure(key, title, note=f"{note_on_error} ({exc})")
 
 
-def report_figures(
-    study: optuna.Study, report: Report, records: Sequence[TrialRecord] | None = None
-) -> list[Figure]:
+def report_figures(study: optuna.Study, report: Report, records: Sequence[TrialRecord] | None = None) -> list[Figure]:
     """Every plot of the HTML report, in the order shown."""
     import optuna.visualization as vis
     from optuna.importance import FanovaImportanceEvaluator

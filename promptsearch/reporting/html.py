@@ -203,9 +203,7 @@ def _best_section(report: Report, records: Sequence[TrialRecord]) -> str:
     return f'<section id="best-prompt">{"".join(parts)}</section>'
 
 
-def _pareto_section(
-    study: optuna.Study, report: Report, records: Sequence[TrialRecord], figure: Figure | None
-) -> str:
+def _pareto_section(study: optuna.Study, report: Report, records: Sequence[TrialRecord], figure: Figure | None) -> str:
     names = report.objectives.names
     chosen = report.best
     rows = []
@@ -245,9 +243,7 @@ def _models_section(report: Report) -> str:
 def _candidates_section(report: Report) -> str:
     from promptsearch.study.candidates import describe
 
-    items = [
-        f'<li style="margin-left:{20 * level}px">{_e(text)}</li>' for level, text in describe(report.candidates)
-    ]
+    items = [f'<li style="margin-left:{20 * level}px">{_e(text)}</li>' for level, text in describe(report.candidates)]
     return (
         '<section id="candidates"><h2>Generated candidates</h2><p>Generated once for this study and stored with '
         f"it; every worker and resumed run chose among this list.</p><ul>{''.join(items)}</ul></section>"

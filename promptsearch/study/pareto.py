@@ -126,8 +126,7 @@ def recommend(complete: Sequence[T], directions: Sequence[StudyDirection], *, wi
 def recommendation_rule(names: Sequence[str], directions: Sequence[StudyDirection], within: float) -> str:
     """The rule of :func:`recommend`, in words, with these objectives and tolerance."""
     costs = " then ".join(
-        f"{'lowest' if d.name == 'MINIMIZE' else 'highest'} {n}"
-        for n, d in zip(names[1:], directions[1:], strict=True)
+        f"{'lowest' if d.name == 'MINIMIZE' else 'highest'} {n}" for n, d in zip(names[1:], directions[1:], strict=True)
     )
     return (
         f"the cheapest Pareto-optimal sampled trial ({costs}) whose dev score is within {100 * within:.2f} "

@@ -460,4 +460,3 @@ def store_candidates(study: optuna.Study, candidates: Mapping[str, Any]) -> None
 def stored_candidates_raw(study: optuna.Study) -> dict[str, Any] | None:
     raw = study.user_attrs.get(CANDIDATES_ATTR)
     return dict(raw) if isinstance(raw, Mapping) else None
-
