@@ -118,7 +118,7 @@ def _search(raw: dict[str, Any], out: Path) -> dict[str, Any]:
     t0 = time.perf_counter()
     result = search(space, out=out / raw["name"], device="cpu")
     seconds = time.perf_counter() - t0
-    best = result.report["best"] or {}
+    best = result.report.model_dump(mode="json")["best"] or {}
     config = best.get("config") or {}
     return {
         "seconds": round(seconds, 1),

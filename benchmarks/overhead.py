@@ -96,10 +96,11 @@ def run_promptsearch(runner: Any, seed: int) -> float:
     """One baseline trial (the fixed config) of a fresh in-memory study, as ``promptsearch run`` runs it."""
     import optuna
 
-    from promptsearch.study.objective import BASELINE_ATTR, Objective
+    from promptsearch.study.objective import Objective
+    from promptsearch.study.records import enqueue_baseline
 
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.MedianPruner())
-    study.enqueue_trial({}, user_attrs={BASELINE_ATTR: True})
+    enqueue_baseline(study)
     objective = Objective(runner)
     objective.seed_for = lambda trial: seed  # type: ignore[method-assign]  # same seed as the other two
     study.optimize(objective, n_trials=1)

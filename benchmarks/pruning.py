@@ -66,7 +66,8 @@ def _test_score(run: dict[str, Any], runtimes: dict[str, Any]) -> float | None:
     from promptsearch.api import _make_runner
     from promptsearch.io.data import load_task_data
     from promptsearch.study.final import SEED_OFFSET
-    from promptsearch.study.objective import TrialRunner, trial_config
+    from promptsearch.study.objective import TrialRunner
+    from promptsearch.study.records import trial_config
 
     space, best = run.pop("space"), run.pop("best")
     if best is None:

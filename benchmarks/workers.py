@@ -37,10 +37,10 @@ def main() -> None:
                 result = search(space, n_trials=args.n_trials, out=Path(tmp) / "run", final_seeds=0,
                                 device=args.device, workers=workers)  # fmt: skip
                 seconds = time.perf_counter() - t0
-            done = result.report["trials"]
-            finished = done["complete"] + done["pruned"] + done["fail"]
+            done = result.report.trials
+            finished = done.complete + done.pruned + done.fail
             rows.append({"space": space, "workers": workers, "trials": finished, "seconds": round(seconds, 1),
-                         "trials_per_hour": round(3600 * finished / seconds, 1), "pruned": done["pruned"]})  # fmt: skip
+                         "trials_per_hour": round(3600 * finished / seconds, 1), "pruned": done.pruned})  # fmt: skip
             print(rows[-1], flush=True)
     outcome = {"rows": rows, "n_trials": args.n_trials, "machine": platform.platform(), "cpu_count": os.cpu_count(),
                "versions": versions(), "date": time.strftime("%Y-%m-%d")}  # fmt: skip

@@ -12,7 +12,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +31,7 @@ from promptsearch.io.export import (
 )
 from promptsearch.redact import mask_url
 from promptsearch.reporting.report import build_report, write_reports
+from promptsearch.reporting.schema import Report
 from promptsearch.space.config import TrialConfig
 from promptsearch.space.dimensions import Fixed
 from promptsearch.space.sampling import baseline_config
@@ -38,18 +39,23 @@ from promptsearch.space.search_space import SearchSpace, load_space, parse_space
 from promptsearch.space.spec import DataSource, ModelSpec
 from promptsearch.study.candidates import ensure_candidates, generated_parts, stored_candidates
 from promptsearch.study.checks import check_space_data
-from promptsearch.study.final import FINAL_ATTR, final_evaluation, stored_final
-from promptsearch.study.objective import CALIBRATION_ATTR, TrialRunner, trial_config
-from promptsearch.study.pareto import dev_value
-from promptsearch.study.storage import (
-    HEARTBEAT_SECONDS,
+from promptsearch.study.final import final_evaluation, stored_final
+from promptsearch.study.objective import TrialRunner
+from promptsearch.study.records import (
+    TrialRecord,
     baseline_trial,
     best_trial,
+    completed_trial_attrs,
     count_done,
+    stored_final_raw,
+    stored_space,
+    trial_records,
+)
+from promptsearch.study.storage import (
+    HEARTBEAT_SECONDS,
     default_out_dir,
     open_study,
     run_trials,
-    stored_space_text,
 )
 from promptsearch.study.workers import choose_storage, existing_storage, launch_workers, worker_seed
 from promptsearch.versions import versions
@@ -83,7 +89,7 @@ class SearchResult:
     best_test: dict[str, Any] | None
     baseline_dev: float | None
     baseline_test: dict[str, Any] | None
-    report: dict[str, Any] = field(default_factory=dict)
+    report: Report
     export_path: Path | None = None
 
 
@@ -113,14 +119,20 @@ def _model_for(spec: ModelSpec, head: str) -> ModelSpec:
     return spec.model_copy(update={"head": head, "multi_token": None})
 
 
-def build_export(space: SearchSpace, study: optuna.Study, data: TaskData) -> PromptExport:
-    """The best trial of ``study`` as a :class:`PromptExport` (with test scores when evaluated)."""
-    best = best_trial(study)
-    if best is None:
+def build_export(
+    space: SearchSpace, study: optuna.Study, data: TaskData, *, best: TrialRecord | None = None
+) -> PromptExport:
+    """The best trial of ``study`` as a :class:`PromptExport` (with test scores when evaluated).
+
+    ``best``: the study's :func:`~promptsearch.study.records.best_trial`, when the caller has it already.
+    """
+    records = trial_records(study)
+    best = best_trial(study, records) if best is None else best
+    if best is None or best.config is None:
         raise PromptsearchError(f"study '{study.study_name}' has no completed trial, so there is nothing to export")
-    config = trial_config(best)
-    base = baseline_trial(study)
-    final = study.user_attrs.get(FINAL_ATTR) or {}
+    config = best.config
+    base = baseline_trial(study, records)
+    final = stored_final_raw(study) or {}
     if final and final.get("key", {}).get("best_trial") != best.number:
         final = {}
     task = space.spec.task
@@ -143,17 +155,17 @@ def build_export(space: SearchSpace, study: optuna.Study, data: TaskData) -> Pro
         ),
         prompt=config.prompt,
         demonstration_pool=pool,
-        calibration=best.user_attrs.get(CALIBRATION_ATTR),
+        calibration=best.calibration,
         generated=generated_parts(study, config),
         train=config.train,
-        baseline_train=(trial_config(base).train if base is not None else baseline_config(space).train),
+        baseline_train=(base.config.train if base is not None and base.config else baseline_config(space).train),
         params=dict(best.params),
         scores=ExportedScores(
             metric=task.metric,
-            dev=dev_value(best),
-            dev_epoch=best.user_attrs.get("best_epoch"),
+            dev=best.dev,
+            dev_epoch=best.best_epoch,
             test=(final.get("best") or {}).get("test"),
-            baseline_dev=dev_value(base) if base is not None else None,
+            baseline_dev=base.dev if base is not None else None,
             baseline_test=(final.get("baseline") or {}).get("test"),
         ),
         data_fingerprint=data.fingerprint,
@@ -161,9 +173,28 @@ def build_export(space: SearchSpace, study: optuna.Study, data: TaskData) -> Pro
     )
 
 
-def _build_report(space: SearchSpace, study: optuna.Study, final: dict[str, Any] | None) -> dict[str, Any]:
+def _build_report(
+    space: SearchSpace,
+    study: optuna.Study,
+    final: dict[str, Any] | None,
+    *,
+    records: Sequence[TrialRecord],
+    best: TrialRecord | None,
+    search_seconds: float | None = None,
+    started: float | None = None,
+) -> Report:
     file = str(space.path) if space.path else None
-    return build_report(study, space_name=space.name, space_file=file, metric=space.spec.task.metric, final=final)
+    return build_report(
+        study,
+        space_name=space.name,
+        space_file=file,
+        metric=space.spec.task.metric,
+        final=final,
+        records=records,
+        best=best,
+        search_seconds=search_seconds,
+        started=started,
+    )
 
 
 def _make_runner(space: SearchSpace, data: TaskData, device: str | None) -> TrialRunner:
@@ -266,38 +297,43 @@ def search(
         )  # fmt: skip
     search_seconds = time.perf_counter() - t_start
 
+    records = trial_records(study)  # the trials are finished: one read serves the rest
+    best_record = best_trial(study, records)
     final = None
-    if final_seeds > 0 and data.has_test and best_trial(study) is not None:
+    if final_seeds > 0 and data.has_test and best_record is not None:
         saver = None
         if save_model is not None:
 
             def saver(config: TrialConfig) -> None:
                 from promptsearch.inference.predict import save_model as _save
 
-                _save(runner(), build_export(space, study, data), Path(save_model))
+                _save(runner(), build_export(space, study, data, best=best_record), Path(save_model))
 
-        final = stored_final(study, space, data, final_seeds) if saver is None else None
+        final = stored_final(study, space, data, final_seeds, best=best_record) if saver is None else None
         if final is None:
-            final = final_evaluation(runner(), study, seeds=final_seeds, save_model=saver, progress=progress)
+            final = final_evaluation(
+                runner(), study, seeds=final_seeds, save_model=saver, progress=progress, best=best_record
+            )
 
-    report_dict = _build_report(space, study, final)
-    report_dict["seconds"]["search"] = round(search_seconds, 2)
-    report_dict["seconds"]["total"] = round(time.perf_counter() - t_start, 2)
-    write_reports(out_dir, study, report_dict)
+    rep = _build_report(
+        space, study, final, records=records, best=best_record, search_seconds=search_seconds, started=t_start
+    )
+    write_reports(out_dir, study, rep, records=records)
     export_path = None
-    if best_trial(study) is not None:
-        export_path = write_prompt_config(build_export(space, study, data), out_dir / "best_prompt.yaml")
-    best, base = report_dict["best"], report_dict["baseline"]
+    if best_record is not None:
+        export = build_export(space, study, data, best=best_record)
+        export_path = write_prompt_config(export, out_dir / "best_prompt.yaml")
+    best, base = rep.best, rep.baseline
     return SearchResult(
         space=space,
         study=study,
         out_dir=out_dir,
-        best_config=trial_config(best_trial(study)) if best else None,  # type: ignore[arg-type]
-        best_dev=best["dev_score"] if best else None,
-        best_test=best["test"] if best else None,
-        baseline_dev=base["dev_score"] if base else None,
-        baseline_test=base["test"] if base else None,
-        report=report_dict,
+        best_config=best.config if best else None,
+        best_dev=best.dev_score if best else None,
+        best_test=best.test.model_dump() if best and best.test else None,
+        baseline_dev=base.dev_score if base else None,
+        baseline_test=base.test.model_dump() if base and base.test else None,
+        report=rep,
         export_path=export_path,
     )
 
@@ -402,11 +438,11 @@ def _open_existing(
     if study_name not in names:
         raise ConfigError(f"--study-name '{study_name}': not in {mask_url(storage)}; studies there: {names or 'none'}")
     study = optuna.load_study(study_name=study_name, storage=store)
-    text = stored_space_text(study)
-    info = study.user_attrs.get("space") or {}
-    if text is None:
+    info = stored_space(study)
+    text = info.text if info is not None else None
+    if info is None or text is None:
         raise ConfigError(f"study '{study_name}' was not created by promptsearch (it stores no search space)")
-    file = info.get("file")
+    file = info.file
     space = parse_space(text, path=Path(file) if file else None)
     stored = stored_candidates(study)
     if stored is not None and space.needs_generation:
@@ -423,20 +459,22 @@ def report(
     study_name: str | None = None,
     device: str | None = "auto",
     final_seeds: int | None = None,
-) -> dict[str, Any]:
+) -> Report:
     """Rebuild report.md/json from the storage; trains only for a final evaluation not stored yet."""
     space, study, out_dir = _open_existing(out, storage, study_name)
     data = load_task_data(space.spec.task, space.base_dir)
-    stored_seeds = len(((study.user_attrs.get(FINAL_ATTR) or {}).get("best") or {}).get("seeds", []))
+    stored_seeds = len(((stored_final_raw(study) or {}).get("best") or {}).get("seeds", []))
     seeds = final_seeds if final_seeds is not None else (stored_seeds or space.spec.search.final_seeds)
+    records = trial_records(study)
+    best = best_trial(study, records)
     final = None
-    if seeds > 0 and data.has_test and best_trial(study) is not None:
-        final = stored_final(study, space, data, seeds) or final_evaluation(
-            _make_runner(space, data, device), study, seeds=seeds
+    if seeds > 0 and data.has_test and best is not None:
+        final = stored_final(study, space, data, seeds, best=best) or final_evaluation(
+            _make_runner(space, data, device), study, seeds=seeds, best=best
         )
-    result = _build_report(space, study, final)
+    result = _build_report(space, study, final, records=records, best=best)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_reports(out_dir, study, result)
+    write_reports(out_dir, study, result, records=records)
     return result
 
 
@@ -501,10 +539,7 @@ def train(
     test = runner.evaluate(config, "test") if data.has_test else None
     if save_model is not None:
         study = optuna.create_study(direction=space.spec.search.direction)
-        attrs: dict[str, Any] = {"config": config.model_dump(mode="json"), "best_epoch": result.best_epoch}
-        calibration = runner.calibration_for(config)
-        if calibration is not None:
-            attrs[CALIBRATION_ATTR] = calibration.model_dump(mode="json")
+        attrs = completed_trial_attrs(config, best_epoch=result.best_epoch, calibration=runner.calibration_for(config))
         study.add_trial(optuna.trial.create_trial(value=result.best_score, user_attrs=attrs))
         _save(runner, build_export(space, study, data), Path(save_model))
     return {"dev": result.best_score, "dev_epoch": result.best_epoch, "test": test}

@@ -324,26 +324,26 @@ def _print_result(result: Any) -> None:
     from promptsearch.reporting.report import fmt_score, fmt_test
 
     rep = result.report
-    best, base = rep["best"], rep["baseline"]
-    t = rep["trials"]
+    best, base = rep.best, rep.baseline
+    t = rep.trials
     say(
-        f"\n{rep['space']['name']}: {t['total']} trials ({t['complete']} complete, "
-        f"{t['pruned']} pruned, {t['fail']} failed) in {rep['seconds'].get('total', 0):.0f} s"
+        f"\n{rep.space.name}: {t.total} trials ({t.complete} complete, "
+        f"{t.pruned} pruned, {t.fail} failed) in {rep.seconds.total or 0:.0f} s"
     )
-    if best and best["config"]["baseline"]:
+    if best and best.config.baseline:
         say("best: the plain fine-tuning baseline itself (no sampled prompt beat it on dev)")
-        say(f"  {rep['metric']}: dev {fmt_score(best['dev_score'])}, test {fmt_test(best['test'])}")
+        say(f"  {rep.metric}: dev {fmt_score(best.dev_score)}, test {fmt_test(best.test)}")
     elif best:
-        cfg = best["config"]["prompt"]
+        cfg = best.config.prompt
         say(
-            f"best prompt (trial {best['trial']}): template {cfg['template']!r}, instruction "
-            f"{cfg['instruction']!r}, label words {cfg['label_words']}, "
-            f"{cfg['demonstrations']['count']} demonstration(s)"
+            f"best prompt (trial {best.trial}): template {cfg.template!r}, instruction "
+            f"{cfg.instruction!r}, label words {dict(cfg.label_words)}, "
+            f"{cfg.demonstrations.count} demonstration(s)"
         )
-        say(f"  {rep['metric']}: dev {fmt_score(best['dev_score'])}, test {fmt_test(best['test'])}")
+        say(f"  {rep.metric}: dev {fmt_score(best.dev_score)}, test {fmt_test(best.test)}")
     if base:
-        say(f"plain fine-tuning baseline: dev {fmt_score(base['dev_score'])}, test {fmt_test(base['test'])}")
-    label = "best config (plain)" if best and best["config"]["baseline"] else "best prompt"
+        say(f"plain fine-tuning baseline: dev {fmt_score(base.dev_score)}, test {fmt_test(base.test)}")
+    label = "best config (plain)" if best and best.config.baseline else "best prompt"
     say(f"report: {result.out_dir / 'report.html'} (and report.md); {label}: {result.export_path}")
 
 
@@ -359,7 +359,7 @@ def report_cmd(
     from promptsearch.api import report
 
     result = report(out=out, storage=storage, study_name=study_name, device=device, final_seeds=final_seeds)
-    say(f"wrote the report of study '{result['study']}'")
+    say(f"wrote the report of study '{result.study}'")
 
 
 @app.command("export")

@@ -153,18 +153,20 @@ def test_a_search_with_generated_candidates_exports_them_as_text(
     text += "baseline: {epochs: 1}\n"
     result = search(parse_space(text), out=tmp_path / "run", device="cpu")
     report = result.report
-    assert report["candidates"]["label_words"] and "auto-1" in report["candidates"]["label_words"]
+    assert report.candidates is not None
+    assert report.candidates["label_words"] and "auto-1" in report.candidates["label_words"]
     assert "## Generated candidates" in (tmp_path / "run" / "report.md").read_text(encoding="utf-8")
     from promptsearch.study.candidates import generated_parts
-    from promptsearch.study.objective import trial_config
+    from promptsearch.study.records import trial_records
 
-    sampled = [t for t in result.study.trials if not t.user_attrs.get("baseline") and "config" in t.user_attrs]
+    sampled = [r for r in trial_records(result.study) if not r.is_baseline and r.config is not None]
     assert sampled
-    for trial in sampled:  # only generated maps in this space: every sampled trial used one
-        assert generated_parts(result.study, trial_config(trial))["label_words"]["key"].startswith("auto-")
+    for record in sampled:  # only generated maps in this space: every sampled trial used one
+        assert record.config is not None
+        assert generated_parts(result.study, record.config)["label_words"]["key"].startswith("auto-")
     exported = load_prompt_config(tmp_path / "run" / "best_prompt.yaml")
     if not exported.prompt.is_plain:
-        assert exported.prompt.label_words in list(report["candidates"]["label_words"].values())
+        assert exported.prompt.label_words in list((report.candidates or {})["label_words"].values())
         assert exported.generated["label_words"]["key"].startswith("auto-")
 
 

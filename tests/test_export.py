@@ -67,7 +67,7 @@ def test_run_accepts_an_exported_config(finished_run: Path, tmp_path: Path) -> N
     result = search(finished_run / "best_prompt.yaml", out=tmp_path / "rerun", device="cpu", final_seeds=1)
     assert len(result.study.trials) == 2  # baseline + the one point
     assert result.study.trials[1].params == {}
-    assert result.report["best"] is not None and result.best_test is not None
+    assert result.report.best is not None and result.best_test is not None
 
 
 def test_train_save_model_then_predict(finished_run: Path, tmp_path: Path) -> None:

@@ -35,15 +35,15 @@ def test_report_html_is_one_offline_file_with_every_part(run: SearchResult) -> N
         assert f'id="plot-{key}"' in page or f'id="note-{key}"' in page, key
     for key in ("scores", "history", "intermediate", "parallel", "slice"):
         assert f'id="plot-{key}"' in page, f"{key} should be drawn for a finished study"
-    best = run.report["best"]
-    assert f"trial {best['trial']}</h2>" in page
+    best = run.report.best
+    assert best is not None and f"trial {best.trial}</h2>" in page
     assert '<mark class="label-word">' in page and '<mark class="slot">[MASK]</mark>' in page
     table = page.split('id="trials-table"', 1)[1]
     assert table.count("<tr><td class=num") == len(run.study.trials) == 6
     for trial in run.study.trials:
         assert f'data-value="{trial.state.name}"' in table
-    test = best["test"]
-    assert f"{100 * test['mean']:.2f} ± {100 * test['std']:.2f} (n=2)" in page
+    test = best.test
+    assert test is not None and f"{100 * test.mean:.2f} ± {100 * test.std:.2f} (n=2)" in page
 
 
 def test_markdown_report_embeds_png_plots(run: SearchResult) -> None:
@@ -148,7 +148,7 @@ def test_a_multi_objective_report_with_failed_and_running_trials_renders() -> No
     )
     study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING))
     report = build_report(study, space_name="m", space_file=None, metric="accuracy", final=None)
-    assert report["best"]["trial"] == 0  # within 0 points of the best: the best score itself
+    assert report.best is not None and report.best.trial == 0  # within 0 points of the best: the best score itself
     page = render_html(study, report)
     assert 'id="plot-pareto"' in page and "RuntimeError: boom" in page
     table = page.split('id="trials-table"', 1)[1]

@@ -195,7 +195,7 @@ def test_missing_model_packages_are_named(monkeypatch: pytest.MonkeyPatch) -> No
 def test_a_causal_search_compares_prompting_tuning_and_the_plain_baseline(tiny_llama: Path, tmp_path: Path) -> None:
     from promptsearch.api import export_best, search
     from promptsearch.io.export import load_prompt_config
-    from promptsearch.study.objective import trial_config
+    from promptsearch.study.records import trial_config
 
     extra = """  instruction: ["", "Is the review positive or negative?"]
   demonstrations: {count: [0, 1], selection: [random, balanced]}

@@ -108,12 +108,13 @@ def test_a_study_over_two_models_reports_the_best_trial_of_each(
     data = tiny_data(tmp_path / "data", test_rows=8)
     text = _text(data, str(tiny_model), str(tiny_llama)).replace("n_trials: 4", "n_trials: 6")
     result = search(parse_space(text), out=tmp_path / "run", device="cpu")
-    models = {row["model"]: row for row in result.report["models"]}
+    models = {row.model: row for row in result.report.models}
     assert set(models) == {"bert", "llama"}
-    assert models["bert"]["head"] == "classification" and models["llama"]["head"] == "causal"
+    assert models["bert"].head == "classification" and models["llama"].head == "causal"
     assert "## Best trial per model" in (tmp_path / "run" / "report.md").read_text(encoding="utf-8")
     assert 'id="models"' in (tmp_path / "run" / "report.html").read_text(encoding="utf-8")
-    best = result.report["best"]["config"]
+    assert result.report.best is not None
+    best = result.report.best.config
     exported = load_prompt_config(tmp_path / "run" / "best_prompt.yaml")
-    expected = str(tiny_llama) if best["model"] == "llama" else str(tiny_model)
-    assert exported.model.name == expected and exported.model.head == best["head"]
+    expected = str(tiny_llama) if best.model == "llama" else str(tiny_model)
+    assert exported.model.name == expected and exported.model.head == best.head

@@ -14,8 +14,15 @@ from promptsearch.api import search
 from promptsearch.errors import SpaceError
 from promptsearch.io.export import load_prompt_config
 from promptsearch.space.search_space import parse_space
-from promptsearch.study.pareto import OBJECTIVES_ATTR, pareto_front, recommend, recommendation_rule
-from promptsearch.study.storage import best_trial
+from promptsearch.study.pareto import pareto_front, recommend, recommendation_rule
+from promptsearch.study.records import (
+    BASELINE_ATTR,
+    OBJECTIVES_ATTR,
+    TrialRecord,
+    best_trial,
+    objectives_info,
+    trial_records,
+)
 
 BASE = """
 name: multi
@@ -70,21 +77,35 @@ def _study(
     study = optuna.create_study(directions=["maximize", "minimize"])
     study.set_user_attr(OBJECTIVES_ATTR, {"names": ["dev", "prompt_tokens"], "recommend_within": within})
     if baseline is not None:
-        study.add_trial(optuna.trial.create_trial(values=list(baseline), user_attrs={"baseline": True}))
+        study.add_trial(optuna.trial.create_trial(values=list(baseline), user_attrs={BASELINE_ATTR: True}))
     for dev, tokens in points:
         study.add_trial(optuna.trial.create_trial(values=[dev, tokens]))
     return study
 
 
+def _front(study: optuna.Study) -> list[TrialRecord]:
+    return pareto_front([r for r in trial_records(study) if r.is_complete], study.directions)
+
+
+def _recommend(study: optuna.Study, within: float | None = None) -> TrialRecord | None:
+    within = objectives_info(study).within if within is None else within
+    return recommend([r for r in trial_records(study) if r.is_complete], study.directions, within=within)
+
+
+def _rule(study: optuna.Study) -> str:
+    info = objectives_info(study)
+    return recommendation_rule(info.names, study.directions, info.within)
+
+
 def test_the_recommendation_is_the_cheapest_pareto_trial_near_the_best_score() -> None:
     # trial: 0 dominated, 1 best score, 2 0.4 points lower and far cheaper, 3 cheapest but 2 points lower
     study = _study([(0.80, 90.0), (0.90, 120.0), (0.896, 60.0), (0.88, 30.0)], within=0.005)
-    assert [t.number for t in pareto_front(study)] == [1, 2, 3]
-    assert recommend(study).number == 2  # type: ignore[union-attr]
+    assert [t.number for t in _front(study)] == [1, 2, 3]
+    assert _recommend(study).number == 2  # type: ignore[union-attr]
     assert best_trial(study).number == 2  # type: ignore[union-attr]
-    assert recommend(study, within=0.0).number == 1  # type: ignore[union-attr]
-    assert recommend(study, within=0.05).number == 3  # type: ignore[union-attr]
-    assert recommendation_rule(study).startswith(
+    assert _recommend(study, within=0.0).number == 1  # type: ignore[union-attr]
+    assert _recommend(study, within=0.05).number == 3  # type: ignore[union-attr]
+    assert _rule(study).startswith(
         "the cheapest Pareto-optimal sampled trial (lowest prompt_tokens) whose dev score is within 0.50 points "
         "of the best dev score on that front (search.recommend_within)"
     )
@@ -94,11 +115,11 @@ def test_the_baseline_is_a_reference_point_not_a_recommendation() -> None:
     # the baseline (trial 0) is as good as the best and far shorter: it is on the front, but never recommended;
     # it dominates both sampled trials, which still form the front the recommendation comes from
     study = _study([(0.90, 120.0), (0.85, 60.0)], within=0.01, baseline=(0.90, 20.0))
-    assert [t.number for t in pareto_front(study)] == [0, 1, 2]  # the sampled front, and the baseline beside it
-    assert recommend(study).number == 1  # type: ignore[union-attr]
-    assert recommend(study, within=0.1).number == 2  # type: ignore[union-attr]
+    assert [t.number for t in _front(study)] == [0, 1, 2]  # the sampled front, and the baseline beside it
+    assert _recommend(study).number == 1  # type: ignore[union-attr]
+    assert _recommend(study, within=0.1).number == 2  # type: ignore[union-attr]
     only = _study([], within=0.01, baseline=(0.9, 20.0))
-    assert recommend(only).number == 0  # type: ignore[union-attr]  # nothing else has finished
+    assert _recommend(only).number == 0  # type: ignore[union-attr]  # nothing else has finished
 
 
 def test_cmaes_is_refused_with_several_objectives() -> None:
@@ -125,8 +146,8 @@ def test_a_multi_objective_search_end_to_end(tiny_model: Path, tmp_path: Path) -
     for t in done:
         assert t.values[1] == pytest.approx(t.user_attrs["prompt_tokens_mean"], abs=0.051)
         assert t.user_attrs["latency_ms"] > 0 and t.intermediate_values == {}
-    chosen = recommend(study)
-    assert chosen is not None and result.report["best"]["trial"] == chosen.number
+    chosen = _recommend(study)
+    assert chosen is not None and result.report.best is not None and result.report.best.trial == chosen.number
     assert result.best_test is not None  # the recommended config had its final test evaluation
 
     report = json.loads((tmp_path / "run" / "report.json").read_text())
@@ -139,4 +160,4 @@ def test_a_multi_objective_search_end_to_end(tiny_model: Path, tmp_path: Path) -
     md = (tmp_path / "run" / "report.md").read_text()
     assert "## Objectives" in md and re.search(r"!\[Pareto front\]\(plots/pareto\.png\)", md)
     exported = load_prompt_config(tmp_path / "run" / "best_prompt.yaml")
-    assert exported.trial == chosen.number and exported.scores.dev == pytest.approx(chosen.values[0])
+    assert exported.trial == chosen.number and exported.scores.dev == pytest.approx(chosen.dev)

@@ -14,8 +14,9 @@ from promptsearch.models.device import resolve_device
 from promptsearch.models.runtime import ModelRuntime
 from promptsearch.space.sampling import sample_config
 from promptsearch.space.search_space import load_space
-from promptsearch.study.objective import EVALUATION_ATTR, TrialRunner
+from promptsearch.study.objective import TrialRunner
 from promptsearch.study.protocol import Protocol
+from promptsearch.study.records import EVALUATION_ATTR
 
 
 def _space(tmp_path: Path, model: Path, evaluation: str, *, extra: str = "", epochs: str = "2") -> Path:

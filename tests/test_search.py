@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 import promptsearch
 import promptsearch.io.data as data_module
 from promptsearch.api import search
-from promptsearch.study.objective import trial_config
+from promptsearch.study.records import trial_config
 
 
 def _states(study: optuna.Study) -> list[TrialState]:
@@ -95,7 +95,7 @@ def test_a_failing_trial_does_not_stop_the_study(tiny_space: Path, tmp_path: Pat
     assert trials[2].state == TrialState.FAIL
     assert trials[2].user_attrs["error"] == "RuntimeError: disk on fire"
     assert all(t.state != TrialState.FAIL for t in trials if t.number != 2)
-    assert result.report["trials"]["fail"] == 1
+    assert result.report.trials.fail == 1
     assert "disk on fire" in (tmp_path / "run" / "report.md").read_text()
 
 

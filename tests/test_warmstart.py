@@ -12,7 +12,8 @@ from promptsearch.cli import main
 from promptsearch.io.export import load_prompt_config, write_prompt_config
 from promptsearch.space.config import DemoConfig, PromptConfig, TrainConfig
 from promptsearch.space.search_space import parse_space
-from promptsearch.study.warmstart import WARM_START_ATTR, fit_config, from_export
+from promptsearch.study.records import WARM_START_ATTR
+from promptsearch.study.warmstart import fit_config, from_export
 
 NEW_SPACE = """
 name: new

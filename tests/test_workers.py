@@ -24,7 +24,8 @@ from promptsearch.cli import main
 from promptsearch.errors import ConfigError
 from promptsearch.io.data import load_task_data
 from promptsearch.space.search_space import load_space
-from promptsearch.study.storage import STALE_ATTR, counts_towards_budget, make_storage, open_study
+from promptsearch.study.records import STALE_ATTR, counts_towards_budget
+from promptsearch.study.storage import make_storage, open_study
 from promptsearch.study.workers import choose_storage, worker_seed
 
 PG = "postgresql://root@127.0.0.1:5432/test"

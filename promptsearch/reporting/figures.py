@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from promptsearch.study.pareto import dev_value, is_multi_objective, pareto_front, recommend
+from promptsearch.study.pareto import dev_value, is_multi_objective, pareto_front
+from promptsearch.study.records import TrialRecord, trial_records
 
 if TYPE_CHECKING:
     import optuna
     from optuna.trial import FrozenTrial
+
+    from promptsearch.reporting.schema import Report
 
 __all__ = ["Figure", "report_figures", "sampled_trials_study"]
 
@@ -41,7 +44,11 @@ def sampled_trials_study(study: optuna.Study) -> optuna.Study:
     copy = optuna.create_study(directions=study.directions)
     finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
     copy.add_trials(
-        [t for t in study.get_trials(deepcopy=False, states=finished) if not t.user_attrs.get("baseline") and t.params]
+        [
+            t
+            for t in study.get_trials(deepcopy=False, states=finished)
+            if t.params and not TrialRecord.from_trial(t).is_baseline
+        ]
     )
     return copy
 
@@ -58,40 +65,40 @@ def _dev_target(study: optuna.Study) -> Callable[[FrozenTrial], float] | None:
     return target
 
 
-def _scores(report: dict[str, Any]) -> Figure:
+def _scores(report: Report) -> Figure:
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    best, base = report.get("best"), report.get("baseline")
+    best, base = report.best, report.baseline
     rows = [("best prompt", best), ("baseline", base)]
-    if best and base and best["trial"] == base["trial"]:
+    if best and base and best.trial == base.trial:
         rows = [("baseline (also the best)", base)]
     names = [name for name, item in rows if item]
-    dev = [100 * (item["dev_score"] or 0.0) for _, item in rows if item]
+    dev = [100 * (item.dev_score or 0.0) for _, item in rows if item]
     fig.add_trace(go.Bar(name="dev (search)", x=names, y=dev))
-    tests = [item.get("test") if item else None for _, item in rows]
+    tests = [item.test if item else None for _, item in rows]
     if any(tests):
         fig.add_trace(
             go.Bar(
                 name="test (mean ± std over seeds)",
                 x=names,
-                y=[100 * t["mean"] if t else None for t in tests[: len(names)]],
-                error_y={"type": "data", "array": [100 * t["std"] if t else 0 for t in tests[: len(names)]]},
+                y=[100 * t.mean if t else None for t in tests[: len(names)]],
+                error_y={"type": "data", "array": [100 * t.std if t else 0 for t in tests[: len(names)]]},
             )
         )
         for name, t in zip(names, tests, strict=False):
             if t:
                 fig.add_trace(
                     go.Scatter(
-                        x=[name] * len(t["scores"]),
-                        y=[100 * s for s in t["scores"]],
+                        x=[name] * len(t.scores),
+                        y=[100 * s for s in t.scores],
                         mode="markers",
                         marker={"color": "black", "size": 7},
                         name=f"test per seed ({name})",
                         showlegend=False,
                     )
                 )
-    fig.update_layout(barmode="group", yaxis_title=f"{report['metric']} × 100", height=380)
+    fig.update_layout(barmode="group", yaxis_title=f"{report.metric} × 100", height=380)
     return Figure("scores", "Dev and test scores against the baseline", fig)
 
 
@@ -105,19 +112,20 @@ def _try(key: str, title: str, build: Callable[[], Any], note_on_error: str) -> 
         return Figure(key, title, note=f"{note_on_error} ({exc})")
 
 
-def report_figures(study: optuna.Study, report: dict[str, Any]) -> list[Figure]:
+def report_figures(study: optuna.Study, report: Report, records: Sequence[TrialRecord] | None = None) -> list[Figure]:
     """Every plot of the HTML report, in the order shown."""
     import optuna.visualization as vis
     from optuna.importance import FanovaImportanceEvaluator
     from optuna.trial import TrialState
 
     target = _dev_target(study)
-    dev_name = f"dev {report['metric']}"
+    dev_name = f"dev {report.metric}"
+    records = trial_records(study) if records is None else records
     sampled = sampled_trials_study(study)
     complete = [t for t in sampled.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
     figures = [_scores(report)]
     if is_multi_objective(study):
-        figures.append(_pareto(study, report))
+        figures.append(_pareto(study, report, records))
     figures.append(
         _try(
             "history",
@@ -188,20 +196,20 @@ def report_figures(study: optuna.Study, report: dict[str, Any]) -> list[Figure]:
     return figures
 
 
-def _pareto(study: optuna.Study, report: dict[str, Any]) -> Figure:
+def _pareto(study: optuna.Study, report: Report, records: Sequence[TrialRecord]) -> Figure:
     import plotly.graph_objects as go
 
-    names = report.get("objectives", {}).get("names") or ["dev"]
-    chosen = recommend(study)
-    front = {t.number for t in pareto_front(study)}
-    complete = [t for t in study.trials if t.values and len(t.values) >= 2]
+    names = report.objectives.names or ["dev"]
+    complete = [r for r in records if r.is_complete and r.values and len(r.values) >= 2]
+    front = {r.number for r in pareto_front(complete, study.directions)}
+    chosen = next((r for r in complete if report.best is not None and r.number == report.best.trial), None)
     fig = go.Figure()
     for on_front, label, color in ((False, "other trials", "#9aa5b1"), (True, "Pareto front", "#1f77b4")):
         pts = [t for t in complete if (t.number in front) == on_front]
         fig.add_trace(
             go.Scatter(
-                x=[t.values[1] for t in pts],
-                y=[100 * t.values[0] for t in pts],
+                x=[t.values[1] for t in pts if t.values],
+                y=[100 * t.values[0] for t in pts if t.values],
                 mode="markers",
                 name=label,
                 marker={"color": color, "size": 10},
@@ -209,7 +217,7 @@ def _pareto(study: optuna.Study, report: dict[str, Any]) -> Figure:
                 hovertemplate="%{text}<br>%{x}<br>dev %{y:.2f}<extra></extra>",
             )
         )
-    if chosen is not None:
+    if chosen is not None and chosen.values:
         fig.add_trace(
             go.Scatter(
                 x=[chosen.values[1]],
@@ -219,5 +227,5 @@ def _pareto(study: optuna.Study, report: dict[str, Any]) -> Figure:
                 marker={"color": "#d62728", "size": 16, "symbol": "star"},
             )
         )
-    fig.update_layout(xaxis_title=names[1], yaxis_title=f"dev {report['metric']} × 100", height=400)
+    fig.update_layout(xaxis_title=names[1], yaxis_title=f"dev {report.metric} × 100", height=400)
     return Figure("pareto", "Pareto front", fig)

@@ -11,17 +11,21 @@ from __future__ import annotations
 import datetime as dt
 import html
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from promptsearch.io.export import atomic_write_text
 from promptsearch.reporting.figures import Figure, report_figures
 from promptsearch.reporting.highlight import highlight_html
-from promptsearch.study.pareto import dev_value, is_multi_objective, pareto_front, recommendation_rule
+from promptsearch.reporting.schema import Report, TestScores
+from promptsearch.study.pareto import pareto_front
+from promptsearch.study.records import TrialRecord, trial_records
 
 if TYPE_CHECKING:
     import optuna
-    from optuna.trial import FrozenTrial
+
+    from promptsearch.space.config import TrialConfig
 
 __all__ = ["render_html", "write_html_report"]
 
@@ -85,27 +89,21 @@ def _pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.2f}"
 
 
-def _test_cell(test: dict[str, Any] | None) -> str:
+def _test_cell(test: TestScores | None) -> str:
     if not test:
         return '<td class="note">not evaluated</td>'
-    seeds = ", ".join(f"{100 * s:.2f}" for s in test["scores"])
+    seeds = ", ".join(f"{100 * s:.2f}" for s in test.scores)
     return (
-        f'<td class="num" data-value="{test["mean"]}">{100 * test["mean"]:.2f} ± {100 * test["std"]:.2f} '
-        f'(n={len(test["scores"])})</td><td class="num">{seeds}</td>'
+        f'<td class="num" data-value="{test.mean}">{100 * test.mean:.2f} ± {100 * test.std:.2f} '
+        f'(n={len(test.scores)})</td><td class="num">{seeds}</td>'
     )
 
 
-def _duration(trial: FrozenTrial) -> float | None:
-    if trial.datetime_start and trial.datetime_complete:
-        return (trial.datetime_complete - trial.datetime_start).total_seconds()
-    return None
-
-
-def _scores_section(report: dict[str, Any], figure: Figure) -> str:
+def _scores_section(report: Report, figure: Figure) -> str:
     rows = []
-    first = "recommended config" if report.get("objectives", {}).get("multi") else "best prompt"
-    best, base = report.get("best"), report.get("baseline")
-    same = bool(best and base and best["trial"] == base["trial"])
+    first = "recommended config" if report.objectives.multi else "best prompt"
+    best, base = report.best, report.baseline
+    same = bool(best and base and best.trial == base.trial)
     shown = [("plain fine-tuning baseline (also the best)", base)] if same else [(first, best)]
     if not same:
         shown.append(("plain fine-tuning baseline", base))
@@ -114,16 +112,16 @@ def _scores_section(report: dict[str, Any], figure: Figure) -> str:
             rows.append(f"<tr><td>{name}</td><td colspan=5 class=note>none</td></tr>")
             continue
         rows.append(
-            f"<tr><td>{name}</td><td class=num>{item['trial']}</td><td class=num>{_pct(item['dev_score'])}</td>"
-            f"<td class=num>{_e(item.get('dev_epoch'))}</td>{_test_cell(item.get('test'))}</tr>"
+            f"<tr><td>{name}</td><td class=num>{item.trial}</td><td class=num>{_pct(item.dev_score)}</td>"
+            f"<td class=num>{_e(item.dev_epoch)}</td>{_test_cell(item.test)}</tr>"
         )
     gap = ""
-    if best and base and not same and best.get("test") and base.get("test"):
-        diff = 100 * (best["test"]["mean"] - base["test"]["mean"])
+    if best and base and not same and best.test and base.test:
+        diff = 100 * (best.test.mean - base.test.mean)
         gap = f"<p>Test difference, best prompt − baseline: <b>{diff:+.2f}</b> points.</p>"
     return (
         '<section id="scores"><h2>Scores</h2>'
-        f"<p>Metric <b>{_e(report['metric'])}</b> × 100. Dev is the search's score (the best trial's best epoch); "
+        f"<p>Metric <b>{_e(report.metric)}</b> × 100. Dev is the search's score (the best trial's best epoch); "
         "test is the final evaluation, retrained with several seeds (mean ± std), never read by the search.</p>"
         "<table><thead><tr><th></th><th>trial</th><th>dev</th><th>dev epoch</th><th>test</th><th>test per seed</th>"
         f"</tr></thead><tbody>{''.join(rows)}</tbody></table>{gap}{_figure_html(figure)}</section>"
@@ -131,20 +129,26 @@ def _scores_section(report: dict[str, Any], figure: Figure) -> str:
 
 
 def _prompt_block(
-    title: str, trial: int, config: dict[str, Any], example: str, parts: list[list[str]] | None = None
+    title: str,
+    trial: int,
+    config: TrialConfig,
+    example: str,
+    parts: list[list[str]] | None = None,
+    generated: dict[str, Any] | None = None,
 ) -> str:
-    prompt, train = config["prompt"], config["train"]
+    dumped = config.model_dump(mode="json")
+    prompt, train = dumped["prompt"], dumped["train"]
     words = ", ".join(
         f'{_e(lab)} → <mark class="label-word">{_e(w)}</mark>' for lab, w in prompt["label_words"].items()
     )
-    generated = config.get("generated") or {}
+    generated = generated or {}
 
     def mark(part: str) -> str:
         info = generated.get(part)
         return f' <span class="note">(generated: {_e(info["key"])}, {_e(info["source"])})</span>' if info else ""
 
     items = [
-        *([("model", f"{_e(config['model'])} ({_e(config['head'])} head)")] if config.get("model") else []),
+        *([("model", f"{_e(config.model)} ({_e(config.head)} head)")] if config.model else []),
         ("instruction", _e(repr(prompt["instruction"])) + mark("instruction")),
         ("template", f"<code>{_e(repr(prompt['template']))}</code>" if prompt["template"] else "none (plain input)"),
         ("label words", words + mark("label_words")),
@@ -165,76 +169,69 @@ def _prompt_block(
     )
 
 
-def _best_sampled(study: optuna.Study) -> FrozenTrial | None:
-    import optuna
-
-    done = [
-        t
-        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-        if t.values and not t.user_attrs.get("baseline") and "config" in t.user_attrs
-    ]
-    sign = -1.0 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1.0
-    return min(done, key=lambda t: (sign * (dev_value(t) or 0.0), t.number)) if done else None
+def _best_sampled(records: Sequence[TrialRecord], maximize: bool) -> TrialRecord | None:
+    done = [r for r in records if r.is_complete and not r.is_baseline and r.config is not None]
+    sign = -1.0 if maximize else 1.0
+    return min(done, key=lambda r: (sign * (r.dev or 0.0), r.number)) if done else None
 
 
-def _best_section(study: optuna.Study, report: dict[str, Any]) -> str:
-    best = report.get("best")
+def _best_section(report: Report, records: Sequence[TrialRecord]) -> str:
+    best = report.best
     if not best:
         return '<section id="best-prompt"><h2>Best prompt</h2><p class=note>No completed trial yet.</p></section>'
-    title = "Recommended config" if report.get("objectives", {}).get("multi") else "Best prompt"
-    example = best.get("prompt_example") or ""
-    if not best["config"].get("baseline"):
-        config = {**best["config"], "generated": best.get("generated") or {}}
-        block = _prompt_block(title, best["trial"], config, example, best.get("prompt_parts"))
+    title = "Recommended config" if report.objectives.multi else "Best prompt"
+    example = best.prompt_example or ""
+    if not best.config.baseline:
+        block = _prompt_block(title, best.trial, best.config, example, best.prompt_parts, best.generated)
         return f'<section id="best-prompt">{block}</section>'
-    parts = [_prompt_block(f"{title}: the plain fine-tuning baseline", best["trial"], best["config"], example)]
-    runner_up = _best_sampled(study)
-    if runner_up is not None:
+    parts = [_prompt_block(f"{title}: the plain fine-tuning baseline", best.trial, best.config, example)]
+    runner_up = _best_sampled(records, report.direction == "maximize")
+    if runner_up is not None and runner_up.config is not None:
         parts.append(
             f'<p class="note">No sampled prompt beat the baseline on dev; the best of them scored '
-            f"{_pct(dev_value(runner_up))} against {_pct(best['dev_score'])}.</p>"
+            f"{_pct(runner_up.dev)} against {_pct(best.dev_score)}.</p>"
         )
         parts.append(
             _prompt_block(
                 "Best sampled prompt",
                 runner_up.number,
-                runner_up.user_attrs["config"],
-                runner_up.user_attrs.get("prompt_example") or "",
-                runner_up.user_attrs.get("prompt_parts"),
+                runner_up.config,
+                runner_up.prompt_example or "",
+                runner_up.prompt_parts,
             )
         )
     return f'<section id="best-prompt">{"".join(parts)}</section>'
 
 
-def _pareto_section(study: optuna.Study, report: dict[str, Any], figure: Figure | None) -> str:
-    names = report["objectives"]["names"]
-    chosen = report.get("best")
+def _pareto_section(study: optuna.Study, report: Report, records: Sequence[TrialRecord], figure: Figure | None) -> str:
+    names = report.objectives.names
+    chosen = report.best
     rows = []
-    for t in pareto_front(study):
-        mark = " ★ recommended" if chosen and chosen["trial"] == t.number else ""
+    for t in pareto_front([r for r in records if r.is_complete], study.directions):
+        mark = " ★ recommended" if chosen and chosen.trial == t.number else ""
         values = "".join(
             f"<td class=num>{_pct(v) if i == 0 else f'{v:.4g}'}</td>" for i, v in enumerate(t.values or [])
         )
-        base = " (baseline)" if t.user_attrs.get("baseline") else ""
+        base = " (baseline)" if t.is_baseline else ""
         rows.append(f"<tr><td>{t.number}{base}{mark}</td>{values}</tr>")
     head = "".join(f"<th>{_e(n)}</th>" for n in names)
-    directions = report["objectives"]["directions"]
+    directions = report.objectives.directions
     return (
         '<section id="pareto"><h2>Pareto front and recommended config</h2>'
         f"<p>Objectives: {_e(', '.join(f'{n} ({d})' for n, d in zip(names, directions, strict=True)))}."
-        f" Recommended by the rule: {_e(recommendation_rule(study))}.</p>"
+        f" Recommended by the rule: {_e(report.objectives.rule)}.</p>"
         f"<table><thead><tr><th>trial</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
         f"{_figure_html(figure) if figure else ''}</section>"
     )
 
 
-def _models_section(report: dict[str, Any]) -> str:
+def _models_section(report: Report) -> str:
     rows = "".join(
-        f"<tr><td>{_e(r['model'])}</td><td>{_e(r['head'] or '–')}</td><td class=num>{r['trials']}</td>"
-        f"<td class=num>{_e(r['best_trial'] if r['best_trial'] is not None else '–')}</td>"
-        f"<td class=num>{_pct(r['dev_score'])}</td>"
-        f"<td>{_e(', '.join(f'{k}={_short(v)}' for k, v in r['params'].items() if k != 'model'))}</td></tr>"
-        for r in report.get("models") or []
+        f"<tr><td>{_e(r.model)}</td><td>{_e(r.head or '–')}</td><td class=num>{r.trials}</td>"
+        f"<td class=num>{_e(r.best_trial if r.best_trial is not None else '–')}</td>"
+        f"<td class=num>{_pct(r.dev_score)}</td>"
+        f"<td>{_e(', '.join(f'{k}={_short(v)}' for k, v in r.params.items() if k != 'model'))}</td></tr>"
+        for r in report.models
     )
     return (
         '<section id="models"><h2>Best trial per model</h2><p>The best sampled trial of each model (dev).</p>'
@@ -243,12 +240,10 @@ def _models_section(report: dict[str, Any]) -> str:
     )
 
 
-def _candidates_section(report: dict[str, Any]) -> str:
+def _candidates_section(report: Report) -> str:
     from promptsearch.study.candidates import describe
 
-    items = [
-        f'<li style="margin-left:{20 * level}px">{_e(text)}</li>' for level, text in describe(report.get("candidates"))
-    ]
+    items = [f'<li style="margin-left:{20 * level}px">{_e(text)}</li>' for level, text in describe(report.candidates)]
     return (
         '<section id="candidates"><h2>Generated candidates</h2><p>Generated once for this study and stored with '
         f"it; every worker and resumed run chose among this list.</p><ul>{''.join(items)}</ul></section>"
@@ -271,9 +266,9 @@ def _plot_section(fig: Figure) -> str:
     return f'<section id="{fig.key}"><h2>{_e(fig.title)}</h2>{_figure_html(fig)}</section>'
 
 
-def _trials_section(study: optuna.Study, report: dict[str, Any]) -> str:
-    names = report.get("objectives", {}).get("names") or ["dev"]
-    extra = names[1:] if is_multi_objective(study) else []
+def _trials_section(report: Report, records: Sequence[TrialRecord]) -> str:
+    names = report.objectives.names or ["dev"]
+    extra = names[1:] if report.objectives.multi else []
     head = (
         "<th data-numeric>trial</th><th>state</th><th data-numeric>dev</th>"
         + "".join(f"<th data-numeric>{_e(n)}</th>" for n in extra)
@@ -281,32 +276,32 @@ def _trials_section(study: optuna.Study, report: dict[str, Any]) -> str:
         "<th>parameters</th><th>example prompt</th>"
     )
     rows = []
-    for t in study.get_trials(deepcopy=False):
-        dev = dev_value(t)
-        seconds = _duration(t)
-        tokens = t.user_attrs.get("prompt_tokens_mean")
-        config = t.user_attrs.get("config") or {}
-        if t.user_attrs.get("baseline"):
+    for t in records:
+        dev = t.dev
+        seconds = t.duration
+        tokens = t.prompt_tokens_mean
+        if t.is_baseline:
             params = "baseline (plain fine-tuning)"
         else:
             params = "<br>".join(f"{_e(k)}={_e(_short(v))}" for k, v in t.params.items())
-        reason = t.user_attrs.get("error") or t.user_attrs.get("pruned_reason") or ""
+        reason = t.error or t.pruned_reason or ""
         state = t.state.name + (f'<br><span class="note">{_e(reason[:200])}</span>' if reason else "")
-        example = t.user_attrs.get("prompt_example")
-        marked = highlight_html(example or "", config.get("prompt"), t.user_attrs.get("prompt_parts"))
+        example = t.prompt_example
+        prompt = t.config.prompt.model_dump(mode="json") if t.config is not None else None
+        marked = highlight_html(example or "", prompt, t.prompt_parts)
         prompt_cell = f'<pre class="prompt small">{marked}</pre>' if example else '<span class="note">none</span>'
         costs = "".join(_num_cell(v) for v in (t.values[1:] if t.values else [None] * len(extra)))
         rows.append(
             f'<tr><td class=num data-value="{t.number}">{t.number}</td>'
             f'<td data-value="{t.state.name}" class="state-{t.state.name}">{state}</td>'
             f'<td class=num data-value="{"" if dev is None else dev}">{_pct(dev)}</td>{costs}'
-            f"{_num_cell(tokens)}{_num_cell(t.user_attrs.get('epochs_run'))}"
+            f"{_num_cell(tokens)}{_num_cell(t.epochs_run)}"
             f'<td class=num data-value="{"" if seconds is None else round(seconds, 2)}">'
             f"{'–' if seconds is None else f'{seconds:.1f}'}</td>"
             f'<td data-value="{_e(json.dumps(t.params, default=str))}">{params}</td>'
             f'<td data-value="{_e(example or "")}">{prompt_cell}</td></tr>'
         )
-    direction = 1 if report.get("direction") == "minimize" else -1
+    direction = 1 if report.direction == "minimize" else -1
     return (
         '<section id="trials"><h2>All trials</h2><p>Click a column to sort (best dev score first).</p>'
         f'<table class="sortable" id="trials-table" data-default-sort="2" data-default-dir="{direction}">'
@@ -323,24 +318,25 @@ def _short(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def render_html(study: optuna.Study, report: dict[str, Any]) -> str:
-    """The whole page as one string (plotly.js inline)."""
+def render_html(study: optuna.Study, report: Report, records: Sequence[TrialRecord] | None = None) -> str:
+    """The whole page as one string (plotly.js inline). ``records``: the study's trial records, if read already."""
     from plotly.offline import get_plotlyjs
 
-    figures = {f.key: f for f in report_figures(study, report)}
-    t = report["trials"]
+    records = trial_records(study) if records is None else records
+    figures = {f.key: f for f in report_figures(study, report, records)}
+    t = report.trials
     summary = (
-        f"study <b>{_e(report['study'])}</b> · space file <code>{_e(report['space']['file'])}</code> · "
-        f"{t['total']} trials ({t['complete']} complete, {t['pruned']} pruned, {t['fail']} failed"
-        + (f", {t['running']} running" if t["running"] else "")
+        f"study <b>{_e(report.study)}</b> · space file <code>{_e(report.space.file)}</code> · "
+        f"{t.total} trials ({t.complete} complete, {t.pruned} pruned, {t.fail} failed"
+        + (f", {t.running} running" if t.running else "")
         + ")"
     )
-    sections = [_scores_section(report, figures.pop("scores")), _best_section(study, report)]
-    if is_multi_objective(study):
-        sections.append(_pareto_section(study, report, figures.pop("pareto", None)))
-    if report.get("models"):
+    sections = [_scores_section(report, figures.pop("scores")), _best_section(report, records)]
+    if report.objectives.multi:
+        sections.append(_pareto_section(study, report, records, figures.pop("pareto", None)))
+    if report.models:
         sections.append(_models_section(report))
-    if report.get("candidates"):
+    if report.candidates:
         sections.append(_candidates_section(report))
     pairs = [["history", "intermediate"], ["importance", "parallel"], ["slice"]]
     for keys in pairs:
@@ -349,23 +345,25 @@ def render_html(study: optuna.Study, report: dict[str, Any]) -> str:
             sections.append('<div class="grid">' + "".join(_plot_section(f) for f in shown) + "</div>")
         else:
             sections.extend(_plot_section(f) for f in shown)
-    sections.append(_trials_section(study, report))
-    versions = ", ".join(f"{k} {v}" for k, v in report.get("versions", {}).items())
-    created = report.get("created") or dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    sections.append(_trials_section(report, records))
+    versions = ", ".join(f"{k} {v}" for k, v in report.versions.items())
+    created = report.created or dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>promptsearch report: {_e(report['space']['name'])}</title><style>{_CSS}</style>"
+        f"<title>promptsearch report: {_e(report.space.name)}</title><style>{_CSS}</style>"
         f"<script>{_ERRORS_JS}</script><script>{get_plotlyjs()}</script></head><body>"
-        f"<header><h1>promptsearch report: {_e(report['space']['name'])}</h1><p>{summary}</p></header>"
+        f"<header><h1>promptsearch report: {_e(report.space.name)}</h1><p>{summary}</p></header>"
         f"<main>{''.join(sections)}<p class=note>Generated {_e(created)} with {_e(versions)}. "
         "This file is self-contained and works offline.</p></main>"
         f"<script>{_SORT_JS}</script></body></html>\n"
     )
 
 
-def write_html_report(out_dir: Path, study: optuna.Study, report: dict[str, Any]) -> Path:
+def write_html_report(
+    out_dir: Path, study: optuna.Study, report: Report, records: Sequence[TrialRecord] | None = None
+) -> Path:
     """Write ``report.html`` in ``out_dir`` (atomically) and return its path."""
     path = out_dir / "report.html"
-    atomic_write_text(path, render_html(study, report))
+    atomic_write_text(path, render_html(study, report, records))
     return path

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from promptsearch.study.pareto import dev_value, is_multi_objective, pareto_front, recommend
+from promptsearch.study.pareto import dev_value, is_multi_objective, pareto_front
 
 if TYPE_CHECKING:
     import optuna
     from matplotlib.figure import Figure as MplFigure
+
+    from promptsearch.reporting.schema import Report
+    from promptsearch.study.records import TrialRecord
 
 __all__ = ["write_pngs"]
 
@@ -31,26 +35,26 @@ def _figure() -> tuple[MplFigure, Any]:
     return fig, fig.add_subplot()
 
 
-def _scores(report: dict[str, Any]) -> MplFigure | None:
-    best, base = report.get("best"), report.get("baseline")
+def _scores(report: Report) -> MplFigure | None:
+    best, base = report.best, report.baseline
     rows = [(n, item) for n, item in (("best prompt", best), ("baseline", base)) if item]
-    if best and base and best["trial"] == base["trial"]:
+    if best and base and best.trial == base.trial:
         rows = [("baseline (also the best)", base)]
     if not rows:
         return None
     fig, ax = _figure()
     xs = range(len(rows))
-    ax.bar([x - 0.2 for x in xs], [100 * (item["dev_score"] or 0) for _, item in rows], 0.4, label="dev")
-    tests = [item.get("test") for _, item in rows]
+    ax.bar([x - 0.2 for x in xs], [100 * (item.dev_score or 0) for _, item in rows if item], 0.4, label="dev")
+    tests = [item.test if item else None for _, item in rows]
     if any(tests):
-        means = [100 * t["mean"] if t else 0 for t in tests]
-        stds = [100 * t["std"] if t else 0 for t in tests]
+        means = [100 * t.mean if t else 0 for t in tests]
+        stds = [100 * t.std if t else 0 for t in tests]
         ax.bar([x + 0.2 for x in xs], means, 0.4, yerr=stds, capsize=4, label="test (mean ± std)")
         for x, t in zip(xs, tests, strict=True):
             if t:
-                ax.plot([x + 0.2] * len(t["scores"]), [100 * s for s in t["scores"]], "k.", ms=6)
+                ax.plot([x + 0.2] * len(t.scores), [100 * s for s in t.scores], "k.", ms=6)
     ax.set_xticks(list(xs), [n for n, _ in rows])
-    ax.set_ylabel(f"{report['metric']} × 100")
+    ax.set_ylabel(f"{report.metric} × 100")
     ax.legend(loc="lower right")
     return fig
 
@@ -106,17 +110,19 @@ def _importance(study: optuna.Study) -> MplFigure | None:
     return fig
 
 
-def _pareto(study: optuna.Study, names: list[str]) -> MplFigure | None:
+def _pareto(
+    study: optuna.Study, records: Sequence[TrialRecord], names: list[str], recommended: int | None
+) -> MplFigure | None:
     trials = [t for t in study.trials if t.values and len(t.values) >= 2]
     if not trials:
         return None
-    front = {t.number for t in pareto_front(study)}
+    front = {r.number for r in pareto_front([r for r in records if r.is_complete], study.directions)}
     fig, ax = _figure()
     others = [t for t in trials if t.number not in front]
     ax.plot([t.values[1] for t in others], [100 * t.values[0] for t in others], "o", color="#9aa5b1", label="trial")
     on = sorted((t for t in trials if t.number in front), key=lambda t: t.values[1])
     ax.plot([t.values[1] for t in on], [100 * t.values[0] for t in on], "o-", color="C0", label="Pareto front")
-    chosen = recommend(study)
+    chosen = next((t for t in trials if t.number == recommended), None)
     if chosen is not None:
         ax.plot([chosen.values[1]], [100 * chosen.values[0]], "*", ms=16, color="C3", label="recommended")
     ax.set_xlabel(names[1] if len(names) > 1 else "objective 2")
@@ -125,12 +131,18 @@ def _pareto(study: optuna.Study, names: list[str]) -> MplFigure | None:
     return fig
 
 
-def write_pngs(out_dir: Path, study: optuna.Study, report: dict[str, Any]) -> list[tuple[str, str]]:
+def write_pngs(
+    out_dir: Path, study: optuna.Study, report: Report, records: Sequence[TrialRecord] | None = None
+) -> list[tuple[str, str]]:
     """Draw the plots into ``out_dir/plots``; return ``(title, path relative to out_dir)`` for each one drawn."""
+    from promptsearch.study.records import trial_records
+
     folder = out_dir / "plots"
     folder.mkdir(parents=True, exist_ok=True)
-    maximize = report.get("direction", "maximize") == "maximize"
-    names = (report.get("objectives") or {}).get("names") or ["dev"]
+    records = trial_records(study) if records is None else records
+    maximize = report.direction == "maximize"
+    names = report.objectives.names or ["dev"]
+    recommended = report.best.trial if report.best is not None else None
     builders = [
         ("scores", "Dev and test against the baseline", lambda: _scores(report)),
         ("history", "Optimization history", lambda: _history(study, maximize)),
@@ -138,7 +150,7 @@ def write_pngs(out_dir: Path, study: optuna.Study, report: dict[str, Any]) -> li
         ("importance", "Parameter importances (fANOVA)", lambda: _importance(study)),
     ]
     if is_multi_objective(study):
-        builders.insert(1, ("pareto", "Pareto front", lambda: _pareto(study, names)))
+        builders.insert(1, ("pareto", "Pareto front", lambda: _pareto(study, records, names, recommended)))
     written = []
     for key, title, build in builders:
         path = folder / f"{key}.png"

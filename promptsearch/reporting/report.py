@@ -5,21 +5,41 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import optuna
-from optuna.trial import FrozenTrial, TrialState
+from typing import TYPE_CHECKING, Any
 
 from promptsearch.io.export import atomic_write_text
+from promptsearch.reporting.schema import (
+    Failure,
+    ModelRow,
+    Objectives,
+    Report,
+    ReportSeconds,
+    SpaceInfo,
+    TestScores,
+    TopTrial,
+    TrialCounts,
+    TrialSummary,
+)
 from promptsearch.study.candidates import describe, generated_parts, stored_candidates
-from promptsearch.study.objective import trial_config
-from promptsearch.study.pareto import dev_value, is_multi_objective, recommendation_rule, study_objective_names
-from promptsearch.study.storage import baseline_trial, best_trial
+from promptsearch.study.pareto import recommendation_rule
+from promptsearch.study.records import (
+    TrialRecord,
+    baseline_trial,
+    best_trial,
+    objectives_info,
+    trial_config,
+    trial_records,
+)
 from promptsearch.versions import versions
 
+if TYPE_CHECKING:
+    import optuna
+
 __all__ = [
+    "Report",
     "build_report",
     "fmt_score",
     "fmt_test",
@@ -30,143 +50,163 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+_UNSET: Any = object()
+
+
+def _test(final: dict[str, Any] | None, which: str) -> TestScores | None:
+    test = ((final or {}).get(which) or {}).get("test")
+    return TestScores.model_validate(test) if test else None
 
 
 def _trial_summary(
-    trial: FrozenTrial | None, test: dict[str, Any] | None, study: optuna.Study | None = None
-) -> dict[str, Any] | None:
+    trial: TrialRecord | None, test: TestScores | None, study: optuna.Study | None = None
+) -> TrialSummary | None:
     if trial is None:
         return None
     config = trial_config(trial)
-    return {
-        "generated": generated_parts(study, config) if study is not None else {},
-        "trial": trial.number,
-        "params": dict(trial.params),
-        "config": config.model_dump(mode="json"),
-        "dev_score": dev_value(trial),
-        "dev_epoch": trial.user_attrs.get("best_epoch"),
-        "test": test,
-        "prompt_example": trial.user_attrs.get("prompt_example", ""),
-        "prompt_parts": trial.user_attrs.get("prompt_parts"),
-    }
-
-
-def _duration(trial: FrozenTrial) -> float | None:
-    if trial.datetime_start and trial.datetime_complete:
-        return (trial.datetime_complete - trial.datetime_start).total_seconds()
-    return None
+    return TrialSummary(
+        generated=generated_parts(study, config) if study is not None else {},
+        trial=trial.number,
+        params=dict(trial.params),
+        config=config,
+        dev_score=trial.dev,
+        dev_epoch=trial.best_epoch,
+        test=test,
+        prompt_example=trial.prompt_example or "",
+        prompt_parts=trial.prompt_parts,
+    )
 
 
 def build_report(
-    study: optuna.Study, *, space_name: str, space_file: str | None, metric: str, final: dict[str, Any] | None
-) -> dict[str, Any]:
-    """Everything the report shows, from the study (and the stored final evaluation, if any)."""
-    trials = study.get_trials(deepcopy=False)
-    states = [t.state for t in trials]
-    best = best_trial(study)
-    base = baseline_trial(study)
-    finished = [t for t in trials if t.state == TrialState.COMPLETE and t.values]
-    reverse = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
-    top = sorted(finished, key=lambda t: dev_value(t) or 0.0, reverse=reverse)[:5]
-    durations = [d for t in trials if (d := _duration(t)) is not None]
-    return {
-        "space": {"name": space_name, "file": space_file},
-        "study": study.study_name,
-        "metric": metric,
-        "direction": study.directions[0].name.lower(),
-        "objectives": _objectives(study),
-        "best": _trial_summary(best, (final or {}).get("best", {}).get("test"), study),
-        "baseline": _trial_summary(base, (final or {}).get("baseline", {}).get("test")),
-        "models": per_model(study),
-        "candidates": stored_candidates(study),
-        "trials": {
-            "total": len(trials),
-            "complete": states.count(TrialState.COMPLETE),
-            "pruned": states.count(TrialState.PRUNED),
-            "fail": states.count(TrialState.FAIL),
-            "running": states.count(TrialState.RUNNING),
-        },
-        "top_trials": [
-            {
-                "trial": t.number,
-                "dev_score": dev_value(t),
-                "values": list(t.values),
-                "params": dict(t.params),
-                "baseline": bool(t.user_attrs.get("baseline")),
-                "prompt_tokens_mean": t.user_attrs.get("prompt_tokens_mean"),
-                "seconds": _duration(t),
-            }
-            for t in top
+    study: optuna.Study,
+    *,
+    space_name: str,
+    space_file: str | None,
+    metric: str,
+    final: dict[str, Any] | None,
+    records: Sequence[TrialRecord] | None = None,
+    best: TrialRecord | None = _UNSET,
+    search_seconds: float | None = None,
+    started: float | None = None,
+) -> Report:
+    """Everything the report shows, from the study (and the stored final evaluation, if any).
+
+    ``records`` (:func:`~promptsearch.study.records.trial_records`) and ``best``
+    (:func:`~promptsearch.study.records.best_trial`) reuse what the caller read already. A run passes
+    ``search_seconds`` and ``started`` (its ``time.perf_counter()`` at the start) for its timings.
+    """
+    from optuna.trial import TrialState
+
+    records = trial_records(study) if records is None else records
+    best = best_trial(study, records) if best is _UNSET else best
+    base = baseline_trial(study, records)
+    states = [r.state for r in records]
+    finished = [r for r in records if r.is_complete]
+    sign = -1.0 if study.directions[0].name == "MAXIMIZE" else 1.0
+    top = sorted(finished, key=lambda r: sign * (r.dev or 0.0))[:5]
+    durations = [d for r in records if (d := r.duration) is not None]
+    return Report(
+        space=SpaceInfo(name=space_name, file=space_file),
+        study=study.study_name,
+        metric=metric,
+        direction=study.directions[0].name.lower(),
+        objectives=_objectives(study),
+        best=_trial_summary(best, _test(final, "best"), study),
+        baseline=_trial_summary(base, _test(final, "baseline")),
+        models=per_model(study, records),
+        candidates=stored_candidates(study),
+        trials=TrialCounts(
+            total=len(records),
+            complete=states.count(TrialState.COMPLETE),
+            pruned=states.count(TrialState.PRUNED),
+            fail=states.count(TrialState.FAIL),
+            running=states.count(TrialState.RUNNING),
+        ),
+        top_trials=[
+            TopTrial(
+                trial=r.number,
+                dev_score=r.dev,
+                values=list(r.values or ()),
+                params=dict(r.params),
+                baseline=r.is_baseline,
+                prompt_tokens_mean=r.prompt_tokens_mean,
+                seconds=r.duration,
+            )
+            for r in top
         ],
-        "failures": [
-            {"trial": t.number, "error": t.user_attrs.get("error") or t.system_attrs.get("fail_reason", "")}
-            for t in trials
-            if t.state == TrialState.FAIL
-        ][:10],
-        "seconds": {"trials": round(sum(durations), 2), "final_evaluation": (final or {}).get("seconds")},
-        "final_seeds": len((final or {}).get("best", {}).get("seeds", [])),
-        "versions": versions(),
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-    }
+        failures=[Failure(trial=r.number, error=r.failure) for r in records if r.state == TrialState.FAIL][:10],
+        seconds=ReportSeconds(
+            trials=round(sum(durations), 2),
+            final_evaluation=(final or {}).get("seconds"),
+            search=round(search_seconds, 2) if search_seconds is not None else None,
+            total=round(time.perf_counter() - started, 2) if started is not None else None,
+        ),
+        final_seeds=len(((final or {}).get("best") or {}).get("seeds", [])),
+        versions=versions(),
+        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    )
 
 
-def per_model(study: optuna.Study) -> list[dict[str, Any]]:
+def per_model(study: optuna.Study, records: Sequence[TrialRecord] | None = None) -> list[ModelRow]:
     """With a model list: each model's best sampled trial (the baseline not counted), in the models' order."""
-    best: dict[str, FrozenTrial] = {}
+    records = trial_records(study) if records is None else records
+    best: dict[str, TrialRecord] = {}
     counts: dict[str, int] = {}
-    maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
-    for t in study.get_trials(deepcopy=False):
-        config = t.user_attrs.get("config") or {}
-        model = config.get("model")
-        if model is None or t.user_attrs.get("baseline"):
+    maximize = study.directions[0].name == "MAXIMIZE"
+    for r in records:
+        model = r.model
+        if model is None or r.is_baseline:
             continue
         counts[model] = counts.get(model, 0) + 1
-        if t.state != TrialState.COMPLETE or not t.values:
+        if not r.is_complete:
             continue
-        value, held = dev_value(t) or 0.0, best.get(model)
-        if held is None or (value > (dev_value(held) or 0.0) if maximize else value < (dev_value(held) or 0.0)):
-            best[model] = t
-    return [
-        {
-            "model": model,
-            "head": best[model].user_attrs["config"].get("head") if model in best else None,
-            "trials": n,
-            "best_trial": best[model].number if model in best else None,
-            "dev_score": dev_value(best[model]) if model in best else None,
-            "params": dict(best[model].params) if model in best else {},
-        }
-        for model, n in counts.items()
-    ]
+        value, held = r.dev or 0.0, best.get(model)
+        if held is None or (value > (held.dev or 0.0) if maximize else value < (held.dev or 0.0)):
+            best[model] = r
+    rows = []
+    for model, n in counts.items():
+        chosen = best.get(model)
+        rows.append(
+            ModelRow(
+                model=model,
+                head=chosen.config.head if chosen is not None and chosen.config is not None else None,
+                trials=n,
+                best_trial=chosen.number if chosen is not None else None,
+                dev_score=chosen.dev if chosen is not None else None,
+                params=dict(chosen.params) if chosen is not None else {},
+            )
+        )
+    return rows
 
 
-def _objectives(study: optuna.Study) -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "multi": is_multi_objective(study),
-        "names": study_objective_names(study),
-        "directions": [d.name.lower() for d in study.directions],
-    }
-    if info["multi"]:
-        info["rule"] = recommendation_rule(study)
-    return info
+def _objectives(study: optuna.Study) -> Objectives:
+    info = objectives_info(study)
+    multi = len(study.directions) > 1
+    return Objectives(
+        multi=multi,
+        names=info.names,
+        directions=[d.name.lower() for d in study.directions],
+        rule=recommendation_rule(info.names, study.directions, info.within) if multi else None,
+    )
 
 
 def fmt_score(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.2f}"
 
 
-def fmt_test(test: dict[str, Any] | None) -> str:
+def fmt_test(test: TestScores | None) -> str:
     if not test:
         return "not evaluated"
-    return f"{100 * test['mean']:.2f} ± {100 * test['std']:.2f} (n={len(test['scores'])})"
+    return f"{100 * test.mean:.2f} ± {100 * test.std:.2f} (n={len(test.scores)})"
 
 
-def render_markdown(report: dict[str, Any], images: Sequence[tuple[str, str]] = ()) -> str:
+def render_markdown(report: Report, images: Sequence[tuple[str, str]] = ()) -> str:
     """The Markdown report; ``images`` are ``(title, relative path)`` of PNG plots to embed."""
-    best, base = report["best"], report["baseline"]
+    best, base = report.best, report.baseline
     lines = [
-        f"# promptsearch report: {report['space']['name']}",
+        f"# promptsearch report: {report.space.name}",
         "",
-        f"Space file: `{report['space']['file']}` · study `{report['study']}` · metric **{report['metric']}** "
+        f"Space file: `{report.space.file}` · study `{report.study}` · metric **{report.metric}** "
         f"(×100; test: mean ± std over seeds)",
         "",
         "| | trial | dev | test |",
@@ -174,72 +214,72 @@ def render_markdown(report: dict[str, Any], images: Sequence[tuple[str, str]] = 
     ]
     for name, item in (("best prompt", best), ("plain fine-tuning baseline", base)):
         if item:
-            lines.append(f"| {name} | {item['trial']} | {fmt_score(item['dev_score'])} | {fmt_test(item['test'])} |")
+            lines.append(f"| {name} | {item.trial} | {fmt_score(item.dev_score)} | {fmt_test(item.test)} |")
         else:
             lines.append(f"| {name} | – | – | – |")
-    t = report["trials"]
+    t = report.trials
     lines += [
         "",
-        f"Trials: {t['total']} ({t['complete']} complete, {t['pruned']} pruned, {t['fail']} failed"
-        + (f", {t['running']} running or abandoned" if t["running"] else "")
-        + f"); {report['seconds']['trials']:.0f} s in trials.",
+        f"Trials: {t.total} ({t.complete} complete, {t.pruned} pruned, {t.fail} failed"
+        + (f", {t.running} running or abandoned" if t.running else "")
+        + f"); {report.seconds.trials:.0f} s in trials.",
         "",
     ]
-    objectives = report.get("objectives") or {}
-    if objectives.get("multi"):
+    objectives = report.objectives
+    if objectives.multi:
         lines += [
             "## Objectives",
             "",
             "Objectives: "
-            + ", ".join(f"{n} ({d})" for n, d in zip(objectives["names"], objectives["directions"], strict=True))
-            + f". The best prompt below is the recommended config: {objectives['rule']}. "
+            + ", ".join(f"{n} ({d})" for n, d in zip(objectives.names, objectives.directions, strict=True))
+            + f". The best prompt below is the recommended config: {objectives.rule}. "
             "Multi-objective studies are not pruned (Optuna does not support it). "
             "See report.html for the Pareto front.",
             "",
         ]
     if best:
-        cfg = best["config"]
-        prompt, train = cfg["prompt"], cfg["train"]
-        generated = best.get("generated") or {}
+        cfg = best.config
+        prompt = cfg.prompt
+        train = cfg.model_dump(mode="json")["train"]
+        generated = best.generated
+        demos = prompt.demonstrations
         lines += [
             "## Best prompt",
             "",
-            *([f"- model: {cfg['model']} ({cfg['head']} head)"] if cfg.get("model") else []),
-            f"- instruction: {prompt['instruction']!r}" + _generated_note(generated.get("instruction")),
-            f"- template: `{prompt['template']!r}`" if prompt["template"] else "- template: none (plain input)",
-            f"- label words: {json.dumps(prompt['label_words'], ensure_ascii=False)}"
+            *([f"- model: {cfg.model} ({cfg.head} head)"] if cfg.model else []),
+            f"- instruction: {prompt.instruction!r}" + _generated_note(generated.get("instruction")),
+            f"- template: `{prompt.template!r}`" if prompt.template else "- template: none (plain input)",
+            f"- label words: {json.dumps(dict(prompt.label_words), ensure_ascii=False)}"
             + _generated_note(generated.get("label_words")),
-            f"- demonstrations: {prompt['demonstrations']['count']} ({prompt['demonstrations']['selection']})",
-            f"- calibration: {prompt.get('calibration', 'none')}",
+            f"- demonstrations: {demos.count} ({demos.selection})",
+            f"- calibration: {prompt.calibration}",
             "- training: " + ", ".join(f"{k}={v}" for k, v in train.items()),
-            f"- best dev epoch: {best['dev_epoch']}",
+            f"- best dev epoch: {best.dev_epoch}",
             "",
             "Example (first train prompt):",
             "",
             "```text",
-            best["prompt_example"],
+            best.prompt_example,
             "```",
             "",
         ]
-    lines += _models_markdown(report.get("models") or [])
-    lines += _candidates_markdown(report.get("candidates"))
+    lines += _models_markdown(report.models)
+    lines += _candidates_markdown(report.candidates)
     lines += ["## Top trials", "", "| trial | dev | tokens | seconds | params |", "|---|---|---|---|---|"]
-    for row in report["top_trials"]:
-        params = "baseline" if row["baseline"] else ", ".join(f"{k}={_short(v)}" for k, v in row["params"].items())
-        secs = f"{row['seconds']:.1f}" if row["seconds"] is not None else ""
-        lines.append(
-            f"| {row['trial']} | {fmt_score(row['dev_score'])} | {row['prompt_tokens_mean']} | {secs} | {params} |"
-        )
+    for row in report.top_trials:
+        params = "baseline" if row.baseline else ", ".join(f"{k}={_short(v)}" for k, v in row.params.items())
+        secs = f"{row.seconds:.1f}" if row.seconds is not None else ""
+        lines.append(f"| {row.trial} | {fmt_score(row.dev_score)} | {row.prompt_tokens_mean} | {secs} | {params} |")
     if images:
         lines += ["", "## Plots", "", "Interactive versions, the Pareto front and every trial: `report.html`.", ""]
         for title, path in images:
             lines += [f"### {title}", "", f"![{title}]({path})", ""]
-    if report["failures"]:
+    if report.failures:
         lines += ["", "## Failed trials", ""]
-        lines += [f"- trial {f['trial']}: {f['error']}" for f in report["failures"]]
+        lines += [f"- trial {f.trial}: {f.error}" for f in report.failures]
     lines += [
         "",
-        f"_Generated {report['created']} with " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()) + "._",
+        f"_Generated {report.created} with " + ", ".join(f"{k} {v}" for k, v in report.versions.items()) + "._",
         "",
     ]
     return "\n".join(lines)
@@ -249,7 +289,7 @@ def _generated_note(part: dict[str, Any] | None) -> str:
     return f" (generated: `{part['key']}`, {part['source']})" if part else ""
 
 
-def _models_markdown(models: list[dict[str, Any]]) -> list[str]:
+def _models_markdown(models: Sequence[ModelRow]) -> list[str]:
     if not models:
         return []
     lines = [
@@ -259,11 +299,10 @@ def _models_markdown(models: list[dict[str, Any]]) -> list[str]:
         "|---|---|---|---|---|---|",
     ]
     for row in models:
-        params = ", ".join(f"{k}={_short(v)}" for k, v in row["params"].items() if k != "model")
-        trial = row["best_trial"] if row["best_trial"] is not None else "–"
+        params = ", ".join(f"{k}={_short(v)}" for k, v in row.params.items() if k != "model")
+        trial = row.best_trial if row.best_trial is not None else "–"
         lines.append(
-            f"| {row['model']} | {row['head'] or '–'} | {row['trials']} | {trial} | {fmt_score(row['dev_score'])} "
-            f"| {params} |"
+            f"| {row.model} | {row.head or '–'} | {row.trials} | {trial} | {fmt_score(row.dev_score)} | {params} |"
         )
     return [*lines, ""]
 
@@ -280,14 +319,16 @@ def _short(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def write_report(out_dir: Path, report: dict[str, Any], *, images: Sequence[tuple[str, str]] = ()) -> tuple[Path, Path]:
+def write_report(out_dir: Path, report: Report, *, images: Sequence[tuple[str, str]] = ()) -> tuple[Path, Path]:
     json_path, md_path = out_dir / "report.json", out_dir / "report.md"
-    atomic_write_text(json_path, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    atomic_write_text(json_path, json.dumps(report.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n")
     atomic_write_text(md_path, render_markdown(report, images))
     return json_path, md_path
 
 
-def write_reports(out_dir: Path, study: optuna.Study, report: dict[str, Any]) -> dict[str, Path]:
+def write_reports(
+    out_dir: Path, study: optuna.Study, report: Report, *, records: Sequence[TrialRecord] | None = None
+) -> dict[str, Path]:
     """Write report.json, report.md (with PNG plots in ``plots/``) and the self-contained report.html.
 
     A plot or page that cannot be drawn is logged and left out: it never costs the run its report.json/md.
@@ -295,15 +336,16 @@ def write_reports(out_dir: Path, study: optuna.Study, report: dict[str, Any]) ->
     from promptsearch.reporting.html import write_html_report
     from promptsearch.reporting.plots import write_pngs
 
+    records = trial_records(study) if records is None else records
     images: list[tuple[str, str]] = []
     try:
-        images = write_pngs(out_dir, study, report)
+        images = write_pngs(out_dir, study, report, records)
     except Exception as exc:  # matplotlib/optuna raise many types; the text reports matter more
         logger.warning("report.md goes without plots: %s: %s", type(exc).__name__, exc)
     json_path, md_path = write_report(out_dir, report, images=images)
     written = {"json": json_path, "markdown": md_path}
     try:
-        written["html"] = write_html_report(out_dir, study, report)
+        written["html"] = write_html_report(out_dir, study, report, records)
     except Exception as exc:
         logger.warning("could not write report.html: %s: %s", type(exc).__name__, exc)
     return written

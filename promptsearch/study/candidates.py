@@ -38,6 +38,7 @@ from promptsearch.space.config import PromptConfig, TrialConfig
 from promptsearch.space.dimensions import Fixed
 from promptsearch.space.search_space import GENERATED_PREFIX, SCORING_HEADS, SearchSpace, possible_values
 from promptsearch.space.spec import AutoInstructions, AutoLabelWords, ModelSpec
+from promptsearch.study.records import CANDIDATES_ATTR, store_candidates, stored_candidates_raw
 
 if TYPE_CHECKING:
     import optuna
@@ -58,7 +59,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-CANDIDATES_ATTR = "candidates"
 POOL = 300  # words per class read from the top of its ranking (LM-BFF prunes the vocabulary the same way)
 MAX_PRODUCT = 5000  # label-word maps scored at most; beyond it, maps pair words of the same rank
 EXAMPLE_WORDS = 60  # an example's text is cut to this many words in the meta-prompt
@@ -392,8 +392,7 @@ def generate_candidates(space: SearchSpace, data: TaskData, device: torch.device
 
 
 def stored_candidates(study: optuna.Study) -> dict[str, Any] | None:
-    stored = study.user_attrs.get(CANDIDATES_ATTR)
-    return dict(stored) if isinstance(stored, Mapping) else None
+    return stored_candidates_raw(study)
 
 
 def ensure_candidates(
@@ -428,7 +427,7 @@ def ensure_candidates(
         dev = device if not isinstance(device, str) and device is not None else resolve_device(device)
         logger.info("generating candidates for study '%s'", study.study_name)
         stored = generate_candidates(space, data, dev)
-        study.set_user_attr(CANDIDATES_ATTR, stored)
+        store_candidates(study, stored)
     return space.with_candidates(stored)
 
 

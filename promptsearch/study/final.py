@@ -14,20 +14,18 @@ from collections.abc import Callable
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial
 
 from promptsearch.errors import PromptsearchError
 from promptsearch.io.data import TaskData
 from promptsearch.space.config import TrialConfig
 from promptsearch.space.sampling import baseline_config
 from promptsearch.space.search_space import SearchSpace
-from promptsearch.study.objective import TrialRunner, trial_config
-from promptsearch.study.storage import baseline_trial, best_trial
+from promptsearch.study.objective import TrialRunner
+from promptsearch.study.records import TrialRecord, baseline_trial, best_trial, store_final, stored_final_raw
 
-__all__ = ["FINAL_ATTR", "final_evaluation", "score_summary", "stored_final"]
+__all__ = ["final_evaluation", "score_summary", "stored_final"]
 
 logger = logging.getLogger(__name__)
-FINAL_ATTR = "final_evaluation"
 SEED_OFFSET = 1000
 
 
@@ -68,19 +66,24 @@ def _evaluate_config(
     }
 
 
-def _configs(study: optuna.Study, space: SearchSpace) -> tuple[FrozenTrial, TrialConfig, TrialConfig]:
-    best = best_trial(study)
-    if best is None:
+def _configs(
+    study: optuna.Study, space: SearchSpace, best: TrialRecord | None = None
+) -> tuple[TrialRecord, TrialConfig, TrialConfig]:
+    best = best_trial(study) if best is None else best
+    if best is None or best.config is None:
         raise PromptsearchError(
             f"study '{study.study_name}' has no completed trial yet, so there is no best config to evaluate; "
             "run more trials (the failed ones say why in report.md)"
         )
     base = baseline_trial(study)
-    return best, trial_config(best), trial_config(base) if base is not None else baseline_config(space)
+    base_cfg = base.config if base is not None and base.config is not None else baseline_config(space)
+    return best, best.config, base_cfg
 
 
-def _key(study: optuna.Study, space: SearchSpace, data: TaskData, seeds: int) -> dict[str, Any]:
-    best, best_cfg, base_cfg = _configs(study, space)
+def _key(
+    study: optuna.Study, space: SearchSpace, data: TaskData, seeds: int, best: TrialRecord | None = None
+) -> dict[str, Any]:
+    best, best_cfg, base_cfg = _configs(study, space, best)
     return {
         "best_trial": best.number,
         "best_config": best_cfg.model_dump(mode="json"),
@@ -90,11 +93,19 @@ def _key(study: optuna.Study, space: SearchSpace, data: TaskData, seeds: int) ->
     }
 
 
-def stored_final(study: optuna.Study, space: SearchSpace, data: TaskData, seeds: int) -> dict[str, Any] | None:
-    """The stored final evaluation if it still matches the study's best trial, configs, seeds and data."""
-    stored = study.user_attrs.get(FINAL_ATTR)
-    if stored is not None and best_trial(study) is not None and stored.get("key") == _key(study, space, data, seeds):
-        return dict(stored)
+def stored_final(
+    study: optuna.Study, space: SearchSpace, data: TaskData, seeds: int, *, best: TrialRecord | None = None
+) -> dict[str, Any] | None:
+    """The stored final evaluation if it still matches the study's best trial, configs, seeds and data.
+
+    ``best``: the study's :func:`~promptsearch.study.records.best_trial`, when the caller has it already.
+    """
+    stored = stored_final_raw(study)
+    if stored is None:
+        return None
+    best = best_trial(study) if best is None else best
+    if best is not None and stored.get("key") == _key(study, space, data, seeds, best):
+        return stored
     return None
 
 
@@ -105,19 +116,24 @@ def final_evaluation(
     seeds: int,
     save_model: Callable[[TrialConfig], None] | None = None,
     progress: Callable[[str], None] | None = None,
+    best: TrialRecord | None = None,
 ) -> dict[str, Any]:
-    """Test scores (mean, std, per seed) of the best trial's config and of the baseline."""
+    """Test scores (mean, std, per seed) of the best trial's config and of the baseline.
+
+    ``best``: the study's :func:`~promptsearch.study.records.best_trial`, when the caller has it already.
+    """
     if not runner.data.has_test:
         raise PromptsearchError(
             "task.splits.test: this task has no test split, so there is no final evaluation; "
             "provide a test file (task.data.files.test) or run with --final-seeds 0"
         )
-    stored = stored_final(study, runner.space, runner.data, seeds)
+    best = best_trial(study) if best is None else best
+    stored = stored_final(study, runner.space, runner.data, seeds, best=best)
     if stored is not None and save_model is None:
         logger.info("reusing the stored final evaluation of trial %d", stored["key"]["best_trial"])
         return stored
     t0 = time.perf_counter()
-    _, best_cfg, base_cfg = _configs(study, runner.space)
+    best, best_cfg, base_cfg = _configs(study, runner.space, best)
 
     def save() -> None:
         if save_model is not None:
@@ -129,10 +145,10 @@ def final_evaluation(
     else:
         base_eval = _evaluate_config(runner, base_cfg, seeds, progress=progress, label="baseline")
     outcome = {
-        "key": _key(study, runner.space, runner.data, seeds),
+        "key": _key(study, runner.space, runner.data, seeds, best),
         "best": best_eval,
         "baseline": base_eval,
         "seconds": round(time.perf_counter() - t0, 2),
     }
-    study.set_user_attr(FINAL_ATTR, outcome)
+    store_final(study, outcome)
     return outcome

@@ -25,23 +25,16 @@ from promptsearch.space.search_space import SearchSpace, possible_values
 from promptsearch.study.checks import check_label_words
 from promptsearch.study.pareto import objective_names, objective_values
 from promptsearch.study.protocol import Protocol
+from promptsearch.study.records import TrialWriter, counts_towards_budget
 
 if TYPE_CHECKING:
     import torch
 
     from promptsearch.models.runtime import ModelRuntime
 
-__all__ = ["BASELINE_ATTR", "CALIBRATION_ATTR", "Objective", "TrialRunner", "trial_config"]
+__all__ = ["Objective", "TrialRunner"]
 
 logger = logging.getLogger(__name__)
-BASELINE_ATTR = "baseline"
-CONFIG_ATTR = "config"
-CALIBRATION_ATTR = "calibration"
-INTERRUPTED_ATTR = "interrupted"
-EVALUATION_ATTR = "evaluation"  # how the trial was scored: mode, runs, rows, epoch, mean curve, per-fold values
-
-
-SURPLUS_ATTR = "surplus"
 
 
 class Surplus(RuntimeError):
@@ -50,7 +43,7 @@ class Surplus(RuntimeError):
 
 @contextmanager
 def _heartbeat(trial: optuna.trial.Trial, interval: float | None) -> Iterator[None]:
-    """Write a ``heartbeat`` user attribute every ``interval`` seconds while the trial runs."""
+    """Write a heartbeat user attribute every ``interval`` seconds while the trial runs."""
     if not interval:
         yield
         return
@@ -59,7 +52,7 @@ def _heartbeat(trial: optuna.trial.Trial, interval: float | None) -> Iterator[No
     def beat() -> None:
         while not stop.is_set():
             with suppress(Exception):  # a storage hiccup must not kill the trial
-                trial.set_user_attr("heartbeat", time.time())
+                TrialWriter(trial).heartbeat()
             stop.wait(interval)
 
     thread = threading.Thread(target=beat, name=f"heartbeat-{trial.number}", daemon=True)
@@ -81,11 +74,6 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, torch.cuda.OutOfMemoryError) or (
         isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
     )
-
-
-def trial_config(trial: optuna.trial.FrozenTrial) -> TrialConfig:
-    """The resolved config a finished trial ran (stored as a user attribute)."""
-    return TrialConfig.model_validate(trial.user_attrs[CONFIG_ATTR])
 
 
 @dataclass
@@ -303,8 +291,6 @@ class Objective:
         return self._protocol
 
     def _is_surplus(self, trial: optuna.trial.Trial) -> bool:
-        from promptsearch.study.storage import counts_towards_budget
-
         if self.target is None:
             return False
         active = (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING)
@@ -320,7 +306,7 @@ class Objective:
 
     def __call__(self, trial: optuna.trial.Trial) -> float | list[float]:
         if self._is_surplus(trial):
-            trial.set_user_attr(SURPLUS_ATTR, True)
+            TrialWriter(trial).surplus()
             raise Surplus(f"trial {trial.number} is beyond the {self.target} trials asked for")
         with _heartbeat(trial, self.heartbeat):
             return self._run(trial)
@@ -329,12 +315,10 @@ class Objective:
         space = self.runner.space
         objectives = objective_names(space.spec.search)
         prunable = len(objectives) == 1  # Optuna supports neither report nor should_prune with several
-        is_baseline = bool(trial.user_attrs.get(BASELINE_ATTR))
-        config = baseline_config(space) if is_baseline else sample_config(trial, space)
+        writer = TrialWriter(trial)
+        config = baseline_config(space) if writer.is_baseline else sample_config(trial, space)
         seed = self.seed_for(trial)
-        trial.set_user_attr(CONFIG_ATTR, config.model_dump(mode="json"))
-        trial.set_user_attr("seed", seed)
-        trial.set_user_attr("device", str(self.runner.device))
+        writer.start(config, seed=seed, device=str(self.runner.device))
         timings: dict[str, float] = {}
         reset_peak_memory(self.runner.device)
         state: dict[str, Any] = {}
@@ -355,57 +339,44 @@ class Objective:
             score = self.protocol.score(config, seed=seed, on_epoch=on_epoch, report=report, timings=timings)
             calibration = self.protocol.final_runner().calibration_for(config)
             if calibration is not None:  # exported with the best prompt, so predict applies the same offsets
-                trial.set_user_attr(CALIBRATION_ATTR, calibration.model_dump(mode="json"))
-            trial.set_user_attr("best_epoch", score.epoch)
-            trial.set_user_attr("epochs_run", score.last.epochs_run)
-            trial.set_user_attr(
-                EVALUATION_ATTR,
-                {
-                    "mode": score.mode,
-                    "runs": score.runs,
-                    "rows": score.rows,
-                    "epoch": score.epoch,
-                    "curve": [round(v, 6) for v in score.curve],
-                    "fold_values": [round(v, 6) for v in score.fold_values],
-                },
-            )
-            self._describe(trial, score.train)
+                writer.calibration(calibration)
+            writer.fit(best_epoch=score.epoch, epochs_run=score.last.epochs_run)
+            writer.evaluation(score.record())
+            self._describe(writer, score.train)
             if prunable:
                 return score.value
             # per scored row, over the evaluations of the run that finished last (one for in-context trials)
             result = score.last
             latency = 1000 * result.eval_seconds / max(1, len(result.history) * score.eval_rows)
-            trial.set_user_attr("latency_ms", round(latency, 4))
+            writer.latency(latency)
             return objective_values(
                 objectives, dev=score.value, prompt_tokens=score.train.mean_tokens, latency_ms=latency
             )
         except KeyboardInterrupt:
-            trial.set_user_attr(INTERRUPTED_ATTR, True)
+            writer.interrupted()
             raise
         except (NonFiniteLoss, OutOfMemory) as exc:
             reason = f"{type(exc).__name__}: {exc}"
-            trial.set_user_attr("pruned_reason", reason)
-            trial.set_user_attr("epochs_run", state.get("last", (0, 0.0))[0])
+            writer.pruned_reason(reason)
+            writer.epochs_run(state.get("last", (0, 0.0))[0])
             raise optuna.TrialPruned(reason) from None
         except optuna.TrialPruned:
-            trial.set_user_attr("epochs_run", state.get("last", (0, 0.0))[0])
-            self._describe(trial, self.runner.features_for(config.head, config.model).get(config.prompt, "train"))
+            writer.epochs_run(state.get("last", (0, 0.0))[0])
+            self._describe(writer, self.runner.features_for(config.head, config.model).get(config.prompt, "train"))
             raise
         except Exception as exc:
-            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:2000])
+            writer.error(f"{type(exc).__name__}: {exc}")
             raise
         finally:
-            trial.set_user_attr("seconds", {k: round(v, 4) for k, v in timings.items()})
-            trial.set_user_attr("train_seconds", round(timings.get("train", 0.0), 3))
-            trial.set_user_attr("peak_memory_mb", round(peak_memory_mb(self.runner.device), 1))
+            writer.resources(timings, peak_memory_mb=peak_memory_mb(self.runner.device))
             free_memory(self.runner.device)
 
     @staticmethod
-    def _describe(trial: optuna.trial.Trial, train: Encoded) -> None:
-        trial.set_user_attr("prompt_example", train.prompts[0].text if train.prompts else "")
-        if train.prompts and train.prompts[0].parts:  # for the report's highlighting
-            trial.set_user_attr("prompt_parts", [list(p) for p in train.prompts[0].parts])
-        trial.set_user_attr("prompt_tokens_mean", round(train.mean_tokens, 1))
-        dropped = sum(p.demos_dropped for p in train.prompts)
-        if dropped:
-            trial.set_user_attr("demos_dropped", dropped)
+    def _describe(writer: TrialWriter, train: Encoded) -> None:
+        first = train.prompts[0] if train.prompts else None
+        writer.prompt(
+            example=first.text if first is not None else "",
+            parts=[list(p) for p in first.parts] if first is not None and first.parts else None,
+            tokens_mean=train.mean_tokens,
+            demos_dropped=sum(p.demos_dropped for p in train.prompts),
+        )

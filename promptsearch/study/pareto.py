@@ -12,16 +12,16 @@ everywhere else: the final test evaluation, the report and ``best_prompt.yaml``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
 
 if TYPE_CHECKING:
     import optuna
-    from optuna.trial import FrozenTrial
+    from optuna.study import StudyDirection
 
     from promptsearch.space.spec import SearchSpec
 
 __all__ = [
-    "OBJECTIVES_ATTR",
+    "Scored",
     "dev_value",
     "is_multi_objective",
     "objective_directions",
@@ -30,10 +30,24 @@ __all__ = [
     "pareto_front",
     "recommend",
     "recommendation_rule",
-    "study_objective_names",
+    "signs_of",
 ]
 
-OBJECTIVES_ATTR = "objectives"
+
+class Scored(Protocol):
+    """What the front needs of a trial (a :class:`promptsearch.study.records.TrialRecord` is one)."""
+
+    @property
+    def number(self) -> int: ...
+
+    @property
+    def values(self) -> Sequence[float] | None: ...
+
+    @property
+    def is_baseline(self) -> bool: ...
+
+
+T = TypeVar("T", bound=Scored)
 
 
 def objective_names(search: SearchSpec) -> list[str]:
@@ -48,7 +62,7 @@ def objective_directions(search: SearchSpec) -> list[Literal["maximize", "minimi
     return [o.direction or (search.direction if o.metric == "dev" else "minimize") for o in search.objectives]
 
 
-def dev_value(trial: FrozenTrial) -> float | None:
+def dev_value(trial: optuna.trial.FrozenTrial | Scored) -> float | None:
     """The trial's dev score (its first objective), or None when it has no value."""
     return trial.values[0] if trial.values else None
 
@@ -63,79 +77,59 @@ def objective_values(names: Sequence[str], *, dev: float, prompt_tokens: float, 
     return [known[name] for name in names]
 
 
-def _objectives(study: optuna.Study) -> dict[str, Any]:
-    stored = study.user_attrs.get(OBJECTIVES_ATTR) or {}
-    names = stored.get("names") or ["dev"] + [f"objective {i}" for i in range(1, len(study.directions))]
-    return {"names": list(names), "within": float(stored.get("recommend_within", 0.0))}
+def signs_of(directions: Sequence[StudyDirection]) -> list[float]:
+    """Per objective, the factor that turns its values into "smaller is better" units."""
+    return [-1.0 if d.name == "MAXIMIZE" else 1.0 for d in directions]
 
 
-def study_objective_names(study: optuna.Study) -> list[str]:
-    """The study's objective names (``dev`` first), as stored when it was created."""
-    names: list[str] = _objectives(study)["names"]
-    return names
+def pareto_front(complete: Sequence[T], directions: Sequence[StudyDirection]) -> list[T]:
+    """The sampled trials of ``complete`` that no other sampled trial beats on every objective, plus the
+    baseline as a reference point, by trial number."""
+    baseline = [t for t in complete if t.is_baseline and t.values is not None]
+    return sorted(_sampled_front(complete, signs_of(directions)) + baseline, key=lambda t: t.number)
 
 
-def pareto_front(study: optuna.Study) -> list[FrozenTrial]:
-    """The sampled trials that no other sampled trial beats on every objective, plus the baseline as a reference
-    point, by trial number."""
-    import optuna
-
-    signs = [1.0 if d == optuna.study.StudyDirection.MINIMIZE else -1.0 for d in study.directions]
-    baseline = [
-        t
-        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-        if t.user_attrs.get("baseline") and t.values is not None
-    ]
-    return sorted(_sampled_front(study, signs) + baseline, key=lambda t: t.number)
-
-
-def _sampled_front(study: optuna.Study, signs: list[float]) -> list[FrozenTrial]:
+def _sampled_front(complete: Sequence[T], signs: list[float]) -> list[T]:
     """The Pareto front of the sampled trials alone (the plain baseline is a reference point, not a candidate)."""
-    import optuna
+    done = [t for t in complete if not t.is_baseline and t.values is not None]
 
-    done = [
-        t
-        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-        if not t.user_attrs.get("baseline") and t.values is not None
-    ]
-
-    def dominates(a: FrozenTrial, b: FrozenTrial) -> bool:
-        pairs = [(s * x, s * y) for s, x, y in zip(signs, a.values, b.values, strict=True)]
+    def dominates(a: T, b: T) -> bool:
+        pairs = [(s * x, s * y) for s, x, y in zip(signs, a.values or (), b.values or (), strict=True)]
         return all(x <= y for x, y in pairs) and any(x < y for x, y in pairs)
 
     return [t for t in done if not any(dominates(o, t) for o in done if o is not t)]
 
 
-def recommend(study: optuna.Study, *, within: float | None = None) -> FrozenTrial | None:
-    """The recommended trial of a multi-objective study (see the module docstring for the rule)."""
-    import optuna
-
-    signs = [1.0 if d == optuna.study.StudyDirection.MINIMIZE else -1.0 for d in study.directions]
-    front = _sampled_front(study, signs) or pareto_front(study)  # only the baseline has finished: all there is
+def recommend(complete: Sequence[T], directions: Sequence[StudyDirection], *, within: float) -> T | None:
+    """The recommended trial among the completed trials of a multi-objective study (see the module
+    docstring for the rule)."""
+    signs = signs_of(directions)
+    front = _sampled_front(complete, signs) or pareto_front(complete, directions)  # only the baseline finished
     if not front:
         return None
-    within = _objectives(study)["within"] if within is None else within
-    best_dev = min(signs[0] * t.values[0] for t in front)  # in "smaller is better" units
-    close = [t for t in front if signs[0] * t.values[0] <= best_dev + within]
+
+    def vals(t: T) -> Sequence[float]:
+        return t.values or ()
+
+    best_dev = min(signs[0] * vals(t)[0] for t in front)  # in "smaller is better" units
+    close = [t for t in front if signs[0] * vals(t)[0] <= best_dev + within]
     return min(
         close,
         key=lambda t: (
-            *[s * v for s, v in zip(signs[1:], t.values[1:], strict=True)],
-            signs[0] * t.values[0],
+            *[s * v for s, v in zip(signs[1:], vals(t)[1:], strict=True)],
+            signs[0] * vals(t)[0],
             t.number,
         ),
     )
 
 
-def recommendation_rule(study: optuna.Study) -> str:
-    """The rule of :func:`recommend`, in words, with this study's objectives and tolerance."""
-    info = _objectives(study)
+def recommendation_rule(names: Sequence[str], directions: Sequence[StudyDirection], within: float) -> str:
+    """The rule of :func:`recommend`, in words, with these objectives and tolerance."""
     costs = " then ".join(
-        f"{'lowest' if d.name == 'MINIMIZE' else 'highest'} {n}"
-        for n, d in zip(info["names"][1:], study.directions[1:], strict=True)
+        f"{'lowest' if d.name == 'MINIMIZE' else 'highest'} {n}" for n, d in zip(names[1:], directions[1:], strict=True)
     )
     return (
-        f"the cheapest Pareto-optimal sampled trial ({costs}) whose dev score is within {100 * info['within']:.2f} "
+        f"the cheapest Pareto-optimal sampled trial ({costs}) whose dev score is within {100 * within:.2f} "
         "points of the best dev score on that front (search.recommend_within); the plain baseline, whose prompt "
         "is always the shortest, is shown as a reference point but not recommended"
     )

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from promptsearch.io.data import Example, TaskData
 from promptsearch.space.config import TrialConfig
@@ -56,6 +56,17 @@ class TrialScore:
     last: FitResult  # the last run's fit: its timings and evaluation seconds
     eval_rows: int = 0  # rows in one evaluation (the held fold, or the dev split)
     fold_values: tuple[float, ...] = ()  # the score of each run (in context: of each fold's rows) at ``epoch``
+
+    def record(self) -> dict[str, Any]:
+        """What the trial stores about how it was scored (JSON)."""
+        return {
+            "mode": self.mode,
+            "runs": self.runs,
+            "rows": self.rows,
+            "epoch": self.epoch,
+            "curve": [round(v, 6) for v in self.curve],
+            "fold_values": [round(v, 6) for v in self.fold_values],
+        }
 
     @property
     def describe(self) -> str:

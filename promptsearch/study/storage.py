@@ -23,18 +23,21 @@ from promptsearch.errors import ConfigError
 from promptsearch.redact import mask_url, scrub
 from promptsearch.space.search_space import SearchSpace
 from promptsearch.space.spec import pruner_class
-from promptsearch.study.objective import BASELINE_ATTR, Objective, TrialRunner
-from promptsearch.study.pareto import (
-    OBJECTIVES_ATTR,
-    is_multi_objective,
-    objective_directions,
-    objective_names,
-    recommend,
+from promptsearch.study.objective import Objective, TrialRunner
+from promptsearch.study.pareto import objective_directions, objective_names
+from promptsearch.study.records import (
+    StoredSpace,
+    TrialRecord,
+    counts_towards_budget,
+    enqueue_baseline,
+    enqueue_retry,
+    mark_stale,
+    store_objectives,
+    store_space,
+    stored_space,
 )
 
 __all__ = [
-    "best_trial",
-    "count_done",
     "default_out_dir",
     "make_storage",
     "open_study",
@@ -42,8 +45,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-SPACE_ATTR = "space"
-STALE_ATTR = "stale"
 HEARTBEAT_SECONDS = 10.0
 _STORAGE_SCHEMES = (
     "sqlite",
@@ -192,76 +193,46 @@ def open_study(
         load_if_exists=True,
     )
     fingerprint = space_fingerprint(space)
-    stored = study.user_attrs.get(SPACE_ATTR)
+    stored = stored_space(study)
     if stored is None and study.trials:
         raise ConfigError(
             f"study '{study_name}' in {mask_url(storage)} was not created by promptsearch (it has trials but no "
             "stored search space); use another --study-name"
         )
     if stored is None:
-        study.set_user_attr(
-            SPACE_ATTR,
-            {
-                "name": space.name,
-                "file": str(space.path) if space.path else None,
-                "text": space.text,
-                "fingerprint": fingerprint,
-                "data_fingerprint": data_fingerprint,
-            },
+        store_space(
+            study,
+            StoredSpace(
+                name=space.name,
+                file=str(space.path) if space.path else None,
+                text=space.text,
+                fingerprint=fingerprint,
+                data_fingerprint=data_fingerprint,
+            ),
         )
         if not study.trials:
-            study.enqueue_trial({}, user_attrs={BASELINE_ATTR: True})
+            enqueue_baseline(study)
     else:
-        if stored.get("fingerprint") != fingerprint:
+        if stored.fingerprint != fingerprint:
             raise ConfigError(
                 f"study '{study_name}' in {mask_url(storage)} was created from a different search space "
-                f"({stored.get('file')}); resume it with that file, or start a new study with "
+                f"({stored.file}); resume it with that file, or start a new study with "
                 "--study-name NAME or --out DIR"
             )
-        if data_fingerprint and stored.get("data_fingerprint") not in (None, data_fingerprint):
+        if data_fingerprint and stored.data_fingerprint not in (None, data_fingerprint):
             raise ConfigError(
                 f"study '{study_name}' was run on different train/dev data (fingerprint "
-                f"{str(stored.get('data_fingerprint'))[:12]}, now {data_fingerprint[:12]}); restore the data or "
+                f"{str(stored.data_fingerprint)[:12]}, now {data_fingerprint[:12]}); restore the data or "
                 "start a new study with --study-name NAME or --out DIR"
             )
     if len(objectives) > 1:  # also on resume: recommend_within may change without changing the trials
-        info = {"names": objectives, "recommend_within": space.spec.search.recommend_within}
-        if study.user_attrs.get(OBJECTIVES_ATTR) != info:
-            study.set_user_attr(OBJECTIVES_ATTR, info)
+        store_objectives(study, objectives, space.spec.search.recommend_within)
     return study
 
 
 def stored_space_text(study: optuna.Study) -> str | None:
-    return (study.user_attrs.get(SPACE_ATTR) or {}).get("text")
-
-
-def counts_towards_budget(trial: FrozenTrial) -> bool:
-    """Complete, pruned, or failed by its own error; not interrupted, abandoned (stale) or surplus."""
-    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
-        return True
-    return trial.state == TrialState.FAIL and "error" in trial.user_attrs
-
-
-def count_done(study: optuna.Study) -> int:
-    """Finished trials that count towards the budget (baseline included)."""
-    return sum(1 for t in study.get_trials(deepcopy=False) if counts_towards_budget(t))
-
-
-def best_trial(study: optuna.Study) -> FrozenTrial | None:
-    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values]
-    if not done:
-        return None
-    if is_multi_objective(study):
-        return recommend(study)  # the recommended config of the Pareto front stands for "the best"
-    pick = max if study.direction == optuna.study.StudyDirection.MAXIMIZE else min
-    return pick(done, key=lambda t: (t.value, -t.number) if pick is max else (t.value, t.number))
-
-
-def baseline_trial(study: optuna.Study) -> FrozenTrial | None:
-    for t in study.get_trials(deepcopy=False):
-        if t.user_attrs.get(BASELINE_ATTR) and t.state == TrialState.COMPLETE:
-            return t
-    return None
+    stored = stored_space(study)
+    return stored.text if stored is not None else None
 
 
 def fail_stale_journal_trials(study: optuna.Study, grace: float) -> list[int]:
@@ -274,19 +245,18 @@ def fail_stale_journal_trials(study: optuna.Study, grace: float) -> list[int]:
     failed = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         started = t.datetime_start.timestamp() if t.datetime_start else now
-        if now - float(t.user_attrs.get("heartbeat", started)) <= grace:
+        beat = TrialRecord.from_trial(t).heartbeat
+        if now - float(started if beat is None else beat) <= grace:
             continue
         try:
-            storage.set_trial_user_attr(t._trial_id, STALE_ATTR, True)
+            mark_stale(study, t)
             if not storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
                 continue
         except (UpdateFinishedTrialError, RuntimeError):
             continue  # its worker finished it, or another worker failed it first
         failed.append(t.number)
         logger.warning("trial %d stopped sending heartbeats; marked failed", t.number)
-        if "retry_of" not in t.user_attrs:
-            keep = {k: v for k, v in t.user_attrs.items() if k == BASELINE_ATTR}
-            study.enqueue_trial(dict(t.params), user_attrs={**keep, "retry_of": t.number})
+        enqueue_retry(study, t)
     return failed
 
 

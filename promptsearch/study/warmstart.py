@@ -4,7 +4,7 @@ A previous config is mapped onto the new space parameter by parameter. Text choi
 template, label words) are matched by their text, not their name, since two spaces may name them
 differently; numbers and names must lie in the new parameter's range or choices. Whatever does not
 fit is reported (and left to the sampler), never dropped silently. Each enqueued trial carries the
-user attribute ``warm_start`` naming its source, so running the same command again does not enqueue
+user attribute naming its source, so running the same command again does not enqueue
 it twice.
 """
 
@@ -26,10 +26,9 @@ from promptsearch.space.search_space import SearchSpace, is_active
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["WARM_START_ATTR", "WarmStart", "WarmStartPlan", "enqueue", "fit_config", "from_export", "from_study"]
+__all__ = ["WarmStart", "WarmStartPlan", "enqueue", "fit_config", "from_export", "from_study"]
 
 logger = logging.getLogger(__name__)
-WARM_START_ATTR = "warm_start"
 _TEXT_PARAMS = ("prompt.instruction", "prompt.template", "prompt.label_words")
 
 
@@ -174,8 +173,7 @@ def from_study(space: SearchSpace, storage: str, study_name: str, *, top: int = 
     import optuna
 
     from promptsearch.redact import mask_url
-    from promptsearch.study.objective import trial_config
-    from promptsearch.study.pareto import dev_value
+    from promptsearch.study.records import trial_records
     from promptsearch.study.storage import make_storage
 
     if top < 1:
@@ -189,30 +187,33 @@ def from_study(space: SearchSpace, storage: str, study_name: str, *, top: int = 
         )
     old = optuna.load_study(study_name=study_name, storage=store)
     done = [
-        t
-        for t in old.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-        if t.values and "config" in t.user_attrs and not t.user_attrs.get("baseline")
+        r
+        for r in trial_records(old, states=(optuna.trial.TrialState.COMPLETE,))
+        if r.values and r.config is not None and not r.is_baseline
     ]
     if not done:
         return WarmStartPlan(notes=[f"warm start: study '{study_name}' has no completed sampled trial to start from"])
     maximize = old.directions[0] == optuna.study.StudyDirection.MAXIMIZE
-    done.sort(key=lambda t: (-(dev_value(t) or 0.0) if maximize else (dev_value(t) or 0.0), t.number))
+    done.sort(key=lambda r: (-(r.dev or 0.0) if maximize else (r.dev or 0.0), r.number))
     plan = WarmStartPlan()
-    for t in done[:top]:
-        config = trial_config(t)
-        source = f"study '{study_name}' trial {t.number} (dev {100 * (dev_value(t) or 0.0):.2f})"
-        plan.trials.append(fit_config(space, config.prompt, config.train, source=source, params=t.params))
+    for r in done[:top]:
+        config = r.config
+        assert config is not None  # filtered above
+        source = f"study '{study_name}' trial {r.number} (dev {100 * (r.dev or 0.0):.2f})"
+        plan.trials.append(fit_config(space, config.prompt, config.train, source=source, params=r.params))
     return plan
 
 
 def enqueue(study: optuna.Study, plan: WarmStartPlan) -> int:
     """Enqueue the plan's trials not enqueued before (by source); return how many were added."""
-    seen = {t.user_attrs.get(WARM_START_ATTR) for t in study.get_trials(deepcopy=False)}
+    from promptsearch.study.records import enqueue_warm_start, warm_start_sources
+
+    seen = warm_start_sources(study)
     added = 0
     for trial in plan.trials:
         if trial.source in seen:
             logger.info("warm start from %s: already in the study", trial.source)
             continue
-        study.enqueue_trial(trial.params, user_attrs={WARM_START_ATTR: trial.source})
+        enqueue_warm_start(study, trial.params, trial.source)
         added += 1
     return added

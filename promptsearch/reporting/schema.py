@@ -1,0 +1,150 @@
+"""The report as a typed model: what ``report.json`` holds and what report.md, report.html and the CLI read.
+
+``report.json`` is ``Report.model_dump(mode="json")``; its keys are a public format (programs read
+them), so a field is added, never renamed. Optional parts that only some reports have (the
+recommendation rule of a multi-objective study, the search and total seconds of a run) are left
+out of the JSON when absent, as they always were.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer
+
+from promptsearch.space.config import TrialConfig
+
+__all__ = [
+    "Failure",
+    "ModelRow",
+    "Objectives",
+    "Report",
+    "ReportSeconds",
+    "SpaceInfo",
+    "TestScores",
+    "TopTrial",
+    "TrialCounts",
+    "TrialSummary",
+]
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _drop_none(handler: SerializerFunctionWrapHandler, value: Any, keys: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = handler(value)
+    for key in keys:
+        if out.get(key) is None:
+            out.pop(key, None)
+    return out
+
+
+class SpaceInfo(_Part):
+    name: str
+    file: str | None
+
+
+class TestScores(_Part):
+    """Test scores of one config over the final evaluation's seeds."""
+
+    __test__ = False  # not a pytest class
+
+    mean: float
+    std: float
+    scores: list[float]
+
+
+class TrialSummary(_Part):
+    """The best trial or the baseline: its config, dev score and (when evaluated) test scores."""
+
+    generated: dict[str, Any]
+    trial: int
+    params: dict[str, Any]
+    config: TrialConfig
+    dev_score: float | None
+    dev_epoch: int | None
+    test: TestScores | None
+    prompt_example: str
+    prompt_parts: list[list[str]] | None
+
+
+class Objectives(_Part):
+    multi: bool
+    names: list[str]
+    directions: list[str]
+    rule: str | None = None  # multi-objective studies only
+
+    @model_serializer(mode="wrap")
+    def _serialize(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _drop_none(handler, self, ("rule",))
+
+
+class ModelRow(_Part):
+    """With a model list: one model's best sampled trial."""
+
+    model: str
+    head: str | None
+    trials: int
+    best_trial: int | None
+    dev_score: float | None
+    params: dict[str, Any]
+
+
+class TrialCounts(_Part):
+    total: int
+    complete: int
+    pruned: int
+    fail: int
+    running: int
+
+
+class TopTrial(_Part):
+    trial: int
+    dev_score: float | None
+    values: list[float]
+    params: dict[str, Any]
+    baseline: bool
+    prompt_tokens_mean: float | None
+    seconds: float | None
+
+
+class Failure(_Part):
+    trial: int
+    error: str
+
+
+class ReportSeconds(_Part):
+    trials: float
+    final_evaluation: float | None
+    search: float | None = None  # a run's own timing (``promptsearch run``), not a rebuilt report's
+    total: float | None = None
+
+    @model_serializer(mode="wrap")
+    def _serialize(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _drop_none(handler, self, ("search", "total"))
+
+
+class Report(_Part):
+    """Everything the report shows; built once by :func:`promptsearch.reporting.report.build_report`."""
+
+    space: SpaceInfo
+    study: str
+    metric: str
+    direction: str
+    objectives: Objectives
+    best: TrialSummary | None
+    baseline: TrialSummary | None
+    models: list[ModelRow]
+    candidates: dict[str, Any] | None
+    trials: TrialCounts
+    top_trials: list[TopTrial]
+    failures: list[Failure]
+    seconds: ReportSeconds
+    final_seeds: int
+    versions: dict[str, str]
+    created: str
+
+    @property
+    def is_multi_objective(self) -> bool:
+        return self.objectives.multi

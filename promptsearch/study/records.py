@@ -1,0 +1,470 @@
+"""The one module that reads and writes a trial's (and the study's) Optuna user attributes.
+
+Optuna stores what promptsearch knows about a trial as user attributes (JSON values under string
+keys). Every key is defined here, written by the writers here, and read back into a typed
+:class:`TrialRecord`; the rest of the package reads fields, never ``user_attrs["..."]``.
+
+>>> records = trial_records(study)                        # doctest: +SKIP
+>>> best = best_trial(study); best.number, best.dev       # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from promptsearch.space.config import CalibrationParams, TrialConfig
+from promptsearch.study.pareto import recommend, signs_of
+
+if TYPE_CHECKING:
+    import datetime as dt
+
+    import optuna
+    from optuna.trial import FrozenTrial, TrialState
+
+__all__ = [
+    "BASELINE_ATTR",
+    "CALIBRATION_ATTR",
+    "CANDIDATES_ATTR",
+    "CONFIG_ATTR",
+    "EVALUATION_ATTR",
+    "FINAL_ATTR",
+    "OBJECTIVES_ATTR",
+    "SPACE_ATTR",
+    "STALE_ATTR",
+    "SURPLUS_ATTR",
+    "WARM_START_ATTR",
+    "ObjectivesInfo",
+    "StoredSpace",
+    "TrialRecord",
+    "TrialWriter",
+    "baseline_trial",
+    "best_trial",
+    "completed_trial_attrs",
+    "count_done",
+    "counts_towards_budget",
+    "enqueue_baseline",
+    "enqueue_retry",
+    "enqueue_warm_start",
+    "mark_stale",
+    "objectives_info",
+    "store_candidates",
+    "store_final",
+    "store_objectives",
+    "store_space",
+    "stored_candidates_raw",
+    "stored_final_raw",
+    "stored_space",
+    "trial_config",
+    "trial_records",
+    "warm_start_sources",
+]
+
+# Trial attributes
+BASELINE_ATTR = "baseline"
+CONFIG_ATTR = "config"
+CALIBRATION_ATTR = "calibration"
+INTERRUPTED_ATTR = "interrupted"
+SURPLUS_ATTR = "surplus"
+STALE_ATTR = "stale"
+RETRY_OF_ATTR = "retry_of"
+HEARTBEAT_ATTR = "heartbeat"
+WARM_START_ATTR = "warm_start"
+SEED_ATTR = "seed"
+DEVICE_ATTR = "device"
+BEST_EPOCH_ATTR = "best_epoch"
+EPOCHS_RUN_ATTR = "epochs_run"
+LATENCY_ATTR = "latency_ms"
+ERROR_ATTR = "error"
+PRUNED_REASON_ATTR = "pruned_reason"
+SECONDS_ATTR = "seconds"
+TRAIN_SECONDS_ATTR = "train_seconds"
+PEAK_MEMORY_ATTR = "peak_memory_mb"
+PROMPT_EXAMPLE_ATTR = "prompt_example"
+PROMPT_PARTS_ATTR = "prompt_parts"
+PROMPT_TOKENS_ATTR = "prompt_tokens_mean"
+DEMOS_DROPPED_ATTR = "demos_dropped"
+EVALUATION_ATTR = "evaluation"  # how the trial was scored: mode, runs, rows, epoch, mean curve, per-fold values
+FAIL_REASON_SYSTEM_ATTR = "fail_reason"  # Optuna's own (a system attribute)
+
+# Study attributes
+SPACE_ATTR = "space"
+OBJECTIVES_ATTR = "objectives"
+FINAL_ATTR = "final_evaluation"
+CANDIDATES_ATTR = "candidates"
+
+
+def _config(attrs: Mapping[str, Any]) -> TrialConfig | None:
+    raw = attrs.get(CONFIG_ATTR)
+    if raw is None:
+        return None
+    try:
+        return TrialConfig.model_validate(raw)
+    except ValidationError:
+        return None
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """What promptsearch knows about one trial, read from its Optuna ``FrozenTrial``.
+
+    ``values`` are the objective values (``dev`` first); ``dev_curve`` maps each epoch to its dev score
+    (what pruning saw); ``best_epoch`` is the epoch whose score the trial kept.
+    """
+
+    number: int
+    state: TrialState
+    values: tuple[float, ...] | None
+    params: dict[str, Any]
+    config: TrialConfig | None
+    is_baseline: bool = False
+    dev_curve: dict[int, float] = field(default_factory=dict)
+    best_epoch: int | None = None
+    epochs_run: int | None = None
+    seed: int | None = None
+    device: str | None = None
+    calibration: dict[str, Any] | None = None
+    error: str | None = None
+    pruned_reason: str | None = None
+    fail_reason: str | None = None
+    interrupted: bool = False
+    surplus: bool = False
+    stale: bool = False
+    retry_of: int | None = None
+    warm_start: str | None = None
+    heartbeat: float | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+    train_seconds: float | None = None
+    peak_memory_mb: float | None = None
+    evaluation: dict[str, Any] | None = None  # mode, runs, rows, epoch, curve, fold_values (study.protocol)
+    latency_ms: float | None = None
+    prompt_example: str | None = None
+    prompt_parts: list[list[str]] | None = None
+    prompt_tokens_mean: float | None = None
+    demos_dropped: int = 0
+    datetime_start: dt.datetime | None = None
+    datetime_complete: dt.datetime | None = None
+
+    @classmethod
+    def from_trial(cls, trial: FrozenTrial) -> TrialRecord:
+        a = trial.user_attrs
+        return cls(
+            number=trial.number,
+            state=trial.state,
+            values=tuple(trial.values) if trial.values is not None else None,
+            params=dict(trial.params),
+            config=_config(a),
+            is_baseline=bool(a.get(BASELINE_ATTR)),
+            dev_curve={int(k): float(v) for k, v in trial.intermediate_values.items()},
+            best_epoch=a.get(BEST_EPOCH_ATTR),
+            evaluation=a.get(EVALUATION_ATTR),
+            epochs_run=a.get(EPOCHS_RUN_ATTR),
+            seed=a.get(SEED_ATTR),
+            device=a.get(DEVICE_ATTR),
+            calibration=a.get(CALIBRATION_ATTR),
+            error=a.get(ERROR_ATTR),
+            pruned_reason=a.get(PRUNED_REASON_ATTR),
+            fail_reason=trial.system_attrs.get(FAIL_REASON_SYSTEM_ATTR),
+            interrupted=bool(a.get(INTERRUPTED_ATTR)),
+            surplus=bool(a.get(SURPLUS_ATTR)),
+            stale=bool(a.get(STALE_ATTR)),
+            retry_of=a.get(RETRY_OF_ATTR),
+            warm_start=a.get(WARM_START_ATTR),
+            heartbeat=a.get(HEARTBEAT_ATTR),
+            seconds=dict(a.get(SECONDS_ATTR) or {}),
+            train_seconds=a.get(TRAIN_SECONDS_ATTR),
+            peak_memory_mb=a.get(PEAK_MEMORY_ATTR),
+            latency_ms=a.get(LATENCY_ATTR),
+            prompt_example=a.get(PROMPT_EXAMPLE_ATTR),
+            prompt_parts=a.get(PROMPT_PARTS_ATTR),
+            prompt_tokens_mean=a.get(PROMPT_TOKENS_ATTR),
+            demos_dropped=int(a.get(DEMOS_DROPPED_ATTR) or 0),
+            datetime_start=trial.datetime_start,
+            datetime_complete=trial.datetime_complete,
+        )
+
+    @property
+    def dev(self) -> float | None:
+        """The dev score (the first objective), or None when the trial has no value."""
+        return self.values[0] if self.values else None
+
+    @property
+    def model(self) -> str | None:
+        """The model id of a model list (None with a single model or without a config)."""
+        return self.config.model if self.config is not None else None
+
+    @property
+    def is_complete(self) -> bool:
+        from optuna.trial import TrialState
+
+        return self.state == TrialState.COMPLETE and bool(self.values)
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from start to end, for finished trials."""
+        if self.datetime_start and self.datetime_complete:
+            return (self.datetime_complete - self.datetime_start).total_seconds()
+        return None
+
+    @property
+    def failure(self) -> str:
+        """Why a failed trial failed: its own error, else Optuna's fail reason."""
+        return self.error or self.fail_reason or ""
+
+    @property
+    def counts_towards_budget(self) -> bool:
+        """Complete, pruned, or failed by its own error; not interrupted, abandoned (stale) or surplus."""
+        from optuna.trial import TrialState
+
+        if self.state in (TrialState.COMPLETE, TrialState.PRUNED):
+            return True
+        return self.state == TrialState.FAIL and self.error is not None
+
+    def calibration_params(self) -> CalibrationParams | None:
+        return CalibrationParams.model_validate(self.calibration) if self.calibration is not None else None
+
+
+def trial_records(study: optuna.Study, states: Sequence[TrialState] | None = None) -> list[TrialRecord]:
+    """Every trial of ``study`` (or those in ``states``) as records, by trial number."""
+    trials = study.get_trials(deepcopy=False, states=tuple(states) if states is not None else None)
+    return [TrialRecord.from_trial(t) for t in trials]
+
+
+def trial_config(trial: FrozenTrial | TrialRecord) -> TrialConfig:
+    """The resolved config a finished trial ran (stored as a user attribute)."""
+    if isinstance(trial, TrialRecord):
+        if trial.config is None:
+            raise ValueError(f"trial {trial.number} stores no config")
+        return trial.config
+    return TrialConfig.model_validate(trial.user_attrs[CONFIG_ATTR])
+
+
+# Budget and the best trial
+
+
+def counts_towards_budget(trial: FrozenTrial) -> bool:
+    """Complete, pruned, or failed by its own error; not interrupted, abandoned (stale) or surplus."""
+    from optuna.trial import TrialState
+
+    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        return True
+    return trial.state == TrialState.FAIL and ERROR_ATTR in trial.user_attrs
+
+
+def count_done(study: optuna.Study) -> int:
+    """Finished trials that count towards the budget (baseline included)."""
+    return sum(1 for t in study.get_trials(deepcopy=False) if counts_towards_budget(t))
+
+
+def best_trial(study: optuna.Study, records: Sequence[TrialRecord] | None = None) -> TrialRecord | None:
+    """The best completed trial (by dev; ties: the earlier trial). With several objectives, the recommended
+    config of the Pareto front (:func:`promptsearch.study.pareto.recommend`) stands for "the best".
+
+    Pass ``records`` (:func:`trial_records`) to reuse a snapshot instead of reading the storage again.
+    """
+    records = trial_records(study) if records is None else records
+    done = [r for r in records if r.is_complete]
+    if not done:
+        return None
+    if len(study.directions) > 1:
+        return recommend(done, study.directions, within=objectives_info(study).within)
+    sign = signs_of(study.directions)[0]
+    return min(done, key=lambda r: (sign * (r.dev or 0.0), r.number))
+
+
+def baseline_trial(study: optuna.Study, records: Sequence[TrialRecord] | None = None) -> TrialRecord | None:
+    """The completed plain fine-tuning baseline, if any."""
+    from optuna.trial import TrialState
+
+    records = trial_records(study) if records is None else records
+    return next((r for r in records if r.is_baseline and r.state == TrialState.COMPLETE), None)
+
+
+# Writing a running trial's attributes
+
+
+class TrialWriter:
+    """Writes what the objective learns about a running trial; every key it writes is defined above."""
+
+    def __init__(self, trial: optuna.trial.Trial) -> None:
+        self.trial = trial
+
+    @property
+    def is_baseline(self) -> bool:
+        return bool(self.trial.user_attrs.get(BASELINE_ATTR))
+
+    def start(self, config: TrialConfig, *, seed: int, device: str) -> None:
+        self.trial.set_user_attr(CONFIG_ATTR, config.model_dump(mode="json"))
+        self.trial.set_user_attr(SEED_ATTR, seed)
+        self.trial.set_user_attr(DEVICE_ATTR, device)
+
+    def heartbeat(self) -> None:
+        self.trial.set_user_attr(HEARTBEAT_ATTR, time.time())
+
+    def calibration(self, params: CalibrationParams) -> None:
+        self.trial.set_user_attr(CALIBRATION_ATTR, params.model_dump(mode="json"))
+
+    def fit(self, *, best_epoch: int | None, epochs_run: int) -> None:
+        self.trial.set_user_attr(BEST_EPOCH_ATTR, best_epoch)
+        self.trial.set_user_attr(EPOCHS_RUN_ATTR, epochs_run)
+
+    def evaluation(self, record: Mapping[str, Any]) -> None:
+        """How the trial was scored (:meth:`promptsearch.study.protocol.TrialScore.record`)."""
+        self.trial.set_user_attr(EVALUATION_ATTR, dict(record))
+
+    def epochs_run(self, epochs: int) -> None:
+        self.trial.set_user_attr(EPOCHS_RUN_ATTR, epochs)
+
+    def prompt(self, *, example: str, parts: list[list[str]] | None, tokens_mean: float, demos_dropped: int) -> None:
+        self.trial.set_user_attr(PROMPT_EXAMPLE_ATTR, example)
+        if parts:  # for the report's highlighting
+            self.trial.set_user_attr(PROMPT_PARTS_ATTR, parts)
+        self.trial.set_user_attr(PROMPT_TOKENS_ATTR, round(tokens_mean, 1))
+        if demos_dropped:
+            self.trial.set_user_attr(DEMOS_DROPPED_ATTR, demos_dropped)
+
+    def latency(self, ms: float) -> None:
+        self.trial.set_user_attr(LATENCY_ATTR, round(ms, 4))
+
+    def interrupted(self) -> None:
+        self.trial.set_user_attr(INTERRUPTED_ATTR, True)
+
+    def surplus(self) -> None:
+        self.trial.set_user_attr(SURPLUS_ATTR, True)
+
+    def pruned_reason(self, reason: str) -> None:
+        self.trial.set_user_attr(PRUNED_REASON_ATTR, reason)
+
+    def error(self, message: str) -> None:
+        self.trial.set_user_attr(ERROR_ATTR, message[:2000])
+
+    def resources(self, timings: Mapping[str, float], *, peak_memory_mb: float) -> None:
+        self.trial.set_user_attr(SECONDS_ATTR, {k: round(v, 4) for k, v in timings.items()})
+        self.trial.set_user_attr(TRAIN_SECONDS_ATTR, round(timings.get("train", 0.0), 3))
+        self.trial.set_user_attr(PEAK_MEMORY_ATTR, round(peak_memory_mb, 1))
+
+
+def completed_trial_attrs(
+    config: TrialConfig, *, best_epoch: int | None, calibration: CalibrationParams | None = None
+) -> dict[str, Any]:
+    """The attributes of a trial added by hand (``optuna.trial.create_trial``) for a config trained outside a
+    study, so that it reads back as a :class:`TrialRecord`."""
+    attrs: dict[str, Any] = {CONFIG_ATTR: config.model_dump(mode="json"), BEST_EPOCH_ATTR: best_epoch}
+    if calibration is not None:
+        attrs[CALIBRATION_ATTR] = calibration.model_dump(mode="json")
+    return attrs
+
+
+# Enqueued trials
+
+
+def enqueue_baseline(study: optuna.Study) -> None:
+    """Enqueue the plain fine-tuning baseline (the first trial of a new study)."""
+    study.enqueue_trial({}, user_attrs={BASELINE_ATTR: True})
+
+
+def enqueue_warm_start(study: optuna.Study, params: Mapping[str, Any], source: str) -> None:
+    study.enqueue_trial(dict(params), user_attrs={WARM_START_ATTR: source})
+
+
+def warm_start_sources(study: optuna.Study) -> set[str]:
+    """The sources of the warm-start trials already enqueued in ``study``."""
+    return {s for t in study.get_trials(deepcopy=False) if (s := t.user_attrs.get(WARM_START_ATTR)) is not None}
+
+
+def mark_stale(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Flag a RUNNING trial whose worker stopped sending heartbeats (before failing it)."""
+    study._storage.set_trial_user_attr(trial._trial_id, STALE_ATTR, True)
+
+
+def enqueue_retry(study: optuna.Study, trial: FrozenTrial) -> bool:
+    """Enqueue a stale trial once more (once only: a retry is not retried); return whether it was enqueued."""
+    if RETRY_OF_ATTR in trial.user_attrs:
+        return False
+    keep = {BASELINE_ATTR: True} if trial.user_attrs.get(BASELINE_ATTR) else {}
+    study.enqueue_trial(dict(trial.params), user_attrs={**keep, RETRY_OF_ATTR: trial.number})
+    return True
+
+
+# Study attributes
+
+
+@dataclass(frozen=True)
+class StoredSpace:
+    """The search space stored with a study when it was created."""
+
+    name: str | None
+    file: str | None
+    text: str | None
+    fingerprint: str | None
+    data_fingerprint: str | None
+
+
+def store_space(study: optuna.Study, space: StoredSpace) -> None:
+    study.set_user_attr(
+        SPACE_ATTR,
+        {
+            "name": space.name,
+            "file": space.file,
+            "text": space.text,
+            "fingerprint": space.fingerprint,
+            "data_fingerprint": space.data_fingerprint,
+        },
+    )
+
+
+def stored_space(study: optuna.Study) -> StoredSpace | None:
+    raw = study.user_attrs.get(SPACE_ATTR)
+    if raw is None:
+        return None
+    return StoredSpace(
+        name=raw.get("name"),
+        file=raw.get("file"),
+        text=raw.get("text"),
+        fingerprint=raw.get("fingerprint"),
+        data_fingerprint=raw.get("data_fingerprint"),
+    )
+
+
+@dataclass(frozen=True)
+class ObjectivesInfo:
+    """The objectives of a study (``dev`` first) and the recommendation tolerance, as stored at creation."""
+
+    names: list[str]
+    within: float
+
+
+def store_objectives(study: optuna.Study, names: Sequence[str], recommend_within: float) -> None:
+    """Store the objectives of a multi-objective study (only when they changed)."""
+    info = {"names": list(names), "recommend_within": recommend_within}
+    if study.user_attrs.get(OBJECTIVES_ATTR) != info:
+        study.set_user_attr(OBJECTIVES_ATTR, info)
+
+
+def objectives_info(study: optuna.Study) -> ObjectivesInfo:
+    stored = study.user_attrs.get(OBJECTIVES_ATTR) or {}
+    names = stored.get("names") or ["dev"] + [f"objective {i}" for i in range(1, len(study.directions))]
+    return ObjectivesInfo(names=list(names), within=float(stored.get("recommend_within", 0.0)))
+
+
+def store_final(study: optuna.Study, outcome: Mapping[str, Any]) -> None:
+    study.set_user_attr(FINAL_ATTR, dict(outcome))
+
+
+def stored_final_raw(study: optuna.Study) -> dict[str, Any] | None:
+    """The stored final evaluation as stored (see :mod:`promptsearch.study.final` for its checks)."""
+    raw = study.user_attrs.get(FINAL_ATTR)
+    return dict(raw) if raw is not None else None
+
+
+def store_candidates(study: optuna.Study, candidates: Mapping[str, Any]) -> None:
+    study.set_user_attr(CANDIDATES_ATTR, dict(candidates))
+
+
+def stored_candidates_raw(study: optuna.Study) -> dict[str, Any] | None:
+    raw = study.user_attrs.get(CANDIDATES_ATTR)
+    return dict(raw) if isinstance(raw, Mapping) else None
