@@ -40,6 +40,7 @@ from promptsearch.space.spec import DataSource, ModelSpec
 from promptsearch.study.candidates import ensure_candidates, generated_parts, stored_candidates
 from promptsearch.study.checks import check_space_data
 from promptsearch.study.final import final_evaluation, stored_final
+from promptsearch.study.finalists import race_finalists
 from promptsearch.study.objective import TrialRunner
 from promptsearch.study.records import (
     TrialRecord,
@@ -173,6 +174,11 @@ def build_export(
     )
 
 
+def _evaluation(space: SearchSpace) -> dict[str, Any]:
+    ev = space.spec.search.evaluation
+    return {"mode": ev.mode, "folds": ev.folds, "seeds": ev.seeds, "final_train": ev.final_rows}
+
+
 def _build_report(
     space: SearchSpace,
     study: optuna.Study,
@@ -190,6 +196,7 @@ def _build_report(
         space_file=file,
         metric=space.spec.task.metric,
         final=final,
+        evaluation=_evaluation(space),
         records=records,
         best=best,
         search_seconds=search_seconds,
@@ -296,6 +303,7 @@ def search(
             heartbeat=heartbeat,
         )  # fmt: skip
     search_seconds = time.perf_counter() - t_start
+    race_finalists(runner, study, progress=progress)  # stored: a finished study races no more
 
     records = trial_records(study)  # the trials are finished: one read serves the rest
     best_record = best_trial(study, records)
@@ -304,10 +312,10 @@ def search(
         saver = None
         if save_model is not None:
 
-            def saver(config: TrialConfig) -> None:
+            def saver(config: TrialConfig, trained: TrialRunner) -> None:
                 from promptsearch.inference.predict import save_model as _save
 
-                _save(runner(), build_export(space, study, data, best=best_record), Path(save_model))
+                _save(trained, build_export(space, study, data, best=best_record), Path(save_model))
 
         final = stored_final(study, space, data, final_seeds, best=best_record) if saver is None else None
         if final is None:

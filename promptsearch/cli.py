@@ -321,7 +321,7 @@ def worker(
 
 
 def _print_result(result: Any) -> None:
-    from promptsearch.reporting.report import fmt_score, fmt_test
+    from promptsearch.reporting.report import chosen_lines, fmt_score, fmt_test
 
     rep = result.report
     best, base = rep.best, rep.baseline
@@ -343,6 +343,8 @@ def _print_result(result: Any) -> None:
         say(f"  {rep.metric}: dev {fmt_score(best.dev_score)}, test {fmt_test(best.test)}")
     if base:
         say(f"plain fine-tuning baseline: dev {fmt_score(base.dev_score)}, test {fmt_test(base.test)}")
+    for line in chosen_lines(rep):
+        say(line)
     label = "best config (plain)" if best and best.config.baseline else "best prompt"
     say(f"report: {result.out_dir / 'report.html'} (and report.md); {label}: {result.export_path}")
 

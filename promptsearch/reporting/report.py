@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 from promptsearch.io.export import atomic_write_text
 from promptsearch.reporting.schema import (
+    Evaluation,
     Failure,
     ModelRow,
     Objectives,
+    Race,
     Report,
     ReportSeconds,
     SpaceInfo,
@@ -22,6 +24,7 @@ from promptsearch.reporting.schema import (
     TopTrial,
     TrialCounts,
     TrialSummary,
+    VerdictPart,
 )
 from promptsearch.study.candidates import describe, generated_parts, stored_candidates
 from promptsearch.study.pareto import recommendation_rule
@@ -30,6 +33,7 @@ from promptsearch.study.records import (
     baseline_trial,
     best_trial,
     objectives_info,
+    stored_race,
     trial_config,
     trial_records,
 )
@@ -84,6 +88,7 @@ def build_report(
     space_file: str | None,
     metric: str,
     final: dict[str, Any] | None,
+    evaluation: dict[str, Any] | None = None,
     records: Sequence[TrialRecord] | None = None,
     best: TrialRecord | None = _UNSET,
     search_seconds: float | None = None,
@@ -144,6 +149,14 @@ def build_report(
         final_seeds=len(((final or {}).get("best") or {}).get("seeds", [])),
         versions=versions(),
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        evaluation=Evaluation(**evaluation, trained_on=((final or {}).get("best") or {}).get("trained_on"))
+        if evaluation is not None
+        else None,
+        race=Race.model_validate(race)
+        if (race := stored_race(study)) is not None and best is not None and race.get("winner") == best.number
+        else None,
+        verdict=VerdictPart.model_validate((final or {})["verdict"]) if (final or {}).get("verdict") else None,
+        gap_warning=(final or {}).get("gap_warning"),
     )
 
 
@@ -200,6 +213,41 @@ def fmt_test(test: TestScores | None) -> str:
     return f"{100 * test.mean:.2f} ± {100 * test.std:.2f} (n={len(test.scores)})"
 
 
+def evaluation_line(report: Report) -> str | None:
+    ev = report.evaluation
+    if ev is None:
+        return None
+    if ev.mode == "cv":
+        how = (
+            f"{ev.folds}-fold cross-validation over train and dev ({ev.seeds} seed(s) per fold, one epoch for all "
+            "folds); in-context trials leave-one-out over every labelled row"
+        )
+    else:
+        how = "the dev split (best epoch on dev)"
+    trained = f"; the final model trained on {ev.trained_on}" if ev.trained_on else ""
+    return f"trial scores: {how}{trained}"
+
+
+def chosen_lines(report: Report) -> list[str]:
+    """How the best was chosen and whether it holds on test: scoring, finalists ± standard error, verdict."""
+    lines = []
+    how = evaluation_line(report)
+    if how:
+        lines.append(how)
+    if report.race is not None:
+        lines.append("finalists, scored again on fresh seeds (mean ± standard error):")
+        for s in report.race.standings:
+            mark = "→" if s.trial == report.race.winner else " "
+            lines.append(f"  {mark} {s.describe()}")
+        lines.append(f"  {report.race.reason}")
+        lines += [f"  note: {n}" for n in report.race.notes]
+    if report.verdict is not None:
+        lines.append(f"verdict on test, best vs baseline: {report.verdict.label.upper()}: {report.verdict.text}")
+    if report.gap_warning:
+        lines.append(f"warning: {report.gap_warning}")
+    return lines
+
+
 def render_markdown(report: Report, images: Sequence[tuple[str, str]] = ()) -> str:
     """The Markdown report; ``images`` are ``(title, relative path)`` of PNG plots to embed."""
     best, base = report.best, report.baseline
@@ -225,6 +273,12 @@ def render_markdown(report: Report, images: Sequence[tuple[str, str]] = ()) -> s
         + f"); {report.seconds.trials:.0f} s in trials.",
         "",
     ]
+    chosen = chosen_lines(report)
+    if chosen:
+        lines += ["## How the best was chosen", ""] + [
+            f"- {line.strip()}" if not line.startswith("  ") else f"  - {line.strip()}" for line in chosen
+        ]
+        lines.append("")
     objectives = report.objectives
     if objectives.multi:
         lines += [

@@ -15,9 +15,12 @@ from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model
 from promptsearch.space.config import TrialConfig
 
 __all__ = [
+    "Evaluation",
     "Failure",
+    "Finalist",
     "ModelRow",
     "Objectives",
+    "Race",
     "Report",
     "ReportSeconds",
     "SpaceInfo",
@@ -25,6 +28,7 @@ __all__ = [
     "TopTrial",
     "TrialCounts",
     "TrialSummary",
+    "VerdictPart",
 ]
 
 
@@ -125,6 +129,57 @@ class ReportSeconds(_Part):
         return _drop_none(handler, self, ("search", "total"))
 
 
+class Finalist(_Part):
+    """One finalist of the race: its fresh evaluations' mean and standard error."""
+
+    trial: int
+    name: str
+    baseline: bool
+    search_value: float | None
+    mean: float
+    std_error: float | None  # None with a single evaluation
+    n: int
+    cost: str
+
+    def describe(self) -> str:
+        spread = f" ± {self.std_error:.3f}" if self.std_error is not None else ""
+        return f"{self.name}: {self.mean:.3f}{spread} (n={self.n}; {self.cost})"
+
+
+class Race(_Part):
+    """The finalists' race on the labelled rows (:mod:`promptsearch.study.finalists`)."""
+
+    done: int
+    winner: int
+    rounds: int
+    reason: str
+    notes: list[str]
+    standings: list[Finalist]
+
+
+class VerdictPart(_Part):
+    """Best minus baseline on test: the paired bootstrap interval and what it means."""
+
+    delta: float
+    ci_low: float
+    ci_high: float
+    label: str
+    level: float
+    n_rows: int
+    n_boot: int
+    text: str
+
+
+class Evaluation(_Part):
+    """How trials were scored and what the final model trained on."""
+
+    mode: str
+    folds: int
+    seeds: int
+    final_train: str
+    trained_on: str | None = None
+
+
 class Report(_Part):
     """Everything the report shows; built once by :func:`promptsearch.reporting.report.build_report`."""
 
@@ -144,6 +199,10 @@ class Report(_Part):
     final_seeds: int
     versions: dict[str, str]
     created: str
+    evaluation: Evaluation | None = None
+    race: Race | None = None
+    verdict: VerdictPart | None = None
+    gap_warning: str | None = None
 
     @property
     def is_multi_objective(self) -> bool:

@@ -1,13 +1,19 @@
-"""Final evaluation: retrain the best config and the baseline with K seeds, score the test split.
+"""Final evaluation: retrain the chosen config and the baseline with K seeds, score the test split, and say
+whether the difference is real.
 
-The search never reads test. Here each seed trains on train, keeps the epoch that was best on dev
-(as in LM-BFF), and scores that model on test. Results are stored in the study, keyed by what they
-depend on, so ``promptsearch report`` reuses them instead of training again.
+The search never reads test. With ``search.evaluation.mode: cv`` each seed trains on the rows of
+``final_train`` (all labelled rows by default) for the epoch the trial chose on its mean fold curve; with
+``mode: dev`` each seed trains on train and keeps the epoch that was best on dev (as in LM-BFF). Both configs are
+scored on the same test rows, so a paired bootstrap over rows (and seeds) gives an interval for the difference
+and a verdict: better, no clear difference, or worse (:mod:`promptsearch.study.verdict`). Results are stored in
+the study, keyed by what they depend on, so ``promptsearch report`` reuses them instead of training again.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import statistics
 import time
 from collections.abc import Callable
@@ -17,11 +23,14 @@ import optuna
 
 from promptsearch.errors import PromptsearchError
 from promptsearch.io.data import TaskData
+from promptsearch.models.metrics import compute_metric
 from promptsearch.space.config import TrialConfig
 from promptsearch.space.sampling import baseline_config
 from promptsearch.space.search_space import SearchSpace
 from promptsearch.study.objective import TrialRunner
+from promptsearch.study.protocol import Protocol
 from promptsearch.study.records import TrialRecord, baseline_trial, best_trial, store_final, stored_final_raw
+from promptsearch.study.verdict import dev_test_gap_warning, paired_bootstrap_metric
 
 __all__ = ["final_evaluation", "score_summary", "stored_final"]
 
@@ -38,32 +47,48 @@ def score_summary(scores: list[float]) -> dict[str, Any]:
 
 
 def _evaluate_config(
-    runner: TrialRunner,
+    protocol: Protocol,
+    record: TrialRecord | None,
     config: TrialConfig,
     seeds: int,
     *,
-    save_to: Callable[[], None] | None = None,
+    save_to: Callable[[TrialRunner], None] | None = None,
     progress: Callable[[str], None] | None = None,
     label: str = "",
-) -> dict[str, Any]:
-    scores, dev_scores, epochs = [], [], []
+) -> tuple[dict[str, Any], list[list[int]], list[int]]:
+    """Scores per seed, and the test predictions per seed (for the verdict) with the gold labels."""
+    cv = protocol.evaluation.cross_validated
+    runner = protocol.final_runner() if cv else protocol.runner
+    epoch = record.best_epoch if record is not None and record.best_epoch else config.train.epochs
+    if cv and config.train.trains:  # the epoch the trial chose on its mean fold curve
+        config = config.model_copy(update={"train": config.train.model_copy(update={"epochs": max(1, epoch)})})
+    metric = runner.space.spec.task.metric
+    scores, dev_scores, epochs, predictions = [], [], [], []
+    gold: list[int] = []
     for i in range(seeds):
         seed = SEED_OFFSET + i
         if progress is not None:
             progress(f"final evaluation: {label} seed {i + 1}/{seeds}")
-        result, _ = runner.fit(config, seed=seed, keep_best_state=True)
-        score = runner.evaluate(config, "test")
-        scores.append(score)
+        result, _ = runner.fit(config, seed=seed, keep_best_state=not cv)
+        gold, predicted = runner.predictions(config, "test")
+        scores.append(compute_metric(metric, gold, predicted))
+        predictions.append(predicted)
         dev_scores.append(result.best_score)
-        epochs.append(result.best_epoch)
+        epochs.append(result.best_epoch if not cv else (config.train.epochs if config.train.trains else 0))
         if i == 0 and save_to is not None:
-            save_to()
-    return {
+            save_to(runner)
+    rows = len(runner.data.train)
+    trained_on = (
+        f"all {rows} labelled rows (train and dev)" if runner is not protocol.runner else f"the {rows} train rows"
+    )
+    outcome = {
         "test": score_summary(scores),
         "dev_scores": dev_scores,
         "best_epochs": epochs,
         "seeds": [SEED_OFFSET + i for i in range(seeds)],
+        "trained_on": trained_on if config.train.trains else f"nothing (in context; demonstrations from {trained_on})",
     }
+    return outcome, predictions, gold
 
 
 def _configs(
@@ -114,9 +139,10 @@ def final_evaluation(
     study: optuna.Study,
     *,
     seeds: int,
-    save_model: Callable[[TrialConfig], None] | None = None,
+    save_model: Callable[[TrialConfig, TrialRunner], None] | None = None,
     progress: Callable[[str], None] | None = None,
     best: TrialRecord | None = None,
+    protocol: Protocol | None = None,
 ) -> dict[str, Any]:
     """Test scores (mean, std, per seed) of the best trial's config and of the baseline.
 
@@ -134,20 +160,32 @@ def final_evaluation(
         return stored
     t0 = time.perf_counter()
     best, best_cfg, base_cfg = _configs(study, runner.space, best)
+    protocol = protocol if protocol is not None else Protocol(runner)
 
-    def save() -> None:
+    def save(trained: TrialRunner) -> None:
         if save_model is not None:
-            save_model(best_cfg)
+            save_model(best_cfg, trained)
 
-    best_eval = _evaluate_config(runner, best_cfg, seeds, save_to=save, progress=progress, label="best config")
+    best_eval, best_preds, gold = _evaluate_config(
+        protocol, best, best_cfg, seeds, save_to=save, progress=progress, label="best config"
+    )
     if best_cfg == base_cfg or best_cfg.baseline:
-        base_eval = best_eval
+        base_eval, base_preds = best_eval, best_preds
     else:
-        base_eval = _evaluate_config(runner, base_cfg, seeds, progress=progress, label="baseline")
+        base = baseline_trial(study)
+        base_eval, base_preds, _ = _evaluate_config(
+            protocol, base, base_cfg, seeds, progress=progress, label="baseline"
+        )
+    verdict = paired_bootstrap_metric(gold, best_preds, base_preds, runner.space.spec.task.metric)
+    warning = None
+    if best.dev is not None and math.isfinite(best.dev):
+        warning = dev_test_gap_warning(best.dev, best_eval["test"]["mean"])
     outcome = {
         "key": _key(study, runner.space, runner.data, seeds, best),
         "best": best_eval,
         "baseline": base_eval,
+        "verdict": {**dataclasses.asdict(verdict), "text": verdict.describe()},
+        "gap_warning": warning,
         "seconds": round(time.perf_counter() - t0, 2),
     }
     store_final(study, outcome)

@@ -34,6 +34,7 @@ __all__ = [
     "EVALUATION_ATTR",
     "FINAL_ATTR",
     "OBJECTIVES_ATTR",
+    "RACE_ATTR",
     "SPACE_ATTR",
     "STALE_ATTR",
     "SURPLUS_ATTR",
@@ -52,12 +53,15 @@ __all__ = [
     "enqueue_warm_start",
     "mark_stale",
     "objectives_info",
+    "searched_best_trial",
     "store_candidates",
     "store_final",
     "store_objectives",
+    "store_race",
     "store_space",
     "stored_candidates_raw",
     "stored_final_raw",
+    "stored_race",
     "stored_space",
     "trial_config",
     "trial_records",
@@ -96,6 +100,7 @@ SPACE_ATTR = "space"
 OBJECTIVES_ATTR = "objectives"
 FINAL_ATTR = "final_evaluation"
 CANDIDATES_ATTR = "candidates"
+RACE_ATTR = "race"
 
 
 def _config(attrs: Mapping[str, Any]) -> TrialConfig | None:
@@ -261,10 +266,24 @@ def count_done(study: optuna.Study) -> int:
 
 
 def best_trial(study: optuna.Study, records: Sequence[TrialRecord] | None = None) -> TrialRecord | None:
-    """The best completed trial (by dev; ties: the earlier trial). With several objectives, the recommended
-    config of the Pareto front (:func:`promptsearch.study.pareto.recommend`) stands for "the best".
+    """The study's chosen trial: the winner of the finalists' race (:mod:`promptsearch.study.finalists`) when one
+    was run after the last trial finished, else :func:`searched_best_trial`.
 
     Pass ``records`` (:func:`trial_records`) to reuse a snapshot instead of reading the storage again.
+    """
+    records = trial_records(study) if records is None else records
+    race = stored_race(study)
+    if race is not None and len(study.directions) == 1:
+        done = [r for r in records if r.is_complete]
+        winner = next((r for r in done if r.number == race.get("winner")), None)
+        if winner is not None and race.get("done") == len(done):
+            return winner
+    return searched_best_trial(study, records)
+
+
+def searched_best_trial(study: optuna.Study, records: Sequence[TrialRecord] | None = None) -> TrialRecord | None:
+    """The best completed trial by its search value (ties: the earlier trial). With several objectives, the
+    recommended config of the Pareto front (:func:`promptsearch.study.pareto.recommend`) stands for "the best".
     """
     records = trial_records(study) if records is None else records
     done = [r for r in records if r.is_complete]
@@ -449,6 +468,16 @@ def objectives_info(study: optuna.Study) -> ObjectivesInfo:
     stored = study.user_attrs.get(OBJECTIVES_ATTR) or {}
     names = stored.get("names") or ["dev"] + [f"objective {i}" for i in range(1, len(study.directions))]
     return ObjectivesInfo(names=list(names), within=float(stored.get("recommend_within", 0.0)))
+
+
+def store_race(study: optuna.Study, race: Mapping[str, Any]) -> None:
+    study.set_user_attr(RACE_ATTR, dict(race))
+
+
+def stored_race(study: optuna.Study) -> dict[str, Any] | None:
+    """The finalists' race as stored (:func:`promptsearch.study.finalists.race_record`), or None."""
+    raw = study.user_attrs.get(RACE_ATTR)
+    return dict(raw) if isinstance(raw, Mapping) else None
 
 
 def store_final(study: optuna.Study, outcome: Mapping[str, Any]) -> None:
