@@ -34,7 +34,7 @@ class ExportedTask(_Frozen):
     label_field: str
     labels: list[str]
     metric: str
-    data: DataSource
+    data: DataSource | None = None  # None: the data was passed in code
     splits: Splits = Field(default_factory=Splits)
     few_shot: FewShot | None = None
 

@@ -155,7 +155,10 @@ class Splits(_Strict):
 
 
 class TaskSpec(_Strict):
-    data: DataSource
+    data: DataSource | None = Field(
+        None,
+        description="Where the splits are; leave it out to pass them in code (promptsearch.Study(space, data=...)).",
+    )
     text_fields: list[str] = Field(
         default_factory=lambda: ["text"],
         min_length=1,

@@ -165,7 +165,7 @@ def space_fingerprint(space: SearchSpace) -> str:
 
 def open_study(
     space: SearchSpace,
-    storage: str,
+    storage: str | None,
     study_name: str,
     *,
     data_fingerprint: str | None,
@@ -173,8 +173,11 @@ def open_study(
     create: bool = True,
     heartbeat: float = HEARTBEAT_SECONDS,
 ) -> optuna.Study:
-    """Load the study, or create it (storing the space and enqueueing the baseline)."""
-    store = make_storage(storage, heartbeat=heartbeat, create=create)
+    """Load the study, or create it (storing the space and enqueueing the baseline); no storage: in memory."""
+    if storage is None:
+        store: optuna.storages.BaseStorage = optuna.storages.InMemoryStorage()
+    else:
+        store = make_storage(storage, heartbeat=heartbeat, create=create)
     names = [s.study_name for s in optuna.get_all_study_summaries(store, include_best_trial=False)]
     exists = study_name in names
     if not exists and not create:
