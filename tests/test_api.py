@@ -45,7 +45,7 @@ def _space_dict(model: Path, *, n_trials: int = 3) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def in_memory() -> dict[str, Any]:
-    """train as a list of dicts, dev as a DataFrame (the train rows: a tiny model needs a moving score), test 24 rows."""
+    """train: a list of dicts; dev: the same rows as a DataFrame (a tiny model needs a moving score); test: 24 rows."""
     train = _rows(SST2 / "16-13" / "train.jsonl")
     return {"train": train, "dev": pd.DataFrame(train), "test": _rows(SST2 / "test.jsonl", 24)}
 
@@ -143,6 +143,7 @@ def test_round_trip_study_export_train_predict_save_load(
     assert (tmp_path / "mine" / "notes.txt").read_text(encoding="utf-8") == "keep me"
 
 
+@pytest.mark.filterwarnings("ignore::promptsearch.ExperimentalWarning")
 def test_evaluate_scores_one_config_of_a_space(tiny_model: Path, in_memory: dict[str, Any]) -> None:
     space = Space.from_dict(_space_dict(tiny_model))
     with pytest.raises(promptsearch.ConfigError, match=re.escape("one config is needed, but the space searches")):
@@ -152,10 +153,8 @@ def test_evaluate_scores_one_config_of_a_space(tiny_model: Path, in_memory: dict
         "prompt.demonstrations.count": 0,
         "train.learning_rate": 5e-3,
     }
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ExperimentalWarning)
-        result = promptsearch.evaluate(space, params, data=in_memory, device="cpu", seed=0)
-    assert result.config.prompt.template == space.templates["review"].text
+    result = promptsearch.evaluate(space, params, data=in_memory, device="cpu", seed=0)
+    assert result.config.prompt.template == "Review: {text} Sentiment: {label}"
     assert len(result.history) == 2 and result.dev == max(result.history)
     assert result.test is not None and 0.0 <= result.test <= 1.0
 
