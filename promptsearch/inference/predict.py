@@ -290,13 +290,15 @@ class Model(Predictor):
         self.scores = {}
 
     @classmethod
-    def from_runtime(cls, runtime: ModelRuntime, export: PromptExport, *, scores: Mapping[str, Any] = ()) -> Model:
+    def from_runtime(
+        cls, runtime: ModelRuntime, export: PromptExport, *, scores: Mapping[str, Any] | None = None
+    ) -> Model:
         """The model ``runtime`` holds now, with its prompt config ``export`` (nothing is copied)."""
         self = cls.__new__(cls)
         self.directory = None  # type: ignore[assignment]
         self.export = export
         self.runtime = runtime
-        self.scores = dict(scores)
+        self.scores = dict(scores or {})
         self._prepare(f"the prompt config of '{export.name}'")
         return self
 

@@ -182,7 +182,7 @@ def open_study(
     exists = study_name in names
     if not exists and not create:
         raise ConfigError(
-            f"--study-name '{study_name}': no such study in {mask_url(storage)}; studies there: {names or 'none'}"
+            f"--study-name '{study_name}': no such study in {mask_url(storage or 'memory')}; studies there: {names or 'none'}"
         )
     sampler_seed = space.spec.search.seed if seed is None else seed
     objectives = objective_names(space.spec.search)
@@ -198,7 +198,7 @@ def open_study(
     stored = study.user_attrs.get(SPACE_ATTR)
     if stored is None and study.trials:
         raise ConfigError(
-            f"study '{study_name}' in {mask_url(storage)} was not created by promptsearch (it has trials but no "
+            f"study '{study_name}' in {mask_url(storage or 'memory')} was not created by promptsearch (it has trials but no "
             "stored search space); use another --study-name"
         )
     if stored is None:
@@ -217,7 +217,7 @@ def open_study(
     else:
         if stored.get("fingerprint") != fingerprint:
             raise ConfigError(
-                f"study '{study_name}' in {mask_url(storage)} was created from a different search space "
+                f"study '{study_name}' in {mask_url(storage or 'memory')} was created from a different search space "
                 f"({stored.get('file')}); resume it with that file, or start a new study with "
                 "--study-name NAME or --out DIR"
             )
