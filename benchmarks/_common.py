@@ -55,6 +55,16 @@ def tiny_bert(tmp: Path) -> str:
     return str(build_tiny_bert(tmp / "bert"))
 
 
+def tiny_causal(tmp: Path) -> str:
+    """A tiny random Llama with a byte-level BPE tokenizer and a chat template, for the smoke modes."""
+    import sys
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from tiny import build_tiny_causal
+
+    return str(build_tiny_causal(tmp / "lm"))
+
+
 def quiet(threads: int) -> None:
     """Torch on ``threads`` CPU threads; Optuna, transformers and promptsearch log warnings only."""
     import logging

@@ -30,7 +30,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
-from _common import bench_parser, quiet, record_header, write_results  # noqa: E402
+from _common import bench_parser, quiet, record_header, tiny_causal, write_results  # noqa: E402
 
 TEMPLATE = "Review: {text}\nSentiment: {label}"
 HAND_INSTRUCTIONS = {
@@ -147,10 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp_name)
         n_auto, top_k = 4, 3
         if args.smoke:
-            sys.path.insert(0, str(REPO / "tests"))
-            from tiny import build_tiny_causal
-
-            args.model = str(build_tiny_causal(tmp / "lm"))
+            args.model = tiny_causal(tmp)
             lines = args.test.read_text(encoding="utf-8").splitlines()[:16]
             args.test = tmp / "test.jsonl"
             args.test.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -52,6 +52,7 @@ from _common import (  # noqa: E402
     quiet,
     record_header,
     tiny_bert,
+    tiny_causal,
     trainer_search,
     write_results,
 )
@@ -635,9 +636,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp_name)
         models: dict[str, str | None] = {"smoke": None, "causal": "smollm2"}
         if args.smoke:
-            from tiny import build_tiny_causal  # on the path since tiny_bert
-
-            models = {"smoke": tiny_bert(tmp), "causal": str(build_tiny_causal(tmp / "lm"))}
+            models = {"smoke": tiny_bert(tmp), "causal": tiny_causal(tmp)}
             seeds, smollm_seeds = seeds[:1], seeds[:1]
             args.n_trials, args.smollm2_trials, args.setfit_iterations = 1, 1, 1
             args.max_test, args.smollm2_max_test = 16, 16

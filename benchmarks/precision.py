@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from _common import bench_parser, quiet, record_header, write_results  # noqa: E402  (sibling modules)
+from _common import bench_parser, quiet, record_header, tiny_bert, tiny_causal, write_results  # noqa: E402  (sibling modules)
 from heads import capped_test, space_dict  # noqa: E402
 
 PRECISIONS = ("fp32", "bf16")
@@ -109,10 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp_name)
         models = {"minilm": "default", "smollm2": "smollm2"}
         if args.smoke:
-            sys.path.insert(0, str(REPO / "tests"))
-            from tiny import build_tiny_bert, build_tiny_causal
-
-            models = {"minilm": str(build_tiny_bert(tmp / "bert")), "smollm2": str(build_tiny_causal(tmp / "lm"))}
+            models = {"minilm": tiny_bert(tmp), "smollm2": tiny_causal(tmp)}
             seeds, args.epochs, args.max_test = seeds[:1], 2, min(args.max_test, 16)
         for i, seed in enumerate(seeds):
             for case in cases:
