@@ -122,8 +122,9 @@ def _copy_save(source: Path, directory: str | Path) -> Path:
     written = _saved_files(source)
     if written is None:
         raise ConfigError(
-            f"{source}: the folder changed since it was loaded and is no longer exactly a promptsearch model "
-            "save; load it again, or save the model from training"
+            f"{source}: expected exactly the files its {MODEL_MARKER} lists (a save by this version of "
+            "promptsearch), but the marker is missing or the folder changed since it was loaded; save the model "
+            "from training, or copy the folder yourself"
         )
 
     def fill(tmp: Path) -> None:

@@ -174,6 +174,7 @@ def open_study(
     heartbeat: float = HEARTBEAT_SECONDS,
 ) -> optuna.Study:
     """Load the study, or create it (storing the space and enqueueing the baseline); no storage: in memory."""
+    shown = mask_url(storage) if storage is not None else "memory"
     if storage is None:
         store: optuna.storages.BaseStorage = optuna.storages.InMemoryStorage()
     else:
@@ -181,9 +182,7 @@ def open_study(
     names = [s.study_name for s in optuna.get_all_study_summaries(store, include_best_trial=False)]
     exists = study_name in names
     if not exists and not create:
-        raise ConfigError(
-            f"--study-name '{study_name}': no such study in {mask_url(storage or 'memory')}; studies there: {names or 'none'}"
-        )
+        raise ConfigError(f"--study-name '{study_name}': no such study in {shown}; studies there: {names or 'none'}")
     sampler_seed = space.spec.search.seed if seed is None else seed
     objectives = objective_names(space.spec.search)
     study = optuna.create_study(
@@ -198,7 +197,7 @@ def open_study(
     stored = study.user_attrs.get(SPACE_ATTR)
     if stored is None and study.trials:
         raise ConfigError(
-            f"study '{study_name}' in {mask_url(storage or 'memory')} was not created by promptsearch (it has trials but no "
+            f"study '{study_name}' in {shown} was not created by promptsearch (it has trials but no "
             "stored search space); use another --study-name"
         )
     if stored is None:
@@ -217,7 +216,7 @@ def open_study(
     else:
         if stored.get("fingerprint") != fingerprint:
             raise ConfigError(
-                f"study '{study_name}' in {mask_url(storage or 'memory')} was created from a different search space "
+                f"study '{study_name}' in {shown} was created from a different search space "
                 f"({stored.get('file')}); resume it with that file, or start a new study with "
                 "--study-name NAME or --out DIR"
             )
