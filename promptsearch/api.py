@@ -569,7 +569,7 @@ def _open_existing(
     if text is None:
         raise ConfigError(f"study '{study_name}' was not created by promptsearch (it stores no search space)")
     file = info.get("file")
-    space = parse_space(text, path=Path(file) if file else None)
+    space = parse_space(text, path=Path(file) if file else None, data_in_code=True)  # it was checked when stored
     stored = stored_candidates(study)
     if stored is not None and space.needs_generation:
         space = space.with_candidates(stored)

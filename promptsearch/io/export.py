@@ -198,4 +198,4 @@ def export_to_space(export: PromptExport, path: Path | None = None, *, allow_pla
             f"{path or 'this export'}: the best config is the plain fine-tuning baseline (no template), which "
             "`promptsearch run` would only compare with itself; retrain it with `promptsearch train` instead"
         )
-    return parse_space(export_to_space_text(export), path=path)
+    return parse_space(export_to_space_text(export), path=path, data_in_code=export.task.data is None)

@@ -78,7 +78,7 @@ class SearchSpace:
             raise SpaceError(
                 f"<dict>: cannot be written as YAML ({exc}); use str, int, float, bool, list and dict values"
             ) from None
-        return parse_space(text, path=Path(path) if path is not None else None, where="<dict>")
+        return parse_space(text, path=Path(path) if path is not None else None, where="<dict>", data_in_code=True)
 
     @property
     def name(self) -> str:
@@ -187,10 +187,13 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def parse_space(text: str, *, path: Path | None = None, where: str | None = None) -> SearchSpace:
+def parse_space(
+    text: str, *, path: Path | None = None, where: str | None = None, data_in_code: bool = False
+) -> SearchSpace:
     """Validate the YAML ``text`` of a search space (``path`` is used for messages and relative paths).
 
-    ``where`` names a space that is no file in messages, which then carry no line numbers.
+    ``where`` names a space that is no file in messages, which then carry no line numbers. A space file
+    must say where its data is (``task.data``); with ``data_in_code`` it may leave that out.
     """
     line_numbers = where is None
     where = str(path) if path is not None else (where or "<string>")
@@ -213,10 +216,18 @@ def parse_space(text: str, *, path: Path | None = None, where: str | None = None
         line = _nearest_line(lines, loc)
         return f"{where}{f':{line}' if line else ''}: {key}: {text}"
 
+    task = raw.get("task")
+    no_data = (
+        []
+        if data_in_code or not isinstance(task, dict) or "data" in task
+        else [msg(("task", "data"), "required key is missing")]
+    )
     try:
         spec = SpaceSpec.model_validate(raw)
     except ValidationError as exc:
-        raise SpaceError([msg(_pydantic_loc(e), _pydantic_text(e)) for e in exc.errors()]) from None
+        raise SpaceError(no_data + [msg(_pydantic_loc(e), _pydantic_text(e)) for e in exc.errors()]) from None
+    if no_data:
+        raise SpaceError(no_data)
 
     problems: list[str] = []
     raw_instruction, auto_instructions = _split_auto(spec.prompt.instruction)
