@@ -375,16 +375,17 @@ def test_parse_space_without_a_file_says_string() -> None:
 def test_light_modules_do_not_import_torch() -> None:
     """``promptsearch validate`` (load, sample, render) must start instantly: no torch or transformers."""
     modules = [
-        "config",
-        "data",
-        "demos",
-        "dimensions",
+        "space.config",
+        "io.data",
+        "io.export",
+        "prompts.demos",
+        "space.dimensions",
         "errors",
-        "render",
-        "sampling",
-        "space",
-        "spec",
-        "template",
+        "prompts.render",
+        "space.sampling",
+        "space.search_space",
+        "space.spec",
+        "space.template",
     ]
     code = (
         "import sys\n"
