@@ -1,8 +1,10 @@
-"""Helpers shared by the benchmark scripts: quiet libraries, the machine/versions record, test capping,
-and a ``Trainer.hyperparameter_search`` run over the text alone (the peer a user would pick)."""
+"""Helpers shared by the benchmark scripts: the common options, quiet libraries, the machine/versions record,
+writing the results, test capping, tiny smoke models, and a ``Trainer.hyperparameter_search`` run over the
+text alone (the peer a user would pick)."""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import importlib.metadata
 import json
@@ -18,6 +20,49 @@ if TYPE_CHECKING:
     from promptsearch.io.data import Example
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def bench_parser(
+    doc: str | None, *, smoke: str, threads: int = 2, device: str | None = None
+) -> argparse.ArgumentParser:
+    """The options every benchmark has: ``--threads``, ``--out``, ``--smoke`` (and ``--device`` when given a default).
+
+    The description is the first line of ``doc`` (the script's docstring); ``smoke`` says what the smoke mode runs.
+    """
+    parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0] if doc else None)
+    parser.add_argument("--threads", type=int, default=threads, help="torch CPU threads")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results", help="folder for the results")
+    parser.add_argument("--smoke", action="store_true", help=f"{smoke} (CI)")
+    if device is not None:
+        parser.add_argument("--device", default=device, help="cpu, cuda or auto")
+    return parser
+
+
+def write_results(out: Path, name: str, record: dict[str, Any], markdown: str, *, title: str | None = None) -> None:
+    """``<out>/<name>.json`` (the record) and ``<out>/<name>.md`` (``# title`` then the markdown)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+    (out / f"{name}.md").write_text((f"# {title}\n\n" if title else "") + markdown, encoding="utf-8")
+
+
+def tiny_bert(tmp: Path) -> str:
+    """A tiny random BERT built offline (the one the tests use), for the smoke modes."""
+    import sys
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from tiny import build_tiny_bert
+
+    return str(build_tiny_bert(tmp / "bert"))
+
+
+def tiny_causal(tmp: Path) -> str:
+    """A tiny random Llama with a byte-level BPE tokenizer and a chat template, for the smoke modes."""
+    import sys
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from tiny import build_tiny_causal
+
+    return str(build_tiny_causal(tmp / "lm"))
 
 
 def quiet(threads: int) -> None:
@@ -75,12 +120,7 @@ def cap_lines(path: Path, n: int | None, out: Path, *, seed: int = 0) -> Path:
 
 def smoke_space(raw: dict[str, Any], tmp: Path, *, epochs: int = 1) -> dict[str, Any]:
     """``raw`` (a parsed space file) on a tiny random BERT built offline, ``epochs`` epochs (baseline too): CI."""
-    import sys
-
-    sys.path.insert(0, str(REPO / "tests"))
-    from tiny import build_tiny_bert
-
-    raw["model"]["name"] = str(build_tiny_bert(tmp / "bert"))
+    raw["model"]["name"] = tiny_bert(tmp)
     raw["train"]["epochs"] = epochs
     raw["baseline"] = {**raw.get("baseline", {}), "epochs": epochs}
     return raw

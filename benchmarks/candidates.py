@@ -19,20 +19,18 @@ Three measurements, all in-context (``train.method: none``: nothing trains, a tr
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+from _common import bench_parser, quiet, record_header, tiny_causal, write_results  # noqa: E402
 
 TEMPLATE = "Review: {text}\nSentiment: {label}"
 HAND_INSTRUCTIONS = {
@@ -64,24 +62,20 @@ def _space(model: str, data: Path, test: Path, name: str, prompt: dict[str, Any]
 
 
 def _zero_shot(model: str, data: Path, test: Path) -> list[dict[str, Any]]:
-    from promptsearch.io.data import load_task_data
+    """Each calibration with and without the chat template; the share labelled positive needs the probabilities,
+    so this reads the study's runner (the model loaded once) rather than calling ``promptsearch.evaluate``."""
+    from promptsearch import Space, Study
     from promptsearch.models.calibration import apply_calibration
-    from promptsearch.models.device import resolve_device
     from promptsearch.models.metrics import compute_metric
-    from promptsearch.models.runtime import ModelRuntime
     from promptsearch.models.trainer import predict_proba
     from promptsearch.space.config import PromptConfig, TrainConfig, TrialConfig
-    from promptsearch.space.search_space import parse_space
-    from promptsearch.study.objective import TrialRunner
 
     raw = _space(model, data, test, "zero-shot", {"label_words": HAND_WORDS["names"]}, 1)
     raw["prompt"]["template"] = TEMPLATE
     raw["prompt"]["demonstrations"] = {"count": 0}
     raw["prompt"]["chat"] = [False, True]
-    space = parse_space(yaml.safe_dump(raw, sort_keys=False))
-    task_data = load_task_data(space.spec.task, space.base_dir)
-    runtime = ModelRuntime(space.model, space.spec.task.labels, resolve_device("cpu"))
-    runner = TrialRunner(space=space, data=task_data, runtime=runtime)
+    runner = Study(Space.from_dict(raw), device="cpu").runner
+    runtime = runner.runtime
     rows = []
     for chat, method in itertools.product((False, True), ("none", "contextual", "mean")):
         prompt = PromptConfig(template=TEMPLATE, label_words=HAND_WORDS["names"], calibration=method, chat=chat)
@@ -109,57 +103,51 @@ def _zero_shot(model: str, data: Path, test: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _search(raw: dict[str, Any], out: Path) -> dict[str, Any]:
-    from promptsearch.api import search
-    from promptsearch.space.search_space import parse_space
+def _search(raw: dict[str, Any]) -> dict[str, Any]:
+    """One search in memory, its best config and the baseline scored on test."""
+    import warnings
+
+    from promptsearch import ExperimentalWarning, Space, Study
     from promptsearch.study.candidates import stored_candidates
 
-    space = parse_space(yaml.safe_dump(raw, sort_keys=False))
     t0 = time.perf_counter()
-    result = search(space, out=out / raw["name"], device="cpu")
+    study = Study(Space.from_dict(raw), device="cpu").optimize()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        finalists = {f.role: f for f in study.test_results}
     seconds = time.perf_counter() - t0
-    best = result.report.model_dump(mode="json")["best"] or {}
-    config = best.get("config") or {}
+    best, base = finalists.get("best"), finalists.get("baseline")
+
+    def percent(x: float | None) -> float | None:
+        return round(100 * x, 2) if x is not None else None
+
     return {
         "seconds": round(seconds, 1),
-        "best_trial": best.get("trial"),
-        "best_dev": round(100 * result.best_dev, 2) if result.best_dev is not None else None,
-        "best_test": round(100 * result.best_test["mean"], 2) if result.best_test else None,
-        "best_prompt": config.get("prompt"),
-        "best_params": best.get("params"),
-        "baseline_test": round(100 * result.baseline_test["mean"], 2) if result.baseline_test else None,
-        "candidates": stored_candidates(result.study),
+        "best_trial": best.trial if best else None,
+        "best_dev": percent(best.dev) if best else None,
+        "best_test": percent(best.test["mean"]) if best and best.test else None,
+        "best_prompt": best.config.prompt.model_dump(mode="json") if best else None,
+        "best_params": dict(study.best_trial.params) if study.best_trial else None,
+        "baseline_test": percent(base.test["mean"]) if base and base.test else None,
+        "candidates": stored_candidates(study.optuna_study),
     }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__, smoke="a tiny random Llama, 2 trials, 16 test rows")
     parser.add_argument("--model", default="smollm2", help="the causal LM (name or folder)")
     parser.add_argument("--data", type=Path, default=REPO / "data" / "sst2" / "16-13")
     parser.add_argument("--test", type=Path, default=REPO / "data" / "sst2" / "test-500.jsonl")
     parser.add_argument("--n-trials", type=int, default=12, help="sampled trials of each search (same for both)")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
-    parser.add_argument("--smoke", action="store_true", help="a tiny random Llama, 2 trials, 16 test rows (CI)")
     args = parser.parse_args(argv)
 
-    import logging
-
-    import optuna
-    import torch
-
-    torch.set_num_threads(args.threads)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    logging.basicConfig(level=logging.WARNING)
+    quiet(args.threads)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         n_auto, top_k = 4, 3
         if args.smoke:
-            sys.path.insert(0, str(REPO / "tests"))
-            from tiny import build_tiny_causal
-
-            args.model = str(build_tiny_causal(tmp / "lm"))
+            args.model = tiny_causal(tmp)
             lines = args.test.read_text(encoding="utf-8").splitlines()[:16]
             args.test = tmp / "test.jsonl"
             args.test.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -167,21 +155,16 @@ def main(argv: list[str] | None = None) -> int:
         zero = _zero_shot(args.model, args.data, args.test)
         auto_prompt = {"instruction": {"auto": {"n": n_auto}}, "label_words": {"auto": {"top_k": top_k}}}
         hand_prompt = {"instruction": HAND_INSTRUCTIONS, "label_words": HAND_WORDS}
-        generated = _search(_space(args.model, args.data, args.test, "generated", auto_prompt, args.n_trials), tmp)
+        generated = _search(_space(args.model, args.data, args.test, "generated", auto_prompt, args.n_trials))
         print(f"generated: best dev {generated['best_dev']}, test {generated['best_test']}", file=sys.stderr)
-        hand = _search(_space(args.model, args.data, args.test, "hand-written", hand_prompt, args.n_trials), tmp)
+        hand = _search(_space(args.model, args.data, args.test, "hand-written", hand_prompt, args.n_trials))
         print(f"hand-written: best dev {hand['best_dev']}, test {hand['best_test']}", file=sys.stderr)
-
-    import transformers
 
     candidates = generated.pop("candidates") or {}
     hand.pop("candidates", None)
     record = {
-        "benchmark": "candidates",
+        **record_header("candidates", threads=args.threads, device="cpu"),
         "smoke": args.smoke,
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": {"platform": platform.platform(), "cpu_threads": args.threads, "device": "cpu"},
-        "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
         "budget": {"n_trials": args.n_trials, "train_rows": 32, "dev_rows": 32, "test_file": args.test.name},
         "zero_shot": zero,
         "candidates": candidates,
@@ -191,9 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     text = _markdown(record)
     print(text)
     if not args.smoke:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "candidates.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-        (args.out / "candidates.md").write_text(text, encoding="utf-8")
+        write_results(args.out, "candidates", record, text)
     return 0
 
 

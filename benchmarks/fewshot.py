@@ -45,7 +45,17 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from _common import cap_lines, hp_space_from, quiet, record_header, trainer_search  # noqa: E402
+from _common import (  # noqa: E402
+    bench_parser,
+    cap_lines,
+    hp_space_from,
+    quiet,
+    record_header,
+    tiny_bert,
+    tiny_causal,
+    trainer_search,
+    write_results,
+)
 
 PLAIN = {"learning_rate": 2e-5, "batch_size": 8, "epochs": 10}  # plain fine-tuning as a typical user runs it
 SETFIT = {"batch_size": 16, "num_epochs": 1}  # SetFit's defaults; the pairs per run are --setfit-iterations
@@ -231,47 +241,51 @@ def _trial_seconds(trial: Any) -> float:
     return (trial.datetime_complete - trial.datetime_start).total_seconds()
 
 
-def run_search(raw: dict[str, Any], out: Path) -> dict[str, dict[str, Any]]:
-    """One promptsearch run; rows for the baseline (plain fine-tuning) and for the best config."""
-    from promptsearch.api import search
-    from promptsearch.space.search_space import parse_space
+def _bench_space(raw: dict[str, Any]) -> Any:
+    """``raw`` as a space; relative paths start at ``search_spaces/``, like those of the shipped spaces."""
+    from promptsearch import Space
 
-    space = parse_space(yaml.safe_dump(raw, allow_unicode=True), path=REPO / "search_spaces" / "bench.yaml")
+    return Space.from_dict(raw, path=REPO / "search_spaces" / "bench.yaml")
+
+
+def run_search(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """One promptsearch study, in memory; rows for the baseline (plain fine-tuning) and for the best config."""
+    import warnings
+
+    from promptsearch import ExperimentalWarning, Study
+
     t0 = time.perf_counter()
-    result = search(space, out=out / raw["name"], device="cpu")
+    study = Study(_bench_space(raw), device="cpu").optimize()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        finalists = {f.role: f for f in study.test_results}
     seconds = time.perf_counter() - t0
-    base = next(t for t in result.study.trials if t.user_attrs.get("baseline"))
-    best = result.best_config
+    base_trial = next(t for t in study.optuna_study.trials if t.user_attrs.get("baseline"))
+    best, base = finalists.get("best"), finalists.get("baseline")
     return {
         "baseline": {
-            "test": (result.baseline_test or {}).get("mean"),
-            "dev": result.baseline_dev,
-            "seconds": round(_trial_seconds(base), 2),
+            "test": (base.test or {}).get("mean") if base else None,
+            "dev": base.dev if base else None,
+            "seconds": round(_trial_seconds(base_trial), 2),
         },
         "best": {
-            "test": (result.best_test or {}).get("mean"),
-            "dev": result.best_dev,
+            "test": (best.test or {}).get("mean") if best else None,
+            "dev": best.dev if best else None,
             "seconds": round(seconds, 2),
-            "baseline_won": bool(best is not None and best.baseline),
-            "params": best.params if best is not None else None,
+            "baseline_won": bool(best is not None and best.config.baseline),
+            "params": best.config.params if best is not None else None,
         },
     }
 
 
 def run_zero_shot(raw: dict[str, Any]) -> dict[str, Any]:
     """SmolLM2 with the task's first template and words, no instruction or demonstrations, nothing trained."""
-    from promptsearch.io.data import load_task_data
-    from promptsearch.models.device import resolve_device
-    from promptsearch.models.runtime import ModelRuntime
+    import warnings
+
+    from promptsearch import ExperimentalWarning, evaluate
     from promptsearch.space.config import PromptConfig, TrainConfig, TrialConfig
-    from promptsearch.space.search_space import parse_space
-    from promptsearch.study.objective import TrialRunner
 
     t0 = time.perf_counter()
-    space = parse_space(yaml.safe_dump(raw, allow_unicode=True), path=REPO / "search_spaces" / "bench.yaml")
-    data = load_task_data(space.spec.task, space.base_dir)
-    runtime = ModelRuntime(space.spec.model, space.spec.task.labels, resolve_device("cpu"))
-    runner = TrialRunner(space=space, data=data, runtime=runtime)
     template = next(iter(raw["prompt"]["template"].values()))
     words = next(iter(raw["prompt"]["label_words"].values()))
     config = TrialConfig(
@@ -279,18 +293,18 @@ def run_zero_shot(raw: dict[str, Any]) -> dict[str, Any]:
         train=TrainConfig(method="none", epochs=0),
         head="causal",
     )
-    result, _ = runner.fit(config, seed=0)
-    test = runner.evaluate(config, "test")
-    return {"test": test, "dev": result.best_score, "seconds": round(time.perf_counter() - t0, 2), "prompt": template}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        result = evaluate(_bench_space(raw), config, device="cpu", seed=0)
+    return {"test": result.test, "dev": result.dev, "seconds": round(time.perf_counter() - t0, 2), "prompt": template}
 
 
 def run_hpo(raw: dict[str, Any], n_trials: int, seed: int, out: Path) -> dict[str, Any]:
     from promptsearch.io.data import load_task_data
     from promptsearch.models.runtime import resolve_model_name
-    from promptsearch.space.search_space import parse_space
 
     t0 = time.perf_counter()
-    space = parse_space(yaml.safe_dump(raw, allow_unicode=True), path=REPO / "search_spaces" / "bench.yaml")
+    space = _bench_space(raw)
     task = space.spec.task
     data = load_task_data(task, space.base_dir)
     result = trainer_search(
@@ -315,7 +329,6 @@ def run_setfit(raw: dict[str, Any], iterations: int, seed: int, out: Path) -> di
     from promptsearch.io.data import load_task_data
     from promptsearch.models.metrics import compute_metric
     from promptsearch.models.runtime import resolve_model_name
-    from promptsearch.space.search_space import parse_space
 
     try:
         from datasets import Dataset
@@ -323,7 +336,7 @@ def run_setfit(raw: dict[str, Any], iterations: int, seed: int, out: Path) -> di
     except ImportError as exc:
         raise RuntimeError(f"SetFit is not installed ({exc}): pip install 'promptsearch[bench]'") from None
     t0 = time.perf_counter()
-    space = parse_space(yaml.safe_dump(raw, allow_unicode=True), path=REPO / "search_spaces" / "bench.yaml")
+    space = _bench_space(raw)
     task = space.spec.task
     data = load_task_data(task, space.base_dir)
 
@@ -444,7 +457,7 @@ def _not_run(skipped: list[tuple[str, int, str]]) -> str:
     return "; ".join(f"{TASKS[t].title} seed {s}: {', '.join(m)}" for (t, s), m in by.items())
 
 
-def write_results(rows: list[dict[str, Any]], args: argparse.Namespace, *, final: bool) -> str:
+def summarize(rows: list[dict[str, Any]], args: argparse.Namespace, *, final: bool) -> str:
     """The table and its notes; outside smoke mode also ``fewshot.{md,json,png}`` under ``--out``."""
     tasks, seeds, smollm_seeds = args.task_list, args.seed_list, args.smollm2_seed_list
     wanted = [m for m in METHODS if any(m in GROUPS[g] for g in args.groups)]
@@ -500,9 +513,7 @@ def write_results(rows: list[dict[str, Any]], args: argparse.Namespace, *, final
             "skipped": args.skipped,
             "seconds_total": round(elapsed, 1),
         }
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "fewshot.json").write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
-        (args.out / "fewshot.md").write_text("# Few-shot accuracy (LM-BFF protocol)\n\n" + text, encoding="utf-8")
+        write_results(args.out, "fewshot", record, text, title="Few-shot accuracy (LM-BFF protocol)")
         plot(summary, tasks, args.out / "fewshot.png")
     return text
 
@@ -541,7 +552,7 @@ def _attempt(
         rows.append({**base, "method": method, **row})
         print(f"  {method}: test {row.get('test')} in {row.get('seconds')} s", file=sys.stderr, flush=True)
     if not args.smoke:
-        write_results(rows, args, final=False)
+        summarize(rows, args, final=False)
 
 
 def _run_seed(
@@ -561,7 +572,7 @@ def _run_seed(
         _attempt(
             rows,
             {**base, "method": "promptsearch"},
-            lambda: dict(zip(GROUPS["search"], run_search(raw, tmp).values(), strict=True)),
+            lambda: dict(zip(GROUPS["search"], run_search(raw).values(), strict=True)),
             args,
         )
     if "hpo" in groups:
@@ -583,13 +594,13 @@ def _run_seed(
         _attempt(
             rows,
             {**base, "method": "promptsearch smollm2"},
-            lambda: {"promptsearch smollm2": run_search(craw, tmp)["best"]},
+            lambda: {"promptsearch smollm2": run_search(craw)["best"]},
             args,
         )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__, smoke="tiny random models, one seed, 1 trial")
     parser.add_argument("--data-dir", type=Path, default=REPO / "data", help="datasets in the layout of ../shared/data")
     parser.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated, of {list(TASKS)}")
     parser.add_argument("--seeds", default="13,21,42,87,100", help="LM-BFF split seeds (comma-separated)")
@@ -602,11 +613,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smollm2-seeds", default="13", help="split seeds of the SmolLM2 rows")
     parser.add_argument("--smollm2-max-test", type=int, default=200, help="test rows of the SmolLM2 rows")
     parser.add_argument("--smollm2-trials", type=int, default=4, help="sampled trials of promptsearch with SmolLM2")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--time-limit", type=float, default=None, help="seconds; no method starts after them")
     parser.add_argument("--resume", action="store_true", help="keep the runs in --out/fewshot.json, run the rest")
-    parser.add_argument("--smoke", action="store_true", help="tiny random models, one seed, 1 trial (CI)")
     args = parser.parse_args(argv)
     args.start = time.perf_counter()
     args.deadline = None if args.time_limit is None else args.start + args.time_limit
@@ -628,10 +636,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp_name)
         models: dict[str, str | None] = {"smoke": None, "causal": "smollm2"}
         if args.smoke:
-            sys.path.insert(0, str(REPO / "tests"))
-            from tiny import build_tiny_bert, build_tiny_causal
-
-            models = {"smoke": str(build_tiny_bert(tmp / "bert")), "causal": str(build_tiny_causal(tmp / "lm"))}
+            models = {"smoke": tiny_bert(tmp), "causal": tiny_causal(tmp)}
             seeds, smollm_seeds = seeds[:1], seeds[:1]
             args.n_trials, args.smollm2_trials, args.setfit_iterations = 1, 1, 1
             args.max_test, args.smollm2_max_test = 16, 16
@@ -639,7 +644,7 @@ def main(argv: list[str] | None = None) -> int:
         for seed in seeds:  # seed by seed: a --time-limit cuts the last seeds, not the last tasks
             for task_name in tasks:
                 _run_seed(rows, TASKS[task_name], seed, groups, args, models, tmp)
-    text = write_results(rows, args, final=True)
+    text = summarize(rows, args, final=True)
     print(text)
     return 1 if args.smoke and any(r.get("error") for r in rows) else 0
 

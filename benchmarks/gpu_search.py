@@ -15,8 +15,6 @@ after ``overhead.py --device cuda``.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import tempfile
 import time
@@ -29,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from _common import quiet, record_header, smoke_space  # noqa: E402
+from _common import bench_parser, quiet, record_header, smoke_space, write_results  # noqa: E402
 
 # Dense bf16 tensor-core peaks (TFLOP/s, without sparsity) from the vendors' data sheets.
 PEAK_BF16 = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0, "A10": 125.0}
@@ -51,15 +49,11 @@ def trial_flops(trial: Any, parameters: int, train_rows: int) -> tuple[float, fl
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__, smoke="a tiny random BERT, 2 trials of 1 epoch, CPU", device="auto")
     parser.add_argument("--space", type=Path, default=REPO / "search_spaces" / "sst2.yaml")
     parser.add_argument("--n-trials", type=int, default=20, help="sampled trials (the baseline runs on top)")
     parser.add_argument("--timeout", type=float, default=240.0, help="seconds after which no new trial starts")
-    parser.add_argument("--device", default="auto", help="cuda, cpu or auto")
     parser.add_argument("--peak-tflops", type=float, default=None, help="the device's peak (default: known GPUs)")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results", help="gpu_search.{md,json}")
-    parser.add_argument("--smoke", action="store_true", help="a tiny random BERT, 2 trials of 1 epoch, CPU (CI)")
     args = parser.parse_args(argv)
 
     quiet(args.threads)
@@ -67,11 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from transformers import AutoModel
 
-    from promptsearch.api import search
-    from promptsearch.io.data import load_task_data
+    from promptsearch import Space, Study
     from promptsearch.models.device import resolve_device
     from promptsearch.models.runtime import resolve_model_name
-    from promptsearch.space.search_space import parse_space
 
     raw = yaml.safe_load(args.space.read_text(encoding="utf-8"))
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -80,18 +72,18 @@ def main(argv: list[str] | None = None) -> int:
             raw = smoke_space(raw, tmp)
             args.n_trials, args.device = 2, "cpu"
         raw["search"]["n_trials"] = args.n_trials
-        space = parse_space(yaml.safe_dump(raw, allow_unicode=True), path=args.space.resolve())
+        space = Space.from_dict(raw, path=args.space.resolve())
         device = resolve_device(args.device)
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else str(device)
         peak = args.peak_tflops if args.peak_tflops is not None else peak_for(name)
-        train_rows = len(load_task_data(space.spec.task, space.base_dir).train)
         body = AutoModel.from_pretrained(resolve_model_name(space.spec.model.name))
         parameters = sum(p.numel() for p in body.parameters())
         del body
         t0 = time.perf_counter()
-        result = search(space, out=tmp / "run", device=args.device, timeout=args.timeout, final_seeds=0)
+        study = Study(space, device=args.device).optimize(timeout=args.timeout)  # in memory, no final evaluation
         wall = time.perf_counter() - t0
-    finished = [t for t in result.study.trials if t.state.is_finished()]
+        train_rows = len(study.data.train)
+    finished = [t for t in study.optuna_study.trials if t.state.is_finished()]
     done = [t for t in finished if t.state != optuna.trial.TrialState.FAIL]
     flops, seconds = map(sum, zip(*(trial_flops(t, parameters, train_rows) for t in done), strict=True))
     tflops = flops / seconds / 1e12 if seconds else 0.0
@@ -106,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         "peak_tflops_per_s": peak,
         "fraction_of_peak": round(tflops / peak, 5) if peak else None,
         "parameters": parameters,
-        "best_dev": result.best_dev,
+        "best_dev": study.best.scores.dev if study.best_trial is not None else None,
     }
     table = "| device | trials | wall (s) | trials/hour | train TFLOP/s | peak TFLOP/s | of peak |\n"
     table += "|---|---:|---:|---:|---:|---:|---:|\n"
@@ -128,9 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             "budget": {"space": str(args.space), "n_trials": args.n_trials, "timeout": args.timeout},
             "result": row,
         }
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "gpu_search.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-        (args.out / "gpu_search.md").write_text("# Search throughput on one device\n\n" + table + note, "utf-8")
+        write_results(args.out, "gpu_search", record, table + note, title="Search throughput on one device")
     return 0
 
 

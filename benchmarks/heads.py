@@ -16,8 +16,6 @@ per second; for LoRA 4 x, as the frozen weights get no gradient).
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import sys
 import tempfile
 import time
@@ -26,6 +24,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+from _common import bench_parser, quiet, record_header, write_results  # noqa: E402
 
 CASES = [
     # name, model, head, method, template
@@ -37,17 +37,16 @@ CASES = [
 ZERO_SHOT = [("smollm2 zero-shot", False), ("smollm2 zero-shot, chat", True)]
 
 
-def _space_text(model: str, head: str, data: Path, test: Path, words: dict[str, str]) -> str:
-    return f"""
-name: bench-{head}
-task:
-  data: {{dir: {data}, files: {{test: {test}}}}}
-  labels: [negative, positive]
-model: {{name: {model}, head: {head}, max_length: 256}}
-prompt:
-  template: "{{text}} {{label}}"
-  label_words: {json.dumps(words)}
-"""
+def space_dict(
+    model: str, head: str, data: Path, test: Path, words: dict[str, str], *, precision: str | None = None
+) -> dict[str, Any]:
+    """The one-point SST-2 space of a case (the config itself is given to the runner or to ``evaluate``)."""
+    return {
+        "name": f"bench-{head}",
+        "task": {"data": {"dir": str(data), "files": {"test": str(test)}}, "labels": ["negative", "positive"]},
+        "model": {"name": model, "head": head, "max_length": 256, **({"precision": precision} if precision else {})},
+        "prompt": {"template": "{text} {label}", "label_words": words},
+    }
 
 
 def capped_test(args: argparse.Namespace, tmp: Path) -> Path:
@@ -65,12 +64,8 @@ def _run_case(
     model: str, head: str, method: str, template: str | None, chat: bool, args: argparse.Namespace, tmp: Path
 ) -> dict[str, Any]:
 
-    from promptsearch.io.data import load_task_data
-    from promptsearch.models.device import resolve_device
-    from promptsearch.models.runtime import ModelRuntime
+    from promptsearch import Space, Study
     from promptsearch.space.config import LoraConfig, PromptConfig, TrainConfig, TrialConfig
-    from promptsearch.space.search_space import parse_space
-    from promptsearch.study.objective import TrialRunner
 
     data_dir = args.data_dir / "k-shot" / "SST-2" / "16-13"
     if not data_dir.is_dir():
@@ -78,12 +73,11 @@ def _run_case(
     test = capped_test(args, tmp)
     words = {"negative": "negative", "positive": "positive"} if head == "causal" else {}
     words = words or {"negative": "terrible", "positive": "great"}
-    space = parse_space(_space_text(model, head, data_dir.resolve(), test, words))
-    data = load_task_data(space.spec.task, space.base_dir)
+    study = Study(Space.from_dict(space_dict(model, head, data_dir.resolve(), test, words)), device=args.device)
     t0 = time.perf_counter()
-    runtime = ModelRuntime(space.spec.model, space.spec.task.labels, resolve_device(args.device))
+    runner = study.runner  # the model loads here; the runner's caches and timings are what this measures
     load = time.perf_counter() - t0
-    runner = TrialRunner(space=space, data=data, runtime=runtime)
+    runtime = runner.runtime
     prompt = PromptConfig(template=template, label_words=words, chat=chat)
     lora = LoraConfig() if method == "lora" else None
     train_config = TrainConfig(method=method, lora=lora, epochs=args.epochs, learning_rate=1e-4 if lora else 2e-5)  # type: ignore[arg-type]
@@ -114,22 +108,16 @@ def _run_case(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__, smoke="tiny random models, a few rows", device="cpu")
     parser.add_argument("--data-dir", type=Path, default=REPO / "data", help="datasets (the repo's data/ by default)")
     parser.add_argument("--max-test", type=int, default=200, help="test rows scored (the first N of SST-2 test)")
     parser.add_argument("--epochs", type=int, default=1, help="training epochs timed per case")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results", help="folder for heads.{md,json}")
-    parser.add_argument("--smoke", action="store_true", help="tiny random models, a few rows (CI)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, auto")
     parser.add_argument("--minilm", default="default", help="the MiniLM model (name or folder)")
     parser.add_argument("--causal", default="smollm2", help="the causal LM (name or folder)")
     parser.add_argument("--cases", default="", help="comma-separated case names to run (default: all)")
     args = parser.parse_args(argv)
 
-    import torch
-
-    torch.set_num_threads(args.threads)
+    quiet(args.threads)
     rows = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -160,14 +148,9 @@ def main(argv: list[str] | None = None) -> int:
                     **_run_case(models["smollm2"], "causal", "none", template, chat, args, tmp),
                 }
             )
-    import transformers
-
     record = {
-        "benchmark": "heads",
+        **record_header("heads", threads=args.threads, device=args.device),
         "smoke": args.smoke,
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": {"platform": platform.platform(), "cpu_threads": args.threads, "device": args.device},
-        "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
         "budget": {"epochs": args.epochs, "train_rows": 32, "test_rows": args.max_test},
         "rows": rows,
     }
@@ -188,11 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(table + note)
     if not args.smoke:
-        args.out.mkdir(parents=True, exist_ok=True)
         stem = "heads" if args.device == "cpu" else f"heads-{args.device}"
-        (args.out / f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-        title = f"# Heads: throughput on {'CPU' if args.device == 'cpu' else args.device}\n\n"
-        (args.out / f"{stem}.md").write_text(title + table + note, encoding="utf-8")
+        title = f"Heads: throughput on {'CPU' if args.device == 'cpu' else args.device}"
+        write_results(args.out, stem, record, table + note, title=title)
     return 0
 
 

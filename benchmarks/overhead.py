@@ -22,10 +22,7 @@ peak resident memory is sampled every 20 ms during each run.
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import platform
 import statistics
 import sys
 import tempfile
@@ -36,6 +33,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+from _common import bench_parser, quiet, record_header, tiny_bert, write_results  # noqa: E402
 
 CONFIG = {"learning_rate": 2e-5, "epochs": 10, "batch_size": 8, "weight_decay": 0.01, "warmup_ratio": 0.1}
 
@@ -78,18 +77,15 @@ def _data_dir(root: Path) -> Path:
     raise SystemExit(f"--data-dir {root}: no k-shot/SST-2/16-13 or sst2/16-13 folder with train/dev files")
 
 
-def _space_text(model: str, data: Path, epochs: int) -> str:
-    return f"""
-name: overhead
-task:
-  data: {{dir: {data}}}
-  labels: [negative, positive]
-  splits: {{test: null}}
-model: {{name: {model}, max_length: 128}}
-prompt: {{template: "{{text}} {{label}}"}}
-search: {{n_trials: 1, pruner: {{type: median}}}}
-baseline: {{learning_rate: {CONFIG["learning_rate"]}, epochs: {epochs}, batch_size: {CONFIG["batch_size"]}}}
-"""
+def _space_dict(model: str, data: Path, epochs: int) -> dict[str, Any]:
+    return {
+        "name": "overhead",
+        "task": {"data": {"dir": str(data)}, "labels": ["negative", "positive"], "splits": {"test": None}},
+        "model": {"name": model, "max_length": 128},
+        "prompt": {"template": "{text} {label}"},
+        "search": {"n_trials": 1, "pruner": {"type": "median"}},
+        "baseline": {"learning_rate": CONFIG["learning_rate"], "epochs": epochs, "batch_size": CONFIG["batch_size"]},
+    }
 
 
 def run_promptsearch(runner: Any, seed: int) -> float:
@@ -226,47 +222,27 @@ def summary(values: list[float]) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__, smoke="a tiny random BERT, 2 epochs, one repeat", device="cpu")
     parser.add_argument("--data-dir", type=Path, default=REPO / "data", help="datasets (LM-BFF k-shot layout or data/)")
     parser.add_argument("--repeats", type=int, default=3, help="alternated repetitions of the three runs")
     parser.add_argument("--epochs", type=int, default=CONFIG["epochs"])
     parser.add_argument("--model", default="default", help="model name or folder (default: the embedded MiniLM)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
-    parser.add_argument("--smoke", action="store_true", help="a tiny random BERT, 2 epochs, one repeat (CI)")
     args = parser.parse_args(argv)
 
-    import logging
-
-    import optuna
     import torch
-    import transformers
 
-    from promptsearch.io.data import load_task_data
-    from promptsearch.models.device import resolve_device
-    from promptsearch.models.runtime import ModelRuntime, resolve_model_name
-    from promptsearch.space.search_space import parse_space
-    from promptsearch.study.objective import TrialRunner
+    from promptsearch import Space, Study
+    from promptsearch.models.runtime import resolve_model_name
 
-    torch.set_num_threads(args.threads)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    transformers.logging.set_verbosity_error()
-    logging.getLogger("promptsearch").setLevel(logging.WARNING)
+    quiet(args.threads)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         model = args.model
         if args.smoke:
-            sys.path.insert(0, str(REPO / "tests"))
-            from tiny import build_tiny_bert
-
-            model, args.epochs, args.repeats = str(build_tiny_bert(tmp / "bert")), 2, 1
-        space = parse_space(_space_text(model, _data_dir(args.data_dir).resolve(), args.epochs))
-        data = load_task_data(space.spec.task, space.base_dir)
-        device = resolve_device(args.device)
-        runner = TrialRunner(
-            space=space, data=data, runtime=ModelRuntime(space.spec.model, ["negative", "positive"], device)
-        )
+            model, args.epochs, args.repeats = tiny_bert(tmp), 2, 1
+        space = Space.from_dict(_space_dict(model, _data_dir(args.data_dir).resolve(), args.epochs))
+        runner = Study(space, device=args.device).runner  # the three runs share its model and tokenized data
+        device = runner.device
         model_dir = resolve_model_name(model)
         runs: dict[str, list[dict[str, float]]] = {"promptsearch": [], "bare": [], "trainer": []}
         names = list(runs)
@@ -293,15 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     vs_bare = [a / b for a, b in zip(ps, [r["seconds"] for r in runs["bare"]], strict=True)]
     vs_trainer = [a / b for a, b in zip(ps, [r["seconds"] for r in runs["trainer"]], strict=True)]
     result = {
-        "benchmark": "overhead",
+        **record_header("overhead", threads=args.threads, device=str(device)),
         "smoke": args.smoke,
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": {"platform": platform.platform(), "device": str(device), "cpu_threads": args.threads},
-        "versions": {
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "optuna": optuna.__version__,
-        },
         "budget": {
             "repeats": args.repeats,
             "epochs": args.epochs,
@@ -331,9 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(table)
     if not args.smoke:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "overhead.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-        (args.out / "overhead.md").write_text("# Per-trial overhead\n\n" + table, encoding="utf-8")
+        write_results(args.out, "overhead", result, table, title="Per-trial overhead")
     return 0
 
 

@@ -18,11 +18,9 @@ The two precisions alternate (which goes first flips each seed); both see the sa
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from _common import record_header  # noqa: E402  (sibling modules)
-from heads import _space_text, capped_test  # noqa: E402
+from _common import bench_parser, quiet, record_header, tiny_bert, tiny_causal, write_results  # noqa: E402  (sibling modules)
+from heads import capped_test, space_dict  # noqa: E402
 
 PRECISIONS = ("fp32", "bf16")
 ZERO_SHOT_TEMPLATE = "Review: {text}\nSentiment: {label}"
@@ -44,24 +42,17 @@ def _split(root: Path, seed: int) -> Path:
     raise SystemExit(f"--data-dir {root}: no k-shot/SST-2/16-{seed} (or sst2/16-{seed}) folder with train/dev files")
 
 
-def _run(case: str, model: str, precision: str, seed: int, args: argparse.Namespace, runtimes: dict, tmp: Path) -> dict:
-    """One fit (and test scoring) of ``case`` at ``precision``; the model is loaded once per case and precision."""
-    from promptsearch.io.data import load_task_data
-    from promptsearch.models.device import resolve_device
-    from promptsearch.models.runtime import ModelRuntime
+def _run(case: str, model: str, precision: str, seed: int, args: argparse.Namespace, tmp: Path) -> dict:
+    """One fit (and test scoring) of ``case`` at ``precision`` (the model load is not timed)."""
+    import warnings
+
+    from promptsearch import ExperimentalWarning, Space, evaluate
     from promptsearch.space.config import PromptConfig, TrainConfig, TrialConfig
-    from promptsearch.space.search_space import parse_space
-    from promptsearch.study.objective import TrialRunner
 
     causal = case != "minilm"
     head = "causal" if causal else "classification"
     words = {"negative": "negative", "positive": "positive"}
-    space = parse_space(_space_text(model, head, _split(args.data_dir, seed), capped_test(args, tmp), words))
-    key = (case, precision)
-    if key not in runtimes:
-        spec = space.spec.model.model_copy(update={"precision": precision})
-        runtimes[key] = ModelRuntime(spec, space.spec.task.labels, resolve_device("cpu"))
-    runner = TrialRunner(space=space, data=load_task_data(space.spec.task, space.base_dir), runtime=runtimes[key])
+    raw = space_dict(model, head, _split(args.data_dir, seed), capped_test(args, tmp), words, precision=precision)
     if causal:
         prompt = PromptConfig(template=ZERO_SHOT_TEMPLATE, label_words=words)
         train = TrainConfig(method="none", epochs=0)
@@ -69,19 +60,17 @@ def _run(case: str, model: str, precision: str, seed: int, args: argparse.Namesp
         prompt = PromptConfig(template="{text} {label}", label_words={})
         train = TrainConfig(epochs=args.epochs, learning_rate=2e-5, batch_size=8)
     config = TrialConfig(prompt=prompt, train=train, head=head)  # type: ignore[arg-type]
-    t0 = time.perf_counter()
-    result, _ = runner.fit(config, seed=seed, keep_best_state=True)
-    fit_seconds = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    test = runner.evaluate(config, "test")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        result = evaluate(Space.from_dict(raw), config, device="cpu", seed=seed)
     return {
         "case": case,
         "precision": precision,
         "seed": seed,
-        "fit_seconds": round(fit_seconds, 3),
-        "test_seconds": round(time.perf_counter() - t0, 3),
-        "best_dev": round(result.best_score, 4),
-        "test": round(test, 4),
+        "fit_seconds": round(result.fit_seconds, 3),
+        "test_seconds": round(result.test_seconds, 3),
+        "best_dev": round(result.dev, 4),
+        "test": round(result.test or 0.0, 4),
     }
 
 
@@ -100,39 +89,27 @@ def _summary(runs: list[dict[str, Any]], case: str, precision: str) -> dict[str,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__, smoke="tiny random models, one seed, 2 epochs")
     parser.add_argument("--data-dir", type=Path, default=REPO / "data", help="datasets (LM-BFF k-shot layout or data/)")
     parser.add_argument("--seeds", default="13,21,42,87,100", help="comma-separated SST-2 16-shot data seeds")
     parser.add_argument("--max-test", type=int, default=500, help="test rows scored (the first N of SST-2 test)")
     parser.add_argument("--epochs", type=int, default=10, help="epochs of the MiniLM fine-tuning")
     parser.add_argument("--cases", default="minilm,smollm2", help="minilm and/or smollm2")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
-    parser.add_argument("--smoke", action="store_true", help="tiny random models, one seed, 2 epochs (CI)")
     args = parser.parse_args(argv)
 
-    import logging
-
     import torch
-    import transformers
 
     from promptsearch.models.device import native_bf16
 
-    torch.set_num_threads(args.threads)
-    transformers.logging.set_verbosity_error()
-    logging.getLogger("promptsearch").setLevel(logging.WARNING)
+    quiet(args.threads)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     cases = [c for c in args.cases.split(",") if c.strip()]
     runs: list[dict[str, Any]] = []
-    runtimes: dict[tuple[str, str], Any] = {}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         models = {"minilm": "default", "smollm2": "smollm2"}
         if args.smoke:
-            sys.path.insert(0, str(REPO / "tests"))
-            from tiny import build_tiny_bert, build_tiny_causal
-
-            models = {"minilm": str(build_tiny_bert(tmp / "bert")), "smollm2": str(build_tiny_causal(tmp / "lm"))}
+            models = {"minilm": tiny_bert(tmp), "smollm2": tiny_causal(tmp)}
             seeds, args.epochs, args.max_test = seeds[:1], 2, min(args.max_test, 16)
         for i, seed in enumerate(seeds):
             for case in cases:
@@ -140,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
                     continue  # no training and no demonstrations: the data seed changes nothing
                 for precision in PRECISIONS if i % 2 == 0 else PRECISIONS[::-1]:
                     print(f"seed {seed}: {case} {precision} ...", file=sys.stderr, flush=True)
-                    runs.append(_run(case, models[case], precision, seed, args, runtimes, tmp))
+                    runs.append(_run(case, models[case], precision, seed, args, tmp))
     rows = [_summary(runs, case, p) for case in cases for p in PRECISIONS]
     ratios = {
         case: round(
@@ -181,9 +158,7 @@ def main(argv: list[str] | None = None) -> int:
             "summary": rows,
             "runs": runs,
         }
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "precision.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-        (args.out / "precision.md").write_text("# Mixed precision: fp32 against bf16 autocast\n\n" + table)
+        write_results(args.out, "precision", record, table, title="Mixed precision: fp32 against bf16 autocast")
     return 0
 
 

@@ -14,9 +14,7 @@ score, and the savings against no pruning, averaged over the seeds.
 
 from __future__ import annotations
 
-import argparse
 import json
-import platform
 import statistics
 import sys
 import tempfile
@@ -28,25 +26,27 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+from _common import bench_parser, quiet, record_header, smoke_space, write_results  # noqa: E402
 
 PRUNERS = ["median", "successive_halving", "hyperband", "none"]  # each with promptsearch's default options
 
 
-def _run(space_file: Path, raw: dict[str, Any], pruner: str, seed: int, n_trials: int, out: Path) -> dict:
+def _run(space_file: Path, raw: dict[str, Any], pruner: str, seed: int, n_trials: int) -> dict:
+    """One search with ``pruner`` and sampler ``seed``, in memory (nothing is written)."""
     import optuna
 
-    from promptsearch.api import search
-    from promptsearch.space.search_space import parse_space
+    from promptsearch import Space, Study
 
     raw = json.loads(json.dumps(raw))
     raw["name"] = f"{raw['name']}-{pruner}-{seed}"
     raw.setdefault("search", {})
     raw["search"].update({"pruner": {"type": pruner}, "seed": seed, "n_trials": n_trials, "final_seeds": 1})
-    space = parse_space(yaml.safe_dump(raw), path=space_file)  # relative data paths start at the real file
+    space = Space.from_dict(raw, path=space_file)  # relative data paths start at the real file
     t0 = time.perf_counter()
-    result = search(space, out=out / raw["name"], device="cpu", final_seeds=0)  # test: see _test_score
+    study = Study(space, device="cpu").optimize()  # test: see _test_score
     seconds = time.perf_counter() - t0
-    trials = [t for t in result.study.trials if not t.user_attrs.get("baseline")]
+    trials = [t for t in study.optuna_study.trials if not t.user_attrs.get("baseline")]
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None]
     best = max(complete, key=lambda t: float(t.value or 0.0)) if complete else None
     return {
@@ -61,47 +61,33 @@ def _run(space_file: Path, raw: dict[str, Any], pruner: str, seed: int, n_trials
     }
 
 
-def _test_score(run: dict[str, Any], runtimes: dict[str, Any]) -> float | None:
+def _test_score(run: dict[str, Any]) -> float | None:
     """Train the run's best sampled config again with the final-evaluation seed; its test score."""
-    from promptsearch.api import _make_runner
-    from promptsearch.io.data import load_task_data
+    import warnings
+
+    from promptsearch import ExperimentalWarning, evaluate
     from promptsearch.study.final import SEED_OFFSET
-    from promptsearch.study.objective import TrialRunner
     from promptsearch.study.records import trial_config
 
     space, best = run.pop("space"), run.pop("best")
     if best is None:
         return None
-    data = load_task_data(space.spec.task, space.base_dir)
-    if "runtime" not in runtimes:  # one model load for all the runs (they share model and data)
-        runtimes["runtime"] = _make_runner(space, data, "cpu").runtime
-    runner = TrialRunner(space=space, data=data, runtime=runtimes["runtime"])
-    config = trial_config(best)
-    runner.fit(config, seed=SEED_OFFSET, keep_best_state=True)
-    return runner.evaluate(config, "test")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        return evaluate(space, trial_config(best), device="cpu", seed=SEED_OFFSET).test
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__, smoke="a tiny random BERT, 3 trials of 3 epochs")
     parser.add_argument("--space", type=Path, default=REPO / "search_spaces" / "sst2.yaml")
     parser.add_argument("--n-trials", type=int, default=8, help="sampled trials per search")
     parser.add_argument("--seeds", default="0", help="comma-separated sampler seeds (the runs are averaged)")
     parser.add_argument("--pruners", default=",".join(PRUNERS), help="comma-separated pruners to compare (and none)")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
-    parser.add_argument("--smoke", action="store_true", help="a tiny random BERT, 3 trials of 3 epochs (CI)")
     args = parser.parse_args(argv)
-
-    import logging
-
-    import optuna
-    import torch
 
     from promptsearch.space.spec import PRUNER_DEFAULTS, PrunerSpec
 
-    torch.set_num_threads(args.threads)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    logging.getLogger("promptsearch").setLevel(logging.WARNING)
+    quiet(args.threads)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     pruners = [p.strip() for p in args.pruners.split(",") if p.strip()]
     unknown = sorted(set(pruners) - set(PRUNERS))
@@ -111,22 +97,15 @@ def main(argv: list[str] | None = None) -> int:
         pruners.append("none")  # the reference of every saving
     raw = yaml.safe_load(args.space.read_text(encoding="utf-8"))
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in pruners}
-    runtimes: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp_name:
-        tmp = Path(tmp_name)
         if args.smoke:
-            sys.path.insert(0, str(REPO / "tests"))
-            from tiny import build_tiny_bert
-
-            raw["model"]["name"] = str(build_tiny_bert(tmp / "bert"))
-            raw["train"]["epochs"] = 3
-            raw["baseline"] = {"epochs": 3}
+            raw = smoke_space(raw, Path(tmp_name), epochs=3)
             args.n_trials, seeds = 3, seeds[:1]
         for seed in seeds:
             for name in pruners:
                 print(f"seed {seed}: {name} ...", file=sys.stderr, flush=True)
-                run = _run(args.space.resolve(), raw, name, seed, args.n_trials, tmp)
-                run["best_test"] = _test_score(run, runtimes)
+                run = _run(args.space.resolve(), raw, name, seed, args.n_trials)
+                run["best_test"] = _test_score(run)
                 results[name].append(run)
                 print(f"  {json.dumps(run)}", file=sys.stderr, flush=True)
 
@@ -183,24 +162,13 @@ def main(argv: list[str] | None = None) -> int:
         )
     print(table)
     if not args.smoke:
-        import transformers
-
         record = {
-            "benchmark": "pruning",
-            "date": time.strftime("%Y-%m-%d"),
-            "machine": {"platform": platform.platform(), "device": "cpu", "cpu_threads": args.threads},
-            "versions": {
-                "torch": torch.__version__,
-                "transformers": transformers.__version__,
-                "optuna": optuna.__version__,
-            },
+            **record_header("pruning", threads=args.threads, device="cpu"),
             "budget": {"space": str(args.space), "n_trials": args.n_trials, "seeds": seeds, "pruners": pruners},
             "summary": rows,
             "runs": results,
         }
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "pruning.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-        (args.out / "pruning.md").write_text("# Pruning savings\n\n" + table, encoding="utf-8")
+        write_results(args.out, "pruning", record, table, title="Pruning savings")
     return 0
 
 

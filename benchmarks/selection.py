@@ -96,21 +96,19 @@ def _spearman(x: list[float], y: list[float]) -> float | None:
 
 
 def run_split(task: str, seed: int, args: argparse.Namespace, tmp: Path, model: str) -> dict[str, Any]:
-    from promptsearch.io.data import TaskData, load_task_data
-    from promptsearch.models.device import resolve_device
-    from promptsearch.models.runtime import ModelRuntime
-    from promptsearch.space.search_space import parse_space
+    from promptsearch import Space, Study
+    from promptsearch.io.data import TaskData
     from promptsearch.study.objective import TrialRunner
 
     kshot = TASKS[task].kshot
     data_dir = args.data_dir / "k-shot" / kshot / f"16-{seed}"
     test = cap_lines(args.data_dir / "k-shot" / kshot / "test.jsonl", args.max_test, tmp / f"{task}-test.jsonl")
     raw = _space(task, data_dir, test, model)
-    space = parse_space(yaml.safe_dump(raw, allow_unicode=True), path=REPO / "search_spaces" / "bench.yaml")
-    data = load_task_data(space.spec.task, space.base_dir)
+    study = Study(Space.from_dict(raw, path=REPO / "search_spaces" / "bench.yaml"), device="cpu")
+    space, data = study.space, study.data
     labelled = [*data.train, *data.dev]
-    runtime = ModelRuntime(space.spec.model, space.spec.task.labels, resolve_device("cpu"))
-    dev_runner = TrialRunner(space=space, data=data, runtime=runtime)
+    dev_runner = study.runner
+    runtime = dev_runner.runtime
     # leave-one-out: the pool is every labelled row; a selector never shows a query its own row
     loo = TaskData(train=labelled, dev=labelled, _test=data.test)
     loo_runner = TrialRunner(space=space, data=loo, runtime=runtime)

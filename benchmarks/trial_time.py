@@ -10,22 +10,22 @@ later ones hit the cache) and writes ``trial_time.json`` and ``trial_time.md`` u
 from __future__ import annotations
 
 import argparse
-import json
-import platform
+import sys
 import time
 from pathlib import Path
 
 import optuna
 import yaml
 
-from promptsearch.api import load_any_space
-from promptsearch.io.data import load_task_data
-from promptsearch.models.device import resolve_device
-from promptsearch.models.runtime import ModelRuntime
-from promptsearch.reporting.preview import check_sets
-from promptsearch.space.sampling import sample_config
-from promptsearch.study.objective import TrialRunner
-from promptsearch.versions import versions
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+from _common import record_header, write_results  # noqa: E402
+
+from promptsearch import Study  # noqa: E402
+from promptsearch.api import load_any_space  # noqa: E402
+from promptsearch.reporting.preview import check_sets  # noqa: E402
+from promptsearch.space.sampling import sample_config  # noqa: E402
 
 
 def main() -> None:
@@ -38,16 +38,16 @@ def main() -> None:
     args = parser.parse_args()
 
     space = load_any_space(args.space)
-    data = load_task_data(space.spec.task, space.base_dir)
     sets = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     study.enqueue_trial(check_sets(space, sets))
     config = sample_config(study.ask(), space)
 
+    handle = Study(space, device=args.device)
     t0 = time.perf_counter()
-    runtime = ModelRuntime(space.spec.model, space.spec.task.labels, resolve_device(args.device))
+    runner = handle.runner  # the model loads here; the runner's timings are what this measures
     load_seconds = time.perf_counter() - t0
-    runner = TrialRunner(space=space, data=data, runtime=runtime)
+    runtime = runner.runtime
     rows = []
     for i in range(args.repeats):
         timings: dict[str, float] = {}
@@ -62,19 +62,15 @@ def main() -> None:
                 "prompt_tokens_mean": train.mean_tokens,
             }
         )
+    import torch
+
     outcome = {
+        **record_header("trial_time", threads=torch.get_num_threads(), device=str(runtime.device)),
         "space": str(args.space),
         "params": config.params,
-        "device": str(runtime.device),
         "model_load_seconds": round(load_seconds, 3),
         "trials": rows,
-        "machine": platform.platform(),
-        "cpu_count": __import__("os").cpu_count(),
-        "versions": versions(),
-        "date": time.strftime("%Y-%m-%d"),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "trial_time.json").write_text(json.dumps(outcome, indent=2) + "\n")
     lines = [
         "| trial | restore s | tokenize s | train s | eval s | total s | epochs | prompt tokens |",
         "|---|---|---|---|---|---|---|---|",
@@ -85,7 +81,7 @@ def main() -> None:
         for i, r in enumerate(rows)
     ]
     table = f"Model load (once per process): {load_seconds:.2f} s on {runtime.device}\n\n" + "\n".join(lines) + "\n"
-    (args.out / "trial_time.md").write_text(table)
+    write_results(args.out, "trial_time", outcome, table)
     print(table)
 
 

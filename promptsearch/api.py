@@ -1,7 +1,12 @@
-"""The Python API: ``search`` runs (or resumes) a study end to end; ``report`` and ``export`` rebuild outputs.
+"""The Python API. :class:`Study` searches a space in memory (``optimize``, ``best``, ``finalists``,
+``report``, ``export``); :func:`evaluate` scores one config; :func:`train` fits one config into a
+:class:`~promptsearch.inference.predict.Model` and :func:`load` reads a saved one back. ``search``
+(the CLI's ``run``) is a :class:`Study` that writes its files; ``report`` and ``export_best`` rebuild them.
 
->>> result = promptsearch.search("search_spaces/sst2.yaml", n_trials=8)   # doctest: +SKIP
->>> result.best_test["mean"], result.baseline_test["mean"]                # doctest: +SKIP
+>>> space = promptsearch.Space.from_yaml("search_spaces/sst2.yaml")        # doctest: +SKIP
+>>> study = promptsearch.Study(space).optimize(8)                           # doctest: +SKIP
+>>> model = promptsearch.train(study.best)                                  # doctest: +SKIP
+>>> model.predict(["a moving, funny film"])                                 # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 import optuna
 
 from promptsearch.errors import ConfigError, PromptsearchError
-from promptsearch.io.data import TaskData, load_task_data
+from promptsearch.experimental import experimental
+from promptsearch.io.data import TaskData, TaskDataInput, load_task_data, task_data
 from promptsearch.io.export import (
     ExportedScores,
     ExportedTask,
@@ -31,7 +37,7 @@ from promptsearch.io.export import (
 )
 from promptsearch.redact import mask_url
 from promptsearch.reporting.report import build_report, write_reports
-from promptsearch.reporting.schema import Report
+from promptsearch.reporting.schema import Finalist, Race, Report
 from promptsearch.space.config import TrialConfig
 from promptsearch.space.dimensions import Fixed
 from promptsearch.space.sampling import baseline_config
@@ -64,6 +70,7 @@ from promptsearch.versions import versions
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
+    from promptsearch.inference.predict import Model
     from promptsearch.study.warmstart import WarmStartPlan
 
 _FINISHED = (
@@ -72,10 +79,35 @@ _FINISHED = (
     optuna.trial.TrialState.FAIL,
 )
 
-__all__ = ["SearchResult", "export_best", "load_any_space", "report", "search", "train", "work"]
+__all__ = [
+    "Evaluation",
+    "Finalist",
+    "SearchResult",
+    "Study",
+    "TestResult",
+    "evaluate",
+    "export_best",
+    "load",
+    "load_any_space",
+    "report",
+    "search",
+    "train",
+    "train_config",
+    "work",
+]
 
 logger = logging.getLogger(__name__)
 CANDIDATES_WAIT = 900.0  # seconds a joining worker waits for the study's generated candidates
+DEFAULT_N_TRIALS = 20  # sampled trials when neither the call nor the space's search.n_trials says
+
+
+def n_trials_for(space: SearchSpace, n_trials: int | None) -> int:
+    """The trial budget: ``n_trials`` if given, else the space's ``search.n_trials``, else 20."""
+    if n_trials is None:
+        return space.spec.search.n_trials or DEFAULT_N_TRIALS
+    if n_trials < 0:
+        raise ConfigError(f"--n-trials must be >= 0, but got {n_trials}")
+    return n_trials
 
 
 @dataclass
@@ -101,9 +133,9 @@ def load_any_space(path: str | Path) -> SearchSpace:
     return load_space(path)
 
 
-def _absolute_source(space: SearchSpace) -> DataSource:
+def _absolute_source(space: SearchSpace) -> DataSource | None:
     src = space.spec.task.data
-    if src.hub is not None:
+    if src is None or src.hub is not None:
         return src
 
     def absolute(p: str) -> str:
@@ -219,9 +251,194 @@ def _resolve_space(space_or_path: SearchSpace | str | Path) -> SearchSpace:
     return space_or_path if isinstance(space_or_path, SearchSpace) else load_any_space(space_or_path)
 
 
+def _load_data(space: SearchSpace, data: TaskDataInput | None) -> TaskData:
+    """The task's data: passed in code (checked like files), else read from the files the space names."""
+    if data is not None:
+        return task_data(space.spec.task, data)
+    return load_task_data(space.spec.task, space.base_dir)
+
+
+@dataclass(frozen=True)
+class TestResult:
+    """One config of the final comparison on test: the chosen trial's, or the plain fine-tuning baseline's."""
+
+    __test__ = False  # not a pytest class
+
+    role: str  # "best" or "baseline"
+    trial: int | None
+    config: TrialConfig
+    dev: float | None
+    test: dict[str, Any] | None  # {"mean", "std", "scores"} over the final seeds; None without a test split
+
+
+class Study:
+    """A search of ``space`` over its data: Optuna's study with the model loaded once for all trials.
+
+    Nothing is written to disk unless asked: the Optuna storage is in memory by default (give
+    ``storage`` a URL such as ``sqlite:///study.db`` to keep it, and to resume with the same ``name``).
+    ``data`` passes the splits in code (a mapping split -> list of dicts, DataFrame or Dataset);
+    without it the files named by the space's ``task.data`` are read.
+
+    >>> study = Study(space, data={"train": rows, "dev": dev_rows}).optimize(8)   # doctest: +SKIP
+    >>> study.best.prompt.template, study.best.scores.dev                          # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace | str | Path,
+        data: TaskDataInput | None = None,
+        *,
+        storage: str | None = None,
+        name: str | None = None,
+        device: str | None = "auto",
+        seed: int | None = None,
+        heartbeat: float = HEARTBEAT_SECONDS,
+    ) -> None:
+        from promptsearch.models.device import resolve_device
+
+        space = _resolve_space(space)
+        resolve_device(device)  # a bad device fails now, not after the study exists
+        self.data = _load_data(space, data)
+        check_space_data(space, self.data)
+        self.device = device
+        self.storage = storage
+        self.heartbeat = heartbeat
+        self.optuna_study = open_study(
+            space, storage, name or space.name, data_fingerprint=self.data.fingerprint, seed=seed, heartbeat=heartbeat
+        )
+        # generated candidates: once per study, before any trial or worker; read back on resume
+        self.space = ensure_candidates(space, self.optuna_study, self.data, device)
+        self._runner: TrialRunner | None = None
+
+    @property
+    def name(self) -> str:
+        return self.optuna_study.study_name
+
+    @property
+    def runner(self) -> TrialRunner:
+        """The model, loaded on first use: a finished study with a stored final evaluation needs none."""
+        if self._runner is None:
+            self._runner = _make_runner(self.space, self.data, self.device)
+        return self._runner
+
+    def optimize(
+        self,
+        n_trials: int | None = None,
+        *,
+        timeout: float | None = None,
+        callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = (),
+        on_epoch: Callable[[int, int, float], None] | None = None,
+    ) -> Study:
+        """Run trials until the study has ``n_trials`` sampled trials (+ the baseline); returns the study.
+
+        ``n_trials`` and ``timeout`` default to the space's ``search`` section. Calling it again with a
+        larger ``n_trials`` runs only the missing trials.
+        """
+        n = n_trials_for(self.space, n_trials)
+        timeout = self.space.spec.search.timeout if timeout is None else timeout
+        if count_done(self.optuna_study) < n + 1:
+            run_trials(
+                self.runner, self.optuna_study, n_trials=n, timeout=timeout, callbacks=callbacks, on_epoch=on_epoch,
+                heartbeat=self.heartbeat,
+            )  # fmt: skip
+        self.race()
+        return self
+
+    def race(self, *, progress: Callable[[str], None] | None = None) -> Race | None:
+        """Race the finalists (``search.finalists``) on fresh seeds; the winner becomes :attr:`best`.
+
+        Stored with the study and reused until another trial finishes; None when there is nothing to race.
+        """
+        record = race_finalists(lambda: self.runner, self.optuna_study, progress=progress)
+        return Race.model_validate(record) if record is not None else None
+
+    def enqueue(self, plan: WarmStartPlan) -> int:
+        """Queue earlier configs (:mod:`promptsearch.study.warmstart`) as the next trials; returns how many."""
+        from promptsearch.study.warmstart import enqueue
+
+        return enqueue(self.optuna_study, plan)
+
+    @property
+    def best_trial(self) -> TrialRecord | None:
+        """The chosen trial: the race's winner after :meth:`race` (which :meth:`optimize` runs), else the best
+        search value (with several objectives, the recommended one)."""
+        return best_trial(self.optuna_study)
+
+    @property
+    def best(self) -> PromptExport:
+        """The best config as a self-contained prompt config (what :meth:`export` writes and :func:`train` takes)."""
+        return build_export(self.space, self.optuna_study, self.data)
+
+    def final_evaluation(
+        self,
+        seeds: int | None = None,
+        *,
+        save_model: Callable[[TrialConfig, TrialRunner], None] | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> dict[str, Any] | None:
+        """Score the best config and the baseline on test with ``seeds`` seeds (default: the space's
+        ``search.final_seeds``); stored with the study and reused. None without a test split or trials."""
+        seeds = self.space.spec.search.final_seeds if seeds is None else seeds
+        if seeds < 0:
+            raise ConfigError(f"--final-seeds must be >= 0, but got {seeds}")
+        if seeds == 0 or not self.data.has_test or self.best_trial is None:
+            return None
+        final = stored_final(self.optuna_study, self.space, self.data, seeds) if save_model is None else None
+        if final is None:
+            final = final_evaluation(
+                self.runner, self.optuna_study, seeds=seeds, save_model=save_model, progress=progress
+            )
+        return final
+
+    @property
+    @experimental("0.1.0", name="Study.finalists")
+    def finalists(self) -> list[Finalist]:
+        """The race's finalists, best first: each one's mean ± standard error on fresh seeds (runs the race
+        when it is due). Empty when there was nothing to race (``search.finalists: 0``, or one trial)."""
+        race = self.race()
+        return list(race.standings) if race is not None else []
+
+    @property
+    @experimental("0.1.0", name="Study.test_results")
+    def test_results(self) -> list[TestResult]:
+        """The chosen config and the baseline with their test scores (the final evaluation runs on first use)."""
+        final = self.final_evaluation() or {}
+        out = []
+        for role, trial in (("best", self.best_trial), ("baseline", baseline_trial(self.optuna_study))):
+            if trial is None or trial.config is None:
+                continue
+            test = (final.get(role) or {}).get("test")
+            out.append(TestResult(role, trial.number, trial.config, trial.dev, test))
+        return out
+
+    def report(self) -> Report:
+        """Everything the report shows (the final evaluation when stored); writes nothing."""
+        seeds = self.space.spec.search.final_seeds
+        final = stored_final(self.optuna_study, self.space, self.data, seeds) if self.data.has_test else None
+        return _build_report(self.space, self.optuna_study, final, records=trial_records(self.optuna_study),
+                             best=self.best_trial)  # fmt: skip
+
+    def export(self, path: str | Path) -> Path:
+        """Write the best config to ``path`` as a prompt config YAML (``promptsearch train``/``load`` read it)."""
+        return write_prompt_config(self.best, Path(path))
+
+
+def _check_save_target(save_model: str | Path | None, space: SearchSpace, final_seeds: int) -> None:
+    if save_model is None:
+        return
+    from promptsearch.inference.predict import check_save_target
+
+    check_save_target(save_model)
+    if final_seeds == 0 or space.spec.task.splits.test is None:
+        raise ConfigError(
+            "--save-model saves the model of the final evaluation: it needs a test split and --final-seeds >= 1"
+        )
+
+
 def search(
     space_or_path: SearchSpace | str | Path,
     *,
+    data: TaskDataInput | None = None,
     n_trials: int | None = None,
     timeout: float | None = None,
     storage: str | None = None,
@@ -240,101 +457,63 @@ def search(
 ) -> SearchResult:
     """Run (or resume) the search of a space, evaluate on test, write the report and the best prompt.
 
-    Arguments default to the space's ``search`` section. Running it again with the same storage
-    continues the study and runs only the remaining trials. With ``workers`` > 1, that many worker
-    processes share the study (a journal file in the run folder unless ``storage`` names another).
-    ``warm_start`` (:func:`promptsearch.study.warmstart.from_export` / ``from_study``) enqueues earlier
-    configs as the first trials after the baseline.
+    A :class:`Study` whose storage is a file of the run folder (``out``), which then writes
+    ``report.*`` and ``best_prompt.yaml`` there. Arguments default to the space's ``search`` section.
+    Running it again with the same storage continues the study and runs only the remaining trials.
+    With ``workers`` > 1, that many worker processes share the study (a journal file in the run folder
+    unless ``storage`` names another). ``warm_start`` (:func:`promptsearch.study.warmstart.from_export`
+    / ``from_study``) enqueues earlier configs as the first trials after the baseline.
     """
     t_start = time.perf_counter()
     space = _resolve_space(space_or_path)
-    search_spec = space.spec.search
-    n_trials = (search_spec.n_trials or 20) if n_trials is None else n_trials
-    if n_trials < 0:
-        raise ConfigError(f"--n-trials must be >= 0, but got {n_trials}")
-    final_seeds = search_spec.final_seeds if final_seeds is None else final_seeds
+    n_trials = n_trials_for(space, n_trials)
+    final_seeds = space.spec.search.final_seeds if final_seeds is None else final_seeds
     if final_seeds < 0:
         raise ConfigError(f"--final-seeds must be >= 0, but got {final_seeds}")
-    timeout = search_spec.timeout if timeout is None else timeout
-    if save_model is not None:
-        from promptsearch.inference.predict import check_save_target
-
-        check_save_target(save_model)
-        if final_seeds == 0 or space.spec.task.splits.test is None:
-            raise ConfigError(
-                "--save-model saves the model of the final evaluation: it needs a test split and --final-seeds >= 1"
-            )
-    from promptsearch.models.device import resolve_device
-
-    resolve_device(device)  # a bad --device fails now, not after the study exists
+    timeout = space.spec.search.timeout if timeout is None else timeout
+    _check_save_target(save_model, space, final_seeds)
+    if workers > 1 and space.path is None:
+        raise ConfigError("--workers needs the search space as a file, which every worker reads")
+    if workers > 1 and data is not None:
+        raise ConfigError("--workers needs the data as files, which every worker reads; leave data= out")
     out_dir = Path(out) if out is not None else default_out_dir(space)
     storage = choose_storage(out_dir, storage, workers)
-    study_name = study_name or space.name
-
-    data = load_task_data(space.spec.task, space.base_dir)
-    check_space_data(space, data)
-    study = open_study(space, storage, study_name, data_fingerprint=data.fingerprint, seed=seed, heartbeat=heartbeat)
-    # generated candidates: once per study, here, before any trial or worker; read back on resume
-    space = ensure_candidates(space, study, data, device)
+    study = Study(space, data, storage=storage, name=study_name, device=device, seed=seed, heartbeat=heartbeat)
     out_dir.mkdir(parents=True, exist_ok=True)  # only once the inputs and the storage are good
     if warm_start is not None:
-        from promptsearch.study.warmstart import enqueue
-
-        enqueue(study, warm_start)
-    loaded: list[TrialRunner] = []
-
-    def runner() -> TrialRunner:
-        """The model, loaded on first use: a finished study with a stored final evaluation needs none."""
-        if not loaded:
-            loaded.append(_make_runner(space, data, device))
-        return loaded[0]
-
+        study.enqueue(warm_start)
     if workers > 1:
-        if space.path is None:
-            raise ConfigError("--workers needs the search space as a file, which every worker reads")
+        assert space.path is not None
         procs = launch_workers(
-            space.path, storage, study_name, workers=workers, n_trials=n_trials, device=device,
+            space.path, storage, study.name, workers=workers, n_trials=n_trials, device=device,
             out_dir=out_dir, heartbeat=heartbeat, timeout=timeout,
         )  # fmt: skip
-        _watch_workers(procs, study, callbacks, progress)
-    elif count_done(study) < n_trials + 1:
-        run_trials(
-            runner(), study, n_trials=n_trials, timeout=timeout, callbacks=callbacks, on_epoch=on_epoch,
-            heartbeat=heartbeat,
-        )  # fmt: skip
+        _watch_workers(procs, study.optuna_study, callbacks, progress)
+    else:
+        study.optimize(n_trials, timeout=timeout, callbacks=callbacks, on_epoch=on_epoch)
     search_seconds = time.perf_counter() - t_start
-    race_finalists(runner, study, progress=progress)  # stored: a finished study races no more
+    study.race(progress=progress)
+    records = trial_records(study.optuna_study)  # the trials are finished: one read serves the rest
+    best_record = best_trial(study.optuna_study, records)
+    saver = None
+    if save_model is not None:
 
-    records = trial_records(study)  # the trials are finished: one read serves the rest
-    best_record = best_trial(study, records)
-    final = None
-    if final_seeds > 0 and data.has_test and best_record is not None:
-        saver = None
-        if save_model is not None:
+        def saver(config: TrialConfig, trained: TrialRunner) -> None:
+            from promptsearch.inference.predict import save_model as _save
 
-            def saver(config: TrialConfig, trained: TrialRunner) -> None:
-                from promptsearch.inference.predict import save_model as _save
+            _save(trained, study.best, Path(save_model))
 
-                _save(trained, build_export(space, study, data, best=best_record), Path(save_model))
-
-        final = stored_final(study, space, data, final_seeds, best=best_record) if saver is None else None
-        if final is None:
-            final = final_evaluation(
-                runner(), study, seeds=final_seeds, save_model=saver, progress=progress, best=best_record
-            )
-
+    final = study.final_evaluation(final_seeds, save_model=saver, progress=progress)
     rep = _build_report(
-        space, study, final, records=records, best=best_record, search_seconds=search_seconds, started=t_start
-    )
-    write_reports(out_dir, study, rep, records=records)
-    export_path = None
-    if best_record is not None:
-        export = build_export(space, study, data, best=best_record)
-        export_path = write_prompt_config(export, out_dir / "best_prompt.yaml")
+        study.space, study.optuna_study, final, records=records, best=best_record, search_seconds=search_seconds,
+        started=t_start,
+    )  # fmt: skip
+    write_reports(out_dir, study.optuna_study, rep, records=records)
+    export_path = study.export(out_dir / "best_prompt.yaml") if best_record is not None else None
     best, base = rep.best, rep.baseline
     return SearchResult(
-        space=space,
-        study=study,
+        space=study.space,
+        study=study.optuna_study,
         out_dir=out_dir,
         best_config=best.config if best else None,
         best_dev=best.dev_score if best else None,
@@ -414,7 +593,7 @@ def work(
         space, storage, study_name, data_fingerprint=data.fingerprint, create=False, heartbeat=heartbeat,
         seed=worker_seed(space.spec.search.seed, worker_index),
     )  # fmt: skip
-    n = (space.spec.search.n_trials or 20) if n_trials is None else n_trials
+    n = n_trials_for(space, n_trials)
     space = ensure_candidates(space, study, data, device, wait=CANDIDATES_WAIT)
     runner = _make_runner(space, data, device)
     return run_trials(runner, study, n_trials=n, heartbeat=heartbeat, timeout=timeout)
@@ -451,7 +630,7 @@ def _open_existing(
     if info is None or text is None:
         raise ConfigError(f"study '{study_name}' was not created by promptsearch (it stores no search space)")
     file = info.file
-    space = parse_space(text, path=Path(file) if file else None)
+    space = parse_space(text, path=Path(file) if file else None, data_in_code=True)  # it was checked when stored
     stored = stored_candidates(study)
     if stored is not None and space.needs_generation:
         space = space.with_candidates(stored)
@@ -500,30 +679,98 @@ def export_best(
     return write_prompt_config(build_export(space, study, data), target)
 
 
-def train(
-    space_or_path: SearchSpace | str | Path,
-    *,
-    save_model: str | Path | None = None,
-    device: str | None = "auto",
-    seed: int = 1000,
-) -> dict[str, Any]:
-    """Fine-tune one fixed config (an exported best prompt, or a space with one point) and score it.
+@dataclass(frozen=True)
+class Evaluation:
+    """One config fitted and scored: the best dev score over the epochs, and the test score at that epoch."""
 
-    Returns ``{"dev": ..., "dev_epoch": ..., "test": ... or None}``; with ``save_model`` the model
-    (at its best dev epoch), its tokenizer and the prompt config are written there.
-    """
-    from promptsearch.inference.predict import check_save_target
-    from promptsearch.inference.predict import save_model as _save
+    config: TrialConfig
+    dev: float
+    dev_epoch: int
+    history: list[float]  # dev score after each epoch
+    test: float | None  # None without a test split (or when not asked)
+    fit_seconds: float
+    test_seconds: float
+    train_seconds: float  # the training steps alone (fit_seconds also counts tokenizing and dev scoring)
+
+
+def _one_config(space: SearchSpace, config: TrialConfig | Mapping[str, Any] | None) -> TrialConfig:
+    """``config`` as it is, or the space's point for these parameter values (every unset one must be fixed)."""
     from promptsearch.space.sampling import sample_config
 
-    if save_model is not None:
-        check_save_target(save_model)
-    exported = None
-    if not isinstance(space_or_path, SearchSpace) and is_export_file(space_or_path):
-        exported = load_prompt_config(space_or_path)
-        space = export_to_space(exported, path=Path(space_or_path), allow_plain=True)
-    else:
-        space = _resolve_space(space_or_path)
+    if isinstance(config, TrialConfig):
+        return config
+    params = dict(config or {})
+    unknown = sorted(set(params) - set(space.params))
+    if unknown:
+        raise ConfigError(f"config: unknown parameter(s) {unknown}; the space's parameters are {sorted(space.params)}")
+    searched = [k for k, d in space.params.items() if not isinstance(d, Fixed) and k not in params]
+    if space.needs_generation:
+        searched.append("generated candidates (auto)")
+    if searched:
+        raise ConfigError(
+            f"one config is needed, but the space searches {searched}; give their values "
+            "(config={'train.learning_rate': 2e-5, ...}), a TrialConfig, or fix them in the space"
+        )
+    return sample_config(optuna.trial.FixedTrial(params), space)
+
+
+@experimental("0.1.0")
+def evaluate(
+    space: SearchSpace | str | Path,
+    config: TrialConfig | Mapping[str, Any] | None = None,
+    *,
+    data: TaskDataInput | None = None,
+    device: str | None = "auto",
+    seed: int = 0,
+    test: bool = True,
+) -> Evaluation:
+    """Fine-tune one config of ``space`` and score it on dev (every epoch) and test (at the best dev epoch).
+
+    ``config`` is a :class:`TrialConfig`, a dict of parameter values (``{"train.learning_rate": 2e-5}``;
+    the others must be fixed in the space), or None for a space with one point. Nothing is written.
+
+    >>> promptsearch.evaluate(space, {"prompt.template": "review"}, data=data).test   # doctest: +SKIP
+    """
+    space = _resolve_space(space)
+    chosen = _one_config(space, config)
+    runner = _make_runner(space, _load_data(space, data), device)
+    t0 = time.perf_counter()
+    result, _ = runner.fit(chosen, seed=seed, keep_best_state=True)
+    fit_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    score = runner.evaluate(chosen, "test") if test and runner.data.has_test else None
+    return Evaluation(
+        config=chosen,
+        dev=result.best_score,
+        dev_epoch=result.best_epoch,
+        history=list(result.history),
+        test=score,
+        fit_seconds=fit_seconds,
+        test_seconds=time.perf_counter() - t0 if score is not None else 0.0,
+        train_seconds=result.train_seconds,
+    )
+
+
+def _fixed_space(source: PromptExport | SearchSpace | str | Path) -> tuple[SearchSpace, PromptExport | None]:
+    """The one-point space of an export (in memory or a file) or of a space file, and the export if any."""
+    if isinstance(source, PromptExport):
+        return export_to_space(source, allow_plain=True), source
+    if not isinstance(source, SearchSpace) and is_export_file(source):
+        exported = load_prompt_config(source)
+        return export_to_space(exported, path=Path(source), allow_plain=True), exported
+    return _resolve_space(source), None
+
+
+def _fit(
+    source: PromptExport | SearchSpace | str | Path,
+    data: TaskDataInput | None,
+    device: str | None,
+    seed: int,
+) -> Model:
+    """Fine-tune one fixed config (kept at its best dev epoch) and score it on test when there is one."""
+    from promptsearch.inference.predict import Model
+
+    space, exported = _fixed_space(source)
     searched = [k for k, d in space.params.items() if not isinstance(d, Fixed)]
     if space.needs_generation:
         searched.append("generated candidates (auto)")
@@ -532,8 +779,8 @@ def train(
             f"train needs one fixed config, but the space searches {searched}; run `promptsearch run` "
             "first and train its best_prompt.yaml"
         )
-    data = load_task_data(space.spec.task, space.base_dir)
-    runner = _make_runner(space, data, device)
+    loaded = _load_data(space, data)
+    runner = _make_runner(space, loaded, device)
     if exported is not None:  # the export's own prompt (possibly plain, which no space can express)
         config = TrialConfig(
             prompt=exported.prompt,
@@ -542,12 +789,61 @@ def train(
             head=exported.model.head,
         )
     else:
-        config = sample_config(optuna.trial.FixedTrial({}), space)
+        config = _one_config(space, None)
     result, _ = runner.fit(config, seed=seed, keep_best_state=True)
-    test = runner.evaluate(config, "test") if data.has_test else None
+    test = runner.evaluate(config, "test") if loaded.has_test else None
+    study = optuna.create_study(direction=space.spec.search.direction)
+    attrs = completed_trial_attrs(config, best_epoch=result.best_epoch, calibration=runner.calibration_for(config))
+    study.add_trial(optuna.trial.create_trial(value=result.best_score, user_attrs=attrs))
+    scores = {"dev": result.best_score, "dev_epoch": result.best_epoch, "test": test}
+    return Model.from_runtime(runner.last_runtime, build_export(space, study, loaded), scores=scores)
+
+
+def train(
+    config: PromptExport | SearchSpace | str | Path,
+    *,
+    data: TaskDataInput | None = None,
+    device: str | None = "auto",
+    seed: int = 1000,
+) -> Model:
+    """Fine-tune one fixed config and return the trained model, in memory.
+
+    ``config`` is an export (``study.best``, or a ``best_prompt.yaml`` path) or a space with one point.
+    ``data`` passes the splits in code; without it the files the config names are read. The model
+    (at its best dev epoch) has ``predict``, ``predict_proba`` and ``save``; ``model.scores`` holds
+    ``{"dev", "dev_epoch", "test"}``.
+
+    >>> model = promptsearch.train(study.best, data=data)    # doctest: +SKIP
+    >>> model.save("model"); promptsearch.load("model").predict(["a fine film"])   # doctest: +SKIP
+    """
+    return _fit(config, data, device, seed)
+
+
+def load(directory: str | Path, *, device: str | None = "auto") -> Model:
+    """A model saved by :meth:`Model.save <promptsearch.inference.predict.Model.save>` or ``--save-model``."""
+    from promptsearch.inference.predict import Model
+
+    return Model(directory, device=device)
+
+
+def train_config(
+    space_or_path: SearchSpace | str | Path,
+    *,
+    save_model: str | Path | None = None,
+    device: str | None = "auto",
+    seed: int = 1000,
+) -> dict[str, Any]:
+    """Fine-tune one fixed config (an exported best prompt, or a space with one point) and score it.
+
+    What ``promptsearch train`` runs. Returns ``{"dev": ..., "dev_epoch": ..., "test": ... or None}``;
+    with ``save_model`` the model (at its best dev epoch), its tokenizer and the prompt config are written
+    there (checked before training: a save never deletes a file it did not write).
+    """
+    from promptsearch.inference.predict import check_save_target
+
     if save_model is not None:
-        study = optuna.create_study(direction=space.spec.search.direction)
-        attrs = completed_trial_attrs(config, best_epoch=result.best_epoch, calibration=runner.calibration_for(config))
-        study.add_trial(optuna.trial.create_trial(value=result.best_score, user_attrs=attrs))
-        _save(runner, build_export(space, study, data), Path(save_model))
-    return {"dev": result.best_score, "dev_epoch": result.best_epoch, "test": test}
+        check_save_target(save_model)
+    model = _fit(space_or_path, None, device, seed)
+    if save_model is not None:
+        model.save(save_model)
+    return dict(model.scores)

@@ -221,7 +221,7 @@ def run(
     ] = None,
 ) -> None:
     """Run (or resume) a search, evaluate the best prompt on test, write the report and best_prompt.yaml."""
-    from promptsearch.api import load_any_space, search
+    from promptsearch.api import load_any_space, n_trials_for, search
     from promptsearch.reporting.progress import SearchProgress
 
     space = load_any_space(path)
@@ -233,7 +233,7 @@ def run(
 
         objectives = objective_names(space.spec.search)
         trackers.append(mlflow_callback(mlflow, metric=space.spec.task.metric, objectives=objectives))
-    total = ((space.spec.search.n_trials or 20) if n_trials is None else n_trials) + 1
+    total = (n_trials_for(space, None) if n_trials is None else n_trials) + 1
     with SearchProgress(console, total=total) as progress:
         try:
             result = search(
@@ -389,9 +389,9 @@ def train_cmd(
     device: DeviceOpt = "auto",
 ) -> None:
     """Fine-tune one fixed config (e.g. best_prompt.yaml) and optionally save the model."""
-    from promptsearch.api import train
+    from promptsearch.api import train_config
 
-    scores = train(path, save_model=save_model, device=device)
+    scores = train_config(path, save_model=save_model, device=device)
     test = "n/a" if scores["test"] is None else f"{100 * scores['test']:.2f}"
     say(f"dev {100 * scores['dev']:.2f} (epoch {scores['dev_epoch']}), test {test}")
     if save_model is not None:

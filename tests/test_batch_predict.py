@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from tiny import tiny_data
 
-from promptsearch.api import train
+from promptsearch.api import train_config
 from promptsearch.cli import main
 from promptsearch.inference.batch import iter_input, predict_file_streaming
 from promptsearch.inference.predict import Predictor
@@ -38,7 +38,7 @@ train: {{learning_rate: 3.0e-3, epochs: 1, batch_size: 8}}
 """,
         encoding="utf-8",
     )
-    train(space, save_model=root / "model", device="cpu")
+    train_config(space, save_model=root / "model", device="cpu")
     return root / "model"
 
 

@@ -90,7 +90,7 @@ def test_calibration_fixes_a_biased_model_and_predict_applies_it(tiny_llama: Pat
     import torch
     from tiny import tiny_data
 
-    from promptsearch.api import train
+    from promptsearch.api import train_config
     from promptsearch.inference.predict import Predictor
     from promptsearch.io.data import load_task_data
     from promptsearch.models.runtime import ModelRuntime
@@ -131,7 +131,7 @@ def test_calibration_fixes_a_biased_model_and_predict_applies_it(tiny_llama: Pat
         assert calibrated != plain and 0 in calibrated, method
 
     saved = tmp_path / "saved"
-    train(space, save_model=saved, device="cpu")
+    train_config(space, save_model=saved, device="cpu")
     predictor = Predictor(saved, device="cpu")
     assert predictor.export.prompt.calibration == "contextual"
     assert predictor.export.calibration is not None and predictor.export.calibration.method == "contextual"

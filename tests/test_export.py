@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import promptsearch
-from promptsearch.api import search, train
+from promptsearch.api import search, train_config
 from promptsearch.errors import ConfigError
 from promptsearch.inference.predict import Predictor
 from promptsearch.io.export import write_prompt_config
@@ -74,7 +74,7 @@ def test_train_save_model_then_predict(finished_run: Path, tmp_path: Path) -> No
     exported = promptsearch.load_prompt_config(finished_run / "best_prompt.yaml")
     assert exported.prompt.template is not None and exported.prompt.demonstrations.count == 1
     model_dir = tmp_path / "model"
-    scores = train(finished_run / "best_prompt.yaml", save_model=model_dir, device="cpu")
+    scores = train_config(finished_run / "best_prompt.yaml", save_model=model_dir, device="cpu")
     assert 0.0 <= scores["dev"] <= 1.0 and scores["test"] is not None
     assert (model_dir / "best_prompt.yaml").is_file() and (model_dir / "model.safetensors").is_file()
     predictor = Predictor(model_dir, device="cpu")
@@ -97,7 +97,7 @@ def test_an_interrupted_model_save_leaves_nothing_half_written(
     monkeypatch.setattr(predict_module, "write_prompt_config", interrupted)  # the last file of the folder
     target = tmp_path / "models" / "best"
     with pytest.raises(KeyboardInterrupt):
-        train(finished_run / "best_prompt.yaml", save_model=target, device="cpu")
+        train_config(finished_run / "best_prompt.yaml", save_model=target, device="cpu")
     assert not target.exists()
     assert list((tmp_path / "models").iterdir()) == []
 
@@ -115,7 +115,7 @@ def test_a_plain_baseline_export_trains_and_predicts(finished_run: Path, tmp_pat
     path = write_prompt_config(plain, tmp_path / "plain.yaml")
     with pytest.raises(promptsearch.ConfigError, match="retrain it with `promptsearch train`"):
         search(path, out=tmp_path / "rerun", device="cpu")
-    scores = train(path, save_model=tmp_path / "model", device="cpu")
+    scores = train_config(path, save_model=tmp_path / "model", device="cpu")
     assert scores["test"] is not None
     preds = Predictor(tmp_path / "model", device="cpu").predict_rows([{"text": "a fine film"}])
     assert preds[0].label in ("negative", "positive")

@@ -144,7 +144,7 @@ def test_in_context_only_trials_train_nothing(
 def test_export_then_predict_round_trips(
     model_fixture: str, head: str, method: str, chat: bool, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    from promptsearch.api import train
+    from promptsearch.api import train_config
     from promptsearch.inference.predict import Predictor
     from promptsearch.models.trainer import predict_proba
 
@@ -152,7 +152,7 @@ def test_export_then_predict_round_trips(
     extra = f"  chat: {str(chat).lower()}\ntrain:\n  method: {method}\n  epochs: 2\n  learning_rate: 1.0e-2\n"
     extra += "  lora: {r: 4, alpha: 8}\n" if method == "lora" else ""
     space_path = _space(tmp_path, model, head, extra)
-    train(space_path, save_model=tmp_path / "saved", device="cpu")
+    train_config(space_path, save_model=tmp_path / "saved", device="cpu")
     saved = tmp_path / "saved"
     assert (saved / "adapter_config.json").is_file() == (method == "lora")
 

@@ -6,7 +6,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,9 +16,12 @@ from promptsearch.io.data import Example
 from promptsearch.io.export import PromptExport, load_prompt_config, write_prompt_config
 
 if TYPE_CHECKING:
+    import numpy as np
+
+    from promptsearch.models.runtime import ModelRuntime
     from promptsearch.study.objective import TrialRunner
 
-__all__ = ["Prediction", "Predictor", "check_save_target", "save_model"]
+__all__ = ["Model", "Prediction", "Predictor", "check_save_target", "save_model", "save_runtime"]
 
 PROMPT_FILE = "best_prompt.yaml"
 ADAPTER_FILE = "adapter_config.json"
@@ -90,15 +93,17 @@ def save_model(runner: TrialRunner, export: PromptExport, directory: Path) -> Pa
     prompt config and applies it. The folder is built next to ``directory`` and moved into place,
     so it is never half-written.
     """
+    # the model of the config just trained (with a model list: the chosen one)
+    return save_runtime(runner.last_runtime, export, directory)
+
+
+def save_runtime(runtime: ModelRuntime, export: PromptExport, directory: str | Path) -> Path:
+    """Write ``runtime``'s model and tokenizer and the prompt config to ``directory`` (see :func:`save_model`)."""
     from safetensors.torch import save_file
 
     from promptsearch.models.runtime import MISSING_WEIGHTS_FILE
 
-    directory = check_save_target(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    runtime = runner.last_runtime  # the model of the config just trained (with a model list: the chosen one)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
+    def fill(tmp: Path) -> None:
         if runtime.peft is not None:
             runtime.peft.save_pretrained(tmp, save_embedding_layers=False)
             missing = runtime.missing_weights()
@@ -108,6 +113,35 @@ def save_model(runner: TrialRunner, export: PromptExport, directory: Path) -> Pa
             runtime.model.save_pretrained(tmp, safe_serialization=True)
         runtime.tokenizer.save_pretrained(tmp)
         write_prompt_config(export, tmp / PROMPT_FILE)
+
+    return _write_save(Path(directory), fill)
+
+
+def _copy_save(source: Path, directory: str | Path) -> Path:
+    """Copy the files an earlier save wrote in ``source`` (its marker lists them) to ``directory``."""
+    written = _saved_files(source)
+    if written is None:
+        raise ConfigError(
+            f"{source}: expected exactly the files its {MODEL_MARKER} lists (a save by this version of "
+            "promptsearch), but the marker is missing or the folder changed since it was loaded; save the model "
+            "from training, or copy the folder yourself"
+        )
+
+    def fill(tmp: Path) -> None:
+        for name in sorted(written):
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source / name, tmp / name)
+
+    return _write_save(Path(directory), fill)
+
+
+def _write_save(directory: Path, fill: Callable[[Path], None]) -> Path:
+    """Build the save in a new folder next to ``directory`` with ``fill``, then move it into place."""
+    directory = check_save_target(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        fill(tmp)
         _write_marker(tmp)
         _make_readable(tmp)
         if directory.exists() and any(directory.iterdir()):
@@ -170,10 +204,14 @@ class Predictor:
         else:
             update = {"name": str(self.directory), "revision": None, "gguf_file": None}
             self.runtime = ModelRuntime(self.export.model.model_copy(update=update), labels, resolve_device(device))
+        self._prepare(str(prompt_file))
+
+    def _prepare(self, where: str) -> None:
+        """The calibration offsets and the demonstration pool, from the prompt config."""
         self.calibration = self.export.calibration
         if self.export.prompt.calibration != "none" and not self.export.train.trains and self.calibration is None:
             raise ConfigError(
-                f"{prompt_file}: prompt.calibration is '{self.export.prompt.calibration}' but the file holds no "
+                f"{where}: prompt.calibration is '{self.export.prompt.calibration}' but the file holds no "
                 "calibration offsets; export it again with this version of promptsearch"
             )
         task = self.export.task
@@ -197,7 +235,7 @@ class Predictor:
             PeftModel.from_pretrained(model, str(self.directory))  # injects the adapter into ``model`` in place
         model.eval()
 
-    def predict_rows(self, rows: Sequence[dict[str, Any]], *, source: str = "input") -> list[Prediction]:
+    def predict_rows(self, rows: Sequence[Mapping[str, Any]], *, source: str = "input") -> list[Prediction]:
         from promptsearch.models.calibration import apply_calibration
         from promptsearch.models.features import encode
         from promptsearch.models.trainer import predict_proba
@@ -233,3 +271,83 @@ class Predictor:
                 )
             )
         return out
+
+
+class Model(Predictor):
+    """A trained prompt and model, in memory: ``predict``, ``predict_proba`` and ``save``.
+
+    :func:`promptsearch.train` returns one; :func:`promptsearch.load` reads a saved folder back as one.
+    Rows are dicts with the task's text fields, a ``pandas.DataFrame``, a ``datasets.Dataset``, or plain
+    strings when the task has one text field. ``labels`` is the column order of ``predict_proba``.
+
+    >>> model = promptsearch.train(study.best, data=data)         # doctest: +SKIP
+    >>> model.predict(["a moving film"]), model.predict_proba(["a moving film"])  # doctest: +SKIP
+    """
+
+    scores: dict[str, Any]
+
+    def __init__(self, directory: str | Path, *, device: str | None = "auto") -> None:
+        super().__init__(directory, device=device)
+        self.scores = {}
+
+    @classmethod
+    def from_runtime(
+        cls, runtime: ModelRuntime, export: PromptExport, *, scores: Mapping[str, Any] | None = None
+    ) -> Model:
+        """The model ``runtime`` holds now, with its prompt config ``export`` (nothing is copied)."""
+        self = cls.__new__(cls)
+        self.directory = None  # type: ignore[assignment]
+        self.export = export
+        self.runtime = runtime
+        self.scores = dict(scores or {})
+        self._prepare(f"the prompt config of '{export.name}'")
+        return self
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.export.task.labels)
+
+    def _as_rows(self, rows: Any) -> list[Mapping[str, Any]]:
+        fields = self.export.task.text_fields
+        if hasattr(rows, "to_dict") and hasattr(rows, "columns"):  # pandas.DataFrame
+            return list(rows.to_dict(orient="records"))
+        if isinstance(rows, str | Mapping):
+            raise DataError(f"predict: expected a list of rows, but found one {type(rows).__name__}; wrap it in a list")
+        out: list[Mapping[str, Any]] = []
+        for i, row in enumerate(rows if isinstance(rows, Iterable) else [rows], start=1):
+            if isinstance(row, str):
+                if len(fields) != 1:
+                    raise DataError(
+                        f"predict: row {i}: a plain string, but the task has the text fields {fields}; "
+                        "pass dicts with those keys"
+                    )
+                out.append({fields[0]: row})
+            elif isinstance(row, Mapping):
+                out.append(row)
+            else:
+                raise DataError(f"predict: row {i}: expected a dict or a string, but found {type(row).__name__}")
+        return out
+
+    def predict_proba(self, rows: Any) -> np.ndarray:
+        """Class probabilities, one row per input and one column per label (in :attr:`labels` order)."""
+        import numpy as np
+
+        predictions = self.predict_rows(self._as_rows(rows))
+        labels = self.labels
+        return np.array([[p.probabilities[lab] for lab in labels] for p in predictions], dtype=np.float64).reshape(
+            len(predictions), len(labels)
+        )
+
+    def predict(self, rows: Any) -> list[str]:
+        """The most probable label of each row."""
+        return [p.label for p in self.predict_rows(self._as_rows(rows))]
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the model, its tokenizer and its prompt config to ``directory``; :func:`promptsearch.load` reads it.
+
+        The same rules as ``--save-model``: ``directory`` must be new, empty, or an earlier save (which it
+        replaces); a file promptsearch did not write is never deleted.
+        """
+        if self.directory is not None:
+            return _copy_save(self.directory, directory)
+        return save_runtime(self.runtime, self.export, directory)

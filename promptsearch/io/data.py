@@ -1,4 +1,4 @@
-"""Load the labelled splits of a task: local JSON Lines / CSV / Parquet files, or a Hub dataset.
+"""Load the labelled splits of a task: local JSON Lines / CSV / Parquet files, a Hub dataset, or rows in memory.
 
 JSON Lines are parsed here, line by line, so that a broken row is named by file and line.
 CSV, TSV and Parquet go through ``datasets``, as does the Hub. Each split becomes a list of
@@ -21,7 +21,16 @@ import numpy as np
 from promptsearch.errors import DataError
 from promptsearch.space.spec import TaskSpec
 
-__all__ = ["Example", "TaskData", "load_split", "load_task_data", "read_rows"]
+__all__ = [
+    "Example",
+    "SplitRows",
+    "TaskData",
+    "TaskDataInput",
+    "load_split",
+    "load_task_data",
+    "read_rows",
+    "task_data",
+]
 
 logger = logging.getLogger(__name__)
 EXTENSIONS = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
@@ -211,6 +220,8 @@ def find_split_file(directory: Path, split: str) -> Path | None:
 def split_path(task: TaskSpec, split: str, base_dir: Path) -> Path:
     """The file of ``split``: from ``data.files``, else ``<split>.<ext>`` in ``data.dir``."""
     src = task.data
+    if src is None:
+        raise _no_source(task)
     if split in src.files:
         path = _resolve(src.files[split], base_dir)
         if not path.is_file():
@@ -239,8 +250,17 @@ def _resolve(path: str, base_dir: Path) -> Path:
     return p if p.is_absolute() else (base_dir / p)
 
 
+def _no_source(task: TaskSpec) -> DataError:
+    return DataError(
+        "task.data: the space names no data; add task.data (dir, files or hub) to the space, "
+        "or pass the splits in code, e.g. promptsearch.Study(space, data={'train': rows, 'dev': rows})"
+    )
+
+
 def has_split(task: TaskSpec, split: str, base_dir: Path) -> bool:
     src = task.data
+    if src is None:
+        return False
     if src.hub is not None:
         return True
     if split in src.files:
@@ -250,6 +270,8 @@ def has_split(task: TaskSpec, split: str, base_dir: Path) -> bool:
 
 def load_split(task: TaskSpec, split: str, base_dir: Path) -> list[Example]:
     """Load one split of the task, checked against its fields and labels."""
+    if task.data is None:
+        raise _no_source(task)
     if task.data.hub is not None:
         return _load_hub_split(task, split)
     path = split_path(task, split, base_dir)
@@ -260,6 +282,7 @@ def load_split(task: TaskSpec, split: str, base_dir: Path) -> list[Example]:
 def _load_hub_split(task: TaskSpec, split: str) -> list[Example]:
     import datasets
 
+    assert task.data is not None
     hub = task.data.hub
     assert hub is not None
     try:
@@ -294,11 +317,84 @@ def sample_per_class(rows: Sequence[Example], k: int, seed: int, labels: Sequenc
 
 def load_task_data(task: TaskSpec, base_dir: Path) -> TaskData:
     """Load train and dev (with few-shot sampling if the space asks for it); test stays on disk until read."""
-    train = load_split(task, task.splits.train, base_dir)
+    return _assemble(
+        task,
+        lambda split: load_split(task, split, base_dir),
+        lambda split: has_split(task, split, base_dir),
+    )
+
+
+SplitRows = Any
+"""One split in memory: a list of dicts, a ``pandas.DataFrame`` or a ``datasets.Dataset``."""
+TaskDataInput = Any
+"""Data passed in code: a mapping split name -> :data:`SplitRows` (a ``datasets.DatasetDict`` is one),
+or a :class:`TaskData` as it is."""
+
+
+def _records(rows: SplitRows, source: str) -> tuple[list[tuple[int, Mapping[str, Any]]], list[str] | None]:
+    """(1-based row number, record) pairs of one split in memory, and the label names of a ClassLabel column."""
+    names = None
+    features = getattr(rows, "features", None)
+    if features is not None and hasattr(rows, "column_names"):  # datasets.Dataset
+        for feature in features.values():
+            if getattr(feature, "names", None):
+                names = list(feature.names)
+        return [(i + 1, dict(r)) for i, r in enumerate(rows)], names
+    if hasattr(rows, "to_dict") and hasattr(rows, "columns"):  # pandas.DataFrame
+        return [(i + 1, r) for i, r in enumerate(rows.to_dict(orient="records"))], None
+    if isinstance(rows, (str, bytes, Mapping)) or not isinstance(rows, Iterable):
+        raise DataError(
+            f"{source}: expected a list of dicts, a pandas DataFrame or a datasets.Dataset, "
+            f"but found {type(rows).__name__}; pass one of those per split"
+        )
+    out = []
+    for i, record in enumerate(rows, start=1):
+        if not isinstance(record, Mapping):
+            raise DataError(f"{source}: row {i}: expected a dict of column -> value, but found {type(record).__name__}")
+        out.append((i, record))
+    return out, None
+
+
+def task_data(task: TaskSpec, data: TaskDataInput) -> TaskData:
+    """The task's splits from rows in memory, checked with the same messages as files.
+
+    ``data`` maps split names (those of ``task.splits``) to a list of dicts, a ``pandas.DataFrame`` or a
+    ``datasets.Dataset``; a ``datasets.DatasetDict`` works as it is. Few-shot sampling applies as for files.
+
+    >>> rows = [{"text": "great", "label": "positive"}, {"text": "dull", "label": "negative"}]
+    >>> task_data(space.spec.task, {"train": rows, "dev": rows})  # doctest: +SKIP
+    """
+    if isinstance(data, TaskData):
+        return data
+    if not isinstance(data, Mapping) and not hasattr(data, "keys"):
+        raise DataError(
+            f"data: expected a mapping of split name -> rows (e.g. {{'train': [...], 'dev': [...]}}), "
+            f"but found {type(data).__name__}"
+        )
+    known = {task.splits.train, task.splits.dev, *([task.splits.test] if task.splits.test else [])}
+    unknown = sorted(str(k) for k in list(data.keys()) if k not in known)
+    if unknown:
+        raise DataError(
+            f"data: unknown split(s) {unknown}; the task's splits are {sorted(known)} "
+            "(rename the keys, or set task.splits in the space)"
+        )
+
+    def load(split: str) -> list[Example]:
+        source = f"data[{split!r}]"
+        records, names = _records(data[split], source)
+        return make_examples(records, task, source, label_names=names)
+
+    present = set(data.keys())
+    return _assemble(task, load, lambda split: split in present)
+
+
+def _assemble(task: TaskSpec, load: Callable[[str], list[Example]], has: Callable[[str], bool]) -> TaskData:
+    """Train and dev (few-shot sampled when the space asks), and the test split loaded on first read."""
+    train = load(task.splits.train)
     few = task.few_shot
-    dev_present = has_split(task, task.splits.dev, base_dir)
+    dev_present = has(task.splits.dev)
     if dev_present:
-        dev = load_split(task, task.splits.dev, base_dir)
+        dev = load(task.splits.dev)
     elif few is not None and few.dev_k is not None:
         dev = []
     else:
@@ -320,9 +416,9 @@ def load_task_data(task: TaskSpec, base_dir: Path) -> TaskData:
         train = sampled
     test_split = task.splits.test
     loader = None
-    if test_split is not None and has_split(task, test_split, base_dir):
+    if test_split is not None and has(test_split):
 
         def loader() -> list[Example]:
-            return load_split(task, test_split, base_dir)
+            return load(test_split)
 
     return TaskData(train=train, dev=dev, _load_test=loader)

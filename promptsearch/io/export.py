@@ -35,7 +35,7 @@ class ExportedTask(_Frozen):
     label_field: str
     labels: list[str]
     metric: str
-    data: DataSource
+    data: DataSource | None = None  # None: the data was passed in code
     splits: Splits = Field(default_factory=Splits)
     few_shot: FewShot | None = None
 
@@ -203,4 +203,4 @@ def export_to_space(export: PromptExport, path: Path | None = None, *, allow_pla
             f"{path or 'this export'}: the best config is the plain fine-tuning baseline (no template), which "
             "`promptsearch run` would only compare with itself; retrain it with `promptsearch train` instead"
         )
-    return parse_space(export_to_space_text(export), path=path)
+    return parse_space(export_to_space_text(export), path=path, data_in_code=export.task.data is None)

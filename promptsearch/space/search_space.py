@@ -56,6 +56,31 @@ class SearchSpace:
     auto_label_words: AutoLabelWords | None = None
     generated: Mapping[str, Any] | None = None  # the stored candidates merged in (see promptsearch.study.candidates)
 
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> SearchSpace:
+        """Read and validate a search-space file (same as :func:`load_space`)."""
+        return load_space(path)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any], *, path: str | Path | None = None) -> SearchSpace:
+        """Validate a search space given as a dict with the keys of the YAML file.
+
+        ``path`` says where the space would live: relative data paths start at its folder and messages
+        name it (default: ``<dict>``, and the current folder). ``task.data`` may be left out when the
+        data is passed in code. The dict is kept as YAML text, so a study stores it like a file.
+
+        >>> SearchSpace.from_dict({"name": "sst2", "task": {"labels": ["negative", "positive"]}, ...})  # doctest: +SKIP
+        """
+        if not isinstance(raw, Mapping):
+            raise SpaceError(f"<dict>: expected a mapping at the top level, but found {type(raw).__name__}")
+        try:
+            text = yaml.safe_dump(_plain(raw), sort_keys=False, allow_unicode=True)
+        except yaml.YAMLError as exc:
+            raise SpaceError(
+                f"<dict>: cannot be written as YAML ({exc}); use str, int, float, bool, list and dict values"
+            ) from None
+        return parse_space(text, path=Path(path) if path is not None else None, where="<dict>", data_in_code=True)
+
     @property
     def name(self) -> str:
         return self.spec.name
@@ -157,9 +182,27 @@ def load_space(path: str | Path) -> SearchSpace:
     return parse_space(text, path=path)
 
 
-def parse_space(text: str, *, path: Path | None = None) -> SearchSpace:
-    """Validate the YAML ``text`` of a search space (``path`` is used for messages and relative paths)."""
-    where = str(path) if path is not None else "<string>"
+def _plain(value: Any) -> Any:
+    """Mappings and sequences (tuples, pydantic-free) as the dicts and lists ``yaml.safe_dump`` writes."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def parse_space(
+    text: str, *, path: Path | None = None, where: str | None = None, data_in_code: bool = False
+) -> SearchSpace:
+    """Validate the YAML ``text`` of a search space (``path`` is used for messages and relative paths).
+
+    ``where`` names a space that is no file in messages, which then carry no line numbers. A space file
+    must say where its data is (``task.data``); with ``data_in_code`` it may leave that out.
+    """
+    line_numbers = where is None
+    where = str(path) if path is not None else (where or "<string>")
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         raw = yaml.safe_load(text)
@@ -168,7 +211,7 @@ def parse_space(text: str, *, path: Path | None = None) -> SearchSpace:
         line = f":{mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise SpaceError(f"{where}{line}: not valid YAML: {problem}") from None
-    lines = _line_map(node)
+    lines = _line_map(node) if line_numbers else {}
     if raw is None:
         raise SpaceError(f"{where}: the file is empty; see search_spaces/sst2.yaml for a commented example")
     if not isinstance(raw, dict):
@@ -179,10 +222,18 @@ def parse_space(text: str, *, path: Path | None = None) -> SearchSpace:
         line = _nearest_line(lines, loc)
         return f"{where}{f':{line}' if line else ''}: {key}: {text}"
 
+    task = raw.get("task")
+    no_data = (
+        []
+        if data_in_code or not isinstance(task, dict) or "data" in task
+        else [msg(("task", "data"), "required key is missing")]
+    )
     try:
         spec = SpaceSpec.model_validate(raw)
     except ValidationError as exc:
-        raise SpaceError([msg(_pydantic_loc(e), _pydantic_text(e)) for e in exc.errors()]) from None
+        raise SpaceError(no_data + [msg(_pydantic_loc(e), _pydantic_text(e)) for e in exc.errors()]) from None
+    if no_data:
+        raise SpaceError(no_data)
 
     problems: list[str] = []
     raw_instruction, auto_instructions = _split_auto(spec.prompt.instruction)

@@ -156,7 +156,11 @@ class Splits(_Strict):
 
 
 class TaskSpec(_Strict):
-    data: DataSource
+    data: DataSource | None = Field(
+        None,
+        description="Where the splits are. Required in a space file; a space built in code "
+        "(Space.from_dict) may leave it out and pass the splits (promptsearch.Study(space, data=...)).",
+    )
     text_fields: list[str] = Field(
         default_factory=lambda: ["text"],
         min_length=1,

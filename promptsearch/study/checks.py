@@ -6,7 +6,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from promptsearch.errors import ConfigError, SpaceError
-from promptsearch.io.data import Example, TaskData, has_split
+from promptsearch.io.data import Example, TaskData
 from promptsearch.space.config import PromptConfig
 from promptsearch.space.dimensions import Categorical, Fixed, IntRange
 from promptsearch.space.search_space import SearchSpace, possible_values
@@ -66,7 +66,7 @@ def check_space_data(space: SearchSpace, data: TaskData) -> None:
             f"{len(data.train) - 1}); lower the count"
         )
     test = space.spec.task.splits.test
-    if test is not None and not has_split(space.spec.task, test, space.base_dir):
+    if test is not None and not data.has_test:
         problems.append(
             f"{where}: task.splits.test: no '{test}' split in the data, so the final report has no test score; "
             "add task.data.files.test or set task.splits.test: null"

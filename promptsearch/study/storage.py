@@ -166,7 +166,7 @@ def space_fingerprint(space: SearchSpace) -> str:
 
 def open_study(
     space: SearchSpace,
-    storage: str,
+    storage: str | None,
     study_name: str,
     *,
     data_fingerprint: str | None,
@@ -174,14 +174,16 @@ def open_study(
     create: bool = True,
     heartbeat: float = HEARTBEAT_SECONDS,
 ) -> optuna.Study:
-    """Load the study, or create it (storing the space and enqueueing the baseline)."""
-    store = make_storage(storage, heartbeat=heartbeat, create=create)
+    """Load the study, or create it (storing the space and enqueueing the baseline); no storage: in memory."""
+    shown = mask_url(storage) if storage is not None else "memory"
+    if storage is None:
+        store: optuna.storages.BaseStorage = optuna.storages.InMemoryStorage()
+    else:
+        store = make_storage(storage, heartbeat=heartbeat, create=create)
     names = [s.study_name for s in optuna.get_all_study_summaries(store, include_best_trial=False)]
     exists = study_name in names
     if not exists and not create:
-        raise ConfigError(
-            f"--study-name '{study_name}': no such study in {mask_url(storage)}; studies there: {names or 'none'}"
-        )
+        raise ConfigError(f"--study-name '{study_name}': no such study in {shown}; studies there: {names or 'none'}")
     sampler_seed = space.spec.search.seed if seed is None else seed
     objectives = objective_names(space.spec.search)
     study = optuna.create_study(
@@ -196,7 +198,7 @@ def open_study(
     stored = stored_space(study)
     if stored is None and study.trials:
         raise ConfigError(
-            f"study '{study_name}' in {mask_url(storage)} was not created by promptsearch (it has trials but no "
+            f"study '{study_name}' in {shown} was not created by promptsearch (it has trials but no "
             "stored search space); use another --study-name"
         )
     if stored is None:
@@ -215,7 +217,7 @@ def open_study(
     else:
         if stored.fingerprint != fingerprint:
             raise ConfigError(
-                f"study '{study_name}' in {mask_url(storage)} was created from a different search space "
+                f"study '{study_name}' in {shown} was created from a different search space "
                 f"({stored.file}); resume it with that file, or start a new study with "
                 "--study-name NAME or --out DIR"
             )
