@@ -274,7 +274,8 @@ def search(
             def saver(config: TrialConfig) -> None:
                 from promptsearch.inference.predict import save_model as _save
 
-                _save(runner(), build_export(space, study, data), Path(save_model))
+                runtime = runner().runtime_for(config.head, config.model)
+                _save(runtime, build_export(space, study, data), Path(save_model))
 
         final = stored_final(study, space, data, final_seeds) if saver is None else None
         if final is None:
@@ -506,5 +507,5 @@ def train(
         if calibration is not None:
             attrs[CALIBRATION_ATTR] = calibration.model_dump(mode="json")
         study.add_trial(optuna.trial.create_trial(value=result.best_score, user_attrs=attrs))
-        _save(runner, build_export(space, study, data), Path(save_model))
+        _save(runner.runtime_for(config.head, config.model), build_export(space, study, data), Path(save_model))
     return {"dev": result.best_score, "dev_epoch": result.best_epoch, "test": test}

@@ -16,7 +16,7 @@ from promptsearch.io.data import Example
 from promptsearch.io.export import PromptExport, load_prompt_config, write_prompt_config
 
 if TYPE_CHECKING:
-    from promptsearch.study.objective import TrialRunner
+    from promptsearch.models.runtime import ModelRuntime
 
 __all__ = ["Prediction", "Predictor", "check_save_target", "save_model"]
 
@@ -82,8 +82,8 @@ def _make_readable(tmp: Path) -> None:
         path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
 
 
-def save_model(runner: TrialRunner, export: PromptExport, directory: Path) -> Path:
-    """Write the runner's current model and tokenizer (Hugging Face format) and the prompt config.
+def save_model(runtime: ModelRuntime, export: PromptExport, directory: Path) -> Path:
+    """Write ``runtime``'s model as it is now and its tokenizer (Hugging Face format), and the prompt config.
 
     After LoRA training only the adapter is written (with a trained classification head, when there
     is one, and the weights the checkpoint lacked); ``Predictor`` loads the base model named in the
@@ -96,7 +96,6 @@ def save_model(runner: TrialRunner, export: PromptExport, directory: Path) -> Pa
 
     directory = check_save_target(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    runtime = runner.last_runtime  # the model of the config just trained (with a model list: the chosen one)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
         if runtime.peft is not None:
@@ -199,7 +198,6 @@ class Predictor:
 
     def predict_rows(self, rows: Sequence[dict[str, Any]], *, source: str = "input") -> list[Prediction]:
         from promptsearch.models.calibration import apply_calibration
-        from promptsearch.models.features import encode
         from promptsearch.models.trainer import predict_proba
 
         task = self.export.task
@@ -217,7 +215,8 @@ class Predictor:
             examples.append(Example(fields=fields, label=task.labels[0], source=source, row=i))
         if not examples:
             return []
-        encoded = apply_calibration(encode(self.runtime, self.export.prompt, examples, self.pool), self.calibration)
+        encoded = self.runtime.encoder.encode(self.export.prompt, examples, self.pool)
+        encoded = apply_calibration(encoded, self.calibration)
         runtime = self.runtime
         probs = predict_proba(
             runtime.model, encoded, runtime.device, int(runtime.tokenizer.pad_token_id), runtime.precision
