@@ -102,7 +102,7 @@ def slot_logprobs(runtime: ModelRuntime, encoded: Encoded, *, batch_size: int = 
 
 def whole_word(runtime: ModelRuntime, token_id: int, whitespace: str) -> str | None:
     """The word that ``token_id`` is, when it is a whole alphabetic word scored as exactly this token."""
-    from promptsearch.models.heads import _word_ids
+    from promptsearch.models.heads.base import _word_ids
 
     tokenizer = runtime.tokenizer
     if token_id in tokenizer.all_special_ids:
