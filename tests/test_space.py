@@ -377,6 +377,7 @@ def test_light_modules_do_not_import_torch() -> None:
     modules = [
         "space.config",
         "io.data",
+        "io.export",
         "prompts.demos",
         "space.dimensions",
         "errors",

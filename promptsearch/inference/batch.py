@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from promptsearch.errors import ConfigError, DataError, PromptsearchError
+from promptsearch.files import readable_file, writable_file
 
 if TYPE_CHECKING:
     from promptsearch.inference.predict import Prediction, Predictor
@@ -127,8 +128,7 @@ def _parquet(path: Path, progress: Progress | None) -> Iterator[_Row]:
 def iter_input(path: str | Path, *, progress: Progress | None = None) -> Iterator[_Row]:
     """The rows of ``path``, one at a time; ``progress(done, total, rows)`` is called now and then."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"--input {path}: no such file")
+    readable_file(path, "--input", error=DataError)
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json"):
         return _jsonl(path, progress)
@@ -170,6 +170,7 @@ class _Writer:
                 raise ConfigError(f"--output {target}: expected a .jsonl or .csv file, found '{target.suffix}'")
             if target.is_dir():
                 raise ConfigError(f"--output {target}: this is a folder; give the path of a file")
+            target = self.target = writable_file(target, "--output")
             try:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 fd, self._tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from promptsearch.errors import ConfigError
+from promptsearch.files import describe, readable_file, writable_file
 from promptsearch.space.config import CalibrationParams, PromptConfig, TrainConfig
 from promptsearch.space.search_space import SearchSpace, parse_space
 from promptsearch.space.spec import DataSource, FewShot, ModelSpec, Splits
@@ -103,6 +104,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file in the same folder and an atomic rename."""
     if path.is_dir():
         raise ConfigError(f"{path} is a folder; give the path of a file to write")
+    path = writable_file(path, "cannot write")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -135,10 +137,11 @@ def write_prompt_config(export: PromptExport, path: str | Path) -> Path:
 def load_prompt_config(path: str | Path) -> PromptExport:
     """Load an exported best prompt; a damaged or hand-broken file gets one clear message."""
     path = Path(path)
+    if describe(path) == "missing":
+        raise ConfigError(f"{path}: no such file; export one with `promptsearch export`")
+    readable_file(path, "best-prompt file")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file; export one with `promptsearch export`") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not a readable YAML file ({str(exc).splitlines()[0]}); export it again") from None
     if not isinstance(raw, dict) or raw.get("format") != EXPORT_FORMAT:
@@ -154,6 +157,8 @@ def load_prompt_config(path: str | Path) -> PromptExport:
 
 
 def is_export_file(path: str | Path) -> bool:
+    if describe(Path(path)) != "a regular file":  # never open a FIFO or a device: the read would block
+        return False
     try:
         with Path(path).open(encoding="utf-8") as fh:
             head = fh.read(4096)

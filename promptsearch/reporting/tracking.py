@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from promptsearch.errors import ConfigError
+from promptsearch.redact import mask_url, scrub
 
 if TYPE_CHECKING:
     import optuna
@@ -30,8 +31,9 @@ def _check_uri(uri: str) -> None:
     is_file_store = uri.startswith("file:") or "://" not in uri
     if is_file_store and os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() not in ("1", "true"):
         raise ConfigError(
-            f"--mlflow {uri}: MLflow 3 refuses its plain-folder file store unless MLFLOW_ALLOW_FILE_STORE=true is "
-            "set; use a local database file instead (--mlflow sqlite:///mlflow.db) or set that variable"
+            f"--mlflow {mask_url(uri)}: MLflow 3 refuses its plain-folder file store unless "
+            "MLFLOW_ALLOW_FILE_STORE=true is set; use a local database file instead "
+            "(--mlflow sqlite:///mlflow.db) or set that variable"
         )
 
 
@@ -62,6 +64,7 @@ def mlflow_callback(
         try:
             inner(study, trial)
         except Exception as exc:  # MLflow raises many types (store, network, limits); the search goes on
-            logger.warning("MLflow: could not log trial %d: %s", trial.number, str(exc).splitlines()[0][:300])
+            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            logger.warning("MLflow: could not log trial %d: %s", trial.number, scrub(first, tracking_uri))
 
     return log_trial

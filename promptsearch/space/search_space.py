@@ -17,6 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from promptsearch.errors import SpaceError, TemplateError, did_you_mean
+from promptsearch.files import describe as describe_path
 from promptsearch.space.config import TrainConfig
 from promptsearch.space.dimensions import Categorical, Dimension, Fixed, IntRange, describe
 from promptsearch.space.registry import (
@@ -148,9 +149,14 @@ def load_space(path: str | Path) -> SearchSpace:
     path = Path(path)
     if not path.is_file():
         hint = " (it is a folder)" if path.is_dir() else ""
+        kind = describe_path(path)
+        if kind not in ("missing", "a folder"):
+            raise SpaceError(f"{path}: expected a search-space YAML file, but it is {kind}; pass the path of a file")
         raise SpaceError(f"{path}: no such search-space file{hint}; pass the path of a YAML file")
     try:
         text = path.read_text(encoding="utf-8")
+    except PermissionError:
+        raise SpaceError(f"{path}: this file is not readable by this user; check its permissions") from None
     except UnicodeDecodeError as exc:
         raise SpaceError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from None
     return parse_space(text, path=path)

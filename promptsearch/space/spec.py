@@ -41,6 +41,7 @@ __all__ = [
     "AutoLabelWords",
     "DataSource",
     "DemoSpec",
+    "EvaluationSpec",
     "FewShot",
     "HubSource",
     "LoraSpec",
@@ -449,6 +450,72 @@ class ObjectiveSpec(_Strict):
     )
 
 
+class EvaluationSpec(_Strict):
+    """How a trial's score is estimated from the labelled rows (``search.evaluation``).
+
+    ``mode: cv`` (default) pools train and dev, splits them into ``folds`` stratified folds, trains on all
+    but one and scores the held one, so every labelled row is scored once and the trial's value estimates
+    test better than 32 dev rows do; in-context trials (``train.method: none``) score every labelled row
+    with demonstrations from the other rows (leave-one-out). ``mode: dev`` (or ``folds: 1``) is the
+    original single train/dev split. The defaults (4 folds, 1 seed, final training on all rows) are
+    provisional until the benchmarks measure them.
+    """
+
+    mode: Literal["cv", "dev"] = Field(
+        "cv",
+        description="cv (stratified K-fold over train and dev; leave-one-out for in-context trials) | dev (train "
+        "on train, score dev: the original behaviour).",
+    )
+    folds: int = Field(4, description="Folds of mode cv, 2 or more (folds: 1 is mode dev).")
+    seeds: int = Field(1, description="Training seeds per fold (or per trial in mode dev); the value is the mean.")
+    final_train: Literal["all", "train"] | None = Field(
+        None,
+        description="What the final model trains on, for the epoch the trial chose: all (train and dev) or train "
+        "(the train split alone). Default: all in mode cv, train in mode dev.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_fold_is_mode_dev(cls, data: Any) -> Any:
+        """``mode: dev`` alone means one fold, and ``folds: 1`` means mode dev, so a dump says what runs."""
+        if isinstance(data, dict):
+            if data.get("mode") == "dev" and "folds" not in data:
+                data = {**data, "folds": 1}
+            elif data.get("folds") == 1 and "mode" not in data:
+                data = {**data, "mode": "dev"}
+        return data
+
+    @field_validator("folds", "seeds", mode="after")
+    @classmethod
+    def _at_least_one(cls, value: int, info: Any) -> int:
+        if value < 1:
+            fix = "; use 1 for the single train/dev split, or 2 or more folds" if info.field_name == "folds" else ""
+            raise ValueError(f"the value must be at least 1, but found {value}{fix}")
+        return value
+
+    @model_validator(mode="after")
+    def _dev_has_no_folds(self) -> EvaluationSpec:
+        if self.mode == "dev" and self.folds > 1:
+            raise ValueError(
+                f"mode 'dev' uses the one train/dev split, but folds is {self.folds}; remove 'folds' or set 'mode: cv'"
+            )
+        if self.mode == "cv" and self.folds == 1:
+            raise ValueError("mode 'cv' needs 2 or more folds, but folds is 1; raise 'folds' or set 'mode: dev'")
+        return self
+
+    @property
+    def cross_validated(self) -> bool:
+        """Whether trials pool train and dev into folds (and in-context trials use leave-one-out)."""
+        return self.mode == "cv"
+
+    @property
+    def final_rows(self) -> Literal["all", "train"]:
+        """``final_train`` with its default resolved."""
+        if self.final_train is not None:
+            return self.final_train
+        return "all" if self.cross_validated else "train"
+
+
 class SearchSpec(_Strict):
     sampler: str = Field("tpe", description="tpe | random | gp | cmaes, or a registered sampler.")
     seed: int = 0
@@ -457,6 +524,16 @@ class SearchSpec(_Strict):
     timeout: float | None = Field(None, gt=0, description="Seconds; the search stops after the running trial.")
     direction: Literal["maximize", "minimize"] = "maximize"
     final_seeds: int = Field(3, ge=1, description="Seeds of the final test evaluation.")
+    evaluation: EvaluationSpec = Field(
+        default_factory=EvaluationSpec,
+        description="How a trial is scored: {mode: cv|dev, folds, seeds, final_train}; default 4-fold "
+        "cross-validation over train and dev.",
+    )
+    finalists: int = Field(
+        3,
+        description="The best trials re-evaluated with fresh seeds or folds, with the baseline, before one is "
+        "chosen for test (0: the search's best trial, without a race).",
+    )
     objectives: list[ObjectiveSpec] | None = Field(
         None,
         min_length=1,
@@ -473,6 +550,13 @@ class SearchSpec(_Strict):
     @classmethod
     def _known_sampler(cls, value: str) -> str:
         return SAMPLERS.check(value)
+
+    @field_validator("finalists", mode="after")
+    @classmethod
+    def _finalists_not_negative(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError(f"the value must be 0 (no race) or more, but found {value}")
+        return value
 
 
 class ModelChoice(ModelSpec):
