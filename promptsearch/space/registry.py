@@ -27,11 +27,13 @@ __all__ = [
     "PRUNERS",
     "SAMPLERS",
     "SELECTORS",
+    "SINGLE_OBJECTIVE_SAMPLERS",
     "HeadTraits",
     "Registry",
     "head_names",
     "head_traits",
     "quoted",
+    "register_head_traits",
     "register_pruner",
     "register_sampler",
 ]
