@@ -330,7 +330,7 @@ def test_check_models_is_one_function_for_validate_and_run(tiny_mlm: Path, tiny_
     from promptsearch.models.pool import RuntimePool
     from promptsearch.study.checks import ModelChecks, check_models
 
-    path = _space(tmp_path, tiny_llama, "causal", "  chat: [false, true]\ntrain:\n  method: [none, bitfit]\n")
+    path = _space(tmp_path, tiny_llama, "causal", "  chat: [false, true]\ntrain:\n  method: [none, full]\n")
     space = load_space(path)
     assert check_models(space) == ModelChecks(label_words=2, loaded=False)  # one template x one map x 2 chats
     data = load_task_data(space.spec.task, space.base_dir)
