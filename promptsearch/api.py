@@ -501,7 +501,7 @@ def search(
         def saver(config: TrialConfig, trained: TrialRunner) -> None:
             from promptsearch.inference.predict import save_model as _save
 
-            _save(trained, study.best, Path(save_model))
+            _save(trained.runtime_for(config.head, config.model), study.best, Path(save_model))
 
     final = study.final_evaluation(final_seeds, save_model=saver, progress=progress)
     rep = _build_report(
@@ -796,7 +796,8 @@ def _fit(
     attrs = completed_trial_attrs(config, best_epoch=result.best_epoch, calibration=runner.calibration_for(config))
     study.add_trial(optuna.trial.create_trial(value=result.best_score, user_attrs=attrs))
     scores = {"dev": result.best_score, "dev_epoch": result.best_epoch, "test": test}
-    return Model.from_runtime(runner.last_runtime, build_export(space, study, loaded), scores=scores)
+    runtime = runner.runtime_for(config.head, config.model)
+    return Model.from_runtime(runtime, build_export(space, study, loaded), scores=scores)
 
 
 def train(

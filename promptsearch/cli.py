@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from promptsearch.errors import ConfigError, PromptsearchError, SpaceError
+from promptsearch.errors import PromptsearchError, SpaceError
 
 if TYPE_CHECKING:
     from promptsearch.space.search_space import SearchSpace
@@ -104,24 +104,13 @@ def validate(path: SpaceArg) -> None:
 
 
 def _check_words(space: SearchSpace) -> str:
-    """Label words against the tokenizer (mlm and causal heads); a tokenizer that cannot load is a note."""
-    from promptsearch.models.features import PromptEncoder
-    from promptsearch.models.runtime import check_tokenizer, load_tokenizer, usable_max_length
-    from promptsearch.study.checks import check_label_words
+    """The model checks that need only the tokenizers (label words, mask token, chat template), as a summary."""
+    from promptsearch.study.checks import check_models
 
-    n = 0
-    for model_id in space.models or [None]:
-        spec = space.model_spec(model_id)
-        if spec.head == "classification":
-            continue
-        try:
-            tokenizer = load_tokenizer(spec, check_head=False)
-        except ConfigError as exc:  # not installed, or on the Hub while offline: the rest of the space is fine
-            return f"; label words not checked ({exc})"
-        check_tokenizer(spec, tokenizer)
-        max_length = usable_max_length(spec.max_length, tokenizer)
-        encoder = PromptEncoder(tokenizer, spec.head, max_length, space.spec.task.labels, spec.scoring)
-        n += check_label_words(space, encoder)
+    checks = check_models(space)
+    if checks.not_checked is not None:
+        return f"; label words not checked ({checks.not_checked})"
+    n = checks.label_words
     if not n:
         return ""
     generated = " (generated ones are checked as they are made)" if space.needs_generation else ""

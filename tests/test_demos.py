@@ -127,15 +127,16 @@ def test_k_zero_and_k_beyond_the_pool(sst2_data: TaskData, name: str) -> None:
     assert sorted(d.row for d in selector.select(sst2_data.dev[0], 50)) == sorted(ex.row for ex in pool)
 
 
-def test_a_new_selector_plugs_in_by_name(sst2_data: TaskData, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(demos, "_REGISTRY", dict(demos._REGISTRY))
+def test_a_new_selector_plugs_in_by_name(sst2_data: TaskData) -> None:
+    with demos.SELECTORS.temporary():
 
-    @register_selector("first")
-    class FirstRows(DemoSelector):
-        def select(self, query: Example, k: int) -> list[Example]:
-            return [self.pool[i] for i in self.candidates(query)[:k]]
+        @register_selector("first")
+        class FirstRows(DemoSelector):
+            def select(self, query: Example, k: int) -> list[Example]:
+                return [self.pool[i] for i in self.candidates(query)[:k]]
 
-    assert "first" in selector_names()
-    selector = get_selector("first", sst2_data.train, seed=0)
-    assert isinstance(selector, FirstRows)
-    assert selector.select(sst2_data.train[0], 2) == sst2_data.train[1:3]
+        assert "first" in selector_names()
+        selector = get_selector("first", sst2_data.train, seed=0)
+        assert isinstance(selector, FirstRows)
+        assert selector.select(sst2_data.train[0], 2) == sst2_data.train[1:3]
+    assert "first" not in selector_names()

@@ -322,3 +322,25 @@ def test_the_embedded_smollm2_loads_from_its_gguf_file() -> None:
     tokens = runtime.encoder.label_tokens(prompt)
     assert tokens is not None
     assert [runtime.tokenizer.convert_ids_to_tokens(list(t)) for t in tokens.ids] == [["Ġnegative"], ["Ġpositive"]]
+
+
+def test_check_models_is_one_function_for_validate_and_run(tiny_mlm: Path, tiny_llama: Path, tmp_path: Path) -> None:
+    """Without models (validate) it checks what the tokenizers can; with them (run, worker) the training too."""
+    from promptsearch.errors import ConfigError
+    from promptsearch.models.pool import RuntimePool
+    from promptsearch.study.checks import ModelChecks, check_models
+
+    path = _space(tmp_path, tiny_llama, "causal", "  chat: [false, true]\ntrain:\n  method: [none, full]\n")
+    space = load_space(path)
+    assert check_models(space) == ModelChecks(label_words=2, loaded=False)  # one template x one map x 2 chats
+    data = load_task_data(space.spec.task, space.base_dir)
+    pool = RuntimePool(space, data, ModelRuntime(space.spec.model, LABELS, torch.device("cpu")))
+    assert check_models(space, pool) == ModelChecks(label_words=2, loaded=True)
+    missing = load_space(_space(tmp_path, tmp_path / "nowhere", "mlm"))
+    checks = check_models(missing)
+    assert checks.label_words == 0 and checks.not_checked is not None and "could not load" in checks.not_checked
+    mlm_lora = load_space(_space(tmp_path, tiny_mlm, "mlm", "train:\n  method: lora\n  lora: {target_modules: [x]}\n"))
+    assert check_models(mlm_lora).loaded is False  # the LoRA targets need the model: not checked without it
+    pool = RuntimePool(mlm_lora, data, ModelRuntime(mlm_lora.spec.model, LABELS, torch.device("cpu")))
+    with pytest.raises(ConfigError, match=r"mlm.yaml: train.lora: peft cannot place LoRA adapters"):
+        check_models(mlm_lora, pool)

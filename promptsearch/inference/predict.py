@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     import numpy as np
 
     from promptsearch.models.runtime import ModelRuntime
-    from promptsearch.study.objective import TrialRunner
 
 __all__ = ["Model", "Prediction", "Predictor", "check_save_target", "save_model", "save_runtime"]
 
@@ -85,16 +84,15 @@ def _make_readable(tmp: Path) -> None:
         path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
 
 
-def save_model(runner: TrialRunner, export: PromptExport, directory: Path) -> Path:
-    """Write the runner's current model and tokenizer (Hugging Face format) and the prompt config.
+def save_model(runtime: ModelRuntime, export: PromptExport, directory: Path) -> Path:
+    """Write ``runtime``'s model as it is now and its tokenizer (Hugging Face format), and the prompt config.
 
     After LoRA training only the adapter is written (with a trained classification head, when there
     is one, and the weights the checkpoint lacked); ``Predictor`` loads the base model named in the
     prompt config and applies it. The folder is built next to ``directory`` and moved into place,
     so it is never half-written.
     """
-    # the model of the config just trained (with a model list: the chosen one)
-    return save_runtime(runner.last_runtime, export, directory)
+    return save_runtime(runtime, export, directory)
 
 
 def save_runtime(runtime: ModelRuntime, export: PromptExport, directory: str | Path) -> Path:
@@ -237,7 +235,6 @@ class Predictor:
 
     def predict_rows(self, rows: Sequence[Mapping[str, Any]], *, source: str = "input") -> list[Prediction]:
         from promptsearch.models.calibration import apply_calibration
-        from promptsearch.models.features import encode
         from promptsearch.models.trainer import predict_proba
 
         task = self.export.task
@@ -255,7 +252,8 @@ class Predictor:
             examples.append(Example(fields=fields, label=task.labels[0], source=source, row=i))
         if not examples:
             return []
-        encoded = apply_calibration(encode(self.runtime, self.export.prompt, examples, self.pool), self.calibration)
+        encoded = self.runtime.encoder.encode(self.export.prompt, examples, self.pool)
+        encoded = apply_calibration(encoded, self.calibration)
         runtime = self.runtime
         probs = predict_proba(
             runtime.model, encoded, runtime.device, int(runtime.tokenizer.pad_token_id), runtime.precision

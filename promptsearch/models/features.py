@@ -1,9 +1,9 @@
 """Rendered and tokenized splits, cached by everything that changes them.
 
 :class:`PromptEncoder` turns rows into token ids for one tokenizer and head (it needs no weights,
-so ``promptsearch render`` uses it too). The cache key is the prompt config, the split, the
-tokenizer, the head, the max length and the label slot, so trials that share a prompt (and differ
-only in training) tokenize once.
+so ``promptsearch render`` uses it too); the head (:mod:`promptsearch.models.heads`) decides how. The cache key
+is the prompt config, the split, the tokenizer, the head, the max length and the label slot, so trials that share
+a prompt (and differ only in training) tokenize once.
 """
 
 from __future__ import annotations
@@ -13,17 +13,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from promptsearch.errors import ConfigError, TemplateError
+from promptsearch.errors import ConfigError
 from promptsearch.io.data import Example, TaskData
-from promptsearch.models.heads import LabelTokens, label_tokens
+from promptsearch.models.heads import Head, LabelTokens, get_head, label_tokens
+from promptsearch.models.heads.base import check_chat
 from promptsearch.prompts.render import PromptRenderer, RenderedPrompt
 from promptsearch.space.config import PromptConfig
+from promptsearch.space.registry import DEFAULT_HEAD
 
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedTokenizerBase
-
-    from promptsearch.models.runtime import ModelRuntime
 
 __all__ = ["Encoded", "FeatureCache", "PromptEncoder", "collate"]
 
@@ -36,7 +36,7 @@ class Encoded:
     token_type_ids: list[list[int]] | None
     labels: list[int]
     prompts: list[RenderedPrompt]
-    head: str = "classification"
+    head: str = DEFAULT_HEAD
     slots: list[int] | None = None  # mlm: the mask's position; causal: the prompt's last token
     tokens: LabelTokens | None = None  # the label words' token ids (mlm and causal)
 
@@ -52,33 +52,29 @@ class Encoded:
         return sum(self.lengths) / max(1, len(self))
 
 
-def encode(runtime: ModelRuntime, prompt: PromptConfig, rows: Sequence[Example], pool: Sequence[Example]) -> Encoded:
-    """Render ``rows`` with ``prompt`` (demonstrations from ``pool``) and tokenize them for ``runtime``."""
-    return runtime.encoder.encode(prompt, rows, pool)
-
-
 class PromptEncoder:
     """Renders and tokenizes prompts for one tokenizer and head (no model weights needed)."""
 
     def __init__(
         self,
         tokenizer: PreTrainedTokenizerBase,
-        head: str,
+        head: str | Head,
         max_length: int,
         labels: Sequence[str],
         scoring: str = "error",
     ) -> None:
         self.tokenizer = tokenizer
-        self.head = head
+        self.answer = get_head(head) if isinstance(head, str) else head
+        self.head = self.answer.name
         self.max_length = max_length
         self.labels = list(labels)
         self.scoring = scoring
-        self.slot = "" if head == "causal" else (tokenizer.mask_token or "")
+        self.slot = self.answer.slot_text(tokenizer)
         self._tokens: dict[tuple[Any, ...], LabelTokens] = {}
 
     def label_tokens(self, prompt: PromptConfig) -> LabelTokens | None:
-        """The label words' token ids under ``prompt`` (``None`` for a classification head)."""
-        if self.head == "classification":
+        """The label words' token ids under ``prompt`` (``None`` for a head that scores no label words)."""
+        if not self.answer.traits.label_words:
             return None
         if prompt.template is None:
             raise ConfigError(f"the {self.head} head needs a template with a {{label}} slot; this prompt has none")
@@ -97,29 +93,16 @@ class PromptEncoder:
 
     def check_chat(self) -> None:
         """``prompt.chat: true`` needs a tokenizer with a chat template."""
-        if not getattr(self.tokenizer, "chat_template", None):
-            raise ConfigError(
-                "prompt.chat: true, but the tokenizer of this model has no chat template; "
-                "set prompt.chat: false or use an instruction-tuned model that ships one"
-            )
+        check_chat(self.tokenizer)
 
     def model_text(self, text: str, chat: bool) -> str:
-        """What the model reads: a causal prompt loses its trailing whitespace, and may be wrapped for chat."""
-        if self.head != "causal":
-            return text
-        text = text.rstrip()
-        if not chat:
-            return text
-        self.check_chat()
-        wrapped = self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
-        )
-        return str(wrapped)
+        """What the model reads of a rendered text (a continuation loses its trailing whitespace, may be chat)."""
+        return self.answer.model_text(self.tokenizer, text, chat)
 
     def counter(self, prompt: PromptConfig, tokens: LabelTokens | None) -> Callable[[str], int]:
-        """Tokens a rendered text takes in the model, the causal answer's tokens included."""
-        extra = tokens.longest if tokens is not None and self.head == "causal" else 0
-        specials = not (self.head == "causal" and prompt.chat)
+        """Tokens a rendered text takes in the model, the answer's tokens included."""
+        extra = self.answer.answer_length(tokens)
+        specials = self.answer.special_tokens(prompt.chat)
 
         def count(text: str) -> int:
             ids = self.tokenizer(self.model_text(text, prompt.chat), add_special_tokens=specials)["input_ids"]
@@ -139,68 +122,41 @@ class PromptEncoder:
             slot=self.slot,
             count_tokens=self.counter(prompt, tokens),
             max_length=self.max_length,
-            stop_at_slot=self.head == "causal",
+            stop_at_slot=self.answer.traits.continuation,
         )
         prompts = renderer.render_all(rows)
         label_ids = {label: i for i, label in enumerate(self.labels)}
         labels = [label_ids[p.label] for p in prompts]
-        if self.head == "classification":
-            texts = [p.text for p in prompts]
-            pairs = [p.text_pair for p in prompts]
-            enc = self.tokenizer(
-                texts,
-                text_pair=pairs if any(x is not None for x in pairs) else None,
-                truncation=True,
-                max_length=self.max_length,
-                add_special_tokens=True,
-            )
-            types = list(enc["token_type_ids"]) if "token_type_ids" in enc else None
-            return Encoded(input_ids=list(enc["input_ids"]), token_type_ids=types, labels=labels, prompts=prompts)
-        specials = not (self.head == "causal" and prompt.chat)
-        enc = self.tokenizer(
-            [self.model_text(p.text, prompt.chat) for p in prompts], add_special_tokens=specials, truncation=False
+        tokenized = self.answer.tokenize(
+            self.tokenizer, prompts, chat=prompt.chat, max_length=self.max_length, slot=self.slot
         )
-        input_ids = [list(ids) for ids in enc["input_ids"]]
-        if self.head == "causal":
-            slots = [len(ids) - 1 for ids in input_ids]
-        else:
-            mask_id = self.tokenizer.mask_token_id
-            slots = []
-            for ids, p in zip(input_ids, prompts, strict=True):
-                where = [i for i, t in enumerate(ids) if t == mask_id]
-                if len(where) != 1:
-                    raise TemplateError(
-                        f"the rendered prompt holds {len(where)} mask tokens, but the mlm head needs exactly one "
-                        f"(at the {{label}} slot); check the instruction and template for '{self.slot}': {p.text!r}"
-                    )
-                slots.append(where[0])
-        types = list(enc["token_type_ids"]) if "token_type_ids" in enc else None
         return Encoded(
-            input_ids=input_ids,
-            token_type_ids=types,
+            input_ids=tokenized.input_ids,
+            token_type_ids=tokenized.token_type_ids,
             labels=labels,
             prompts=prompts,
             head=self.head,
-            slots=slots,
+            slots=tokenized.slots,
             tokens=tokens,
         )
 
 
 class FeatureCache:
-    """LRU cache of :class:`Encoded` splits for one model runtime and one task's data."""
+    """LRU cache of :class:`Encoded` splits for one prompt encoder (one model and head) and one task's data."""
 
-    def __init__(self, runtime: ModelRuntime, data: TaskData, *, max_entries: int = 64) -> None:
-        self.runtime = runtime
+    def __init__(self, encoder: PromptEncoder, data: TaskData, *, max_entries: int = 64) -> None:
+        self.encoder = encoder
         self.data = data
         self.max_entries = max_entries
         self._cache: OrderedDict[tuple[str, ...], Encoded] = OrderedDict()
         self.hits = 0  # lookups served from the cache (trials that share a prompt tokenize once)
 
     def get(self, prompt: PromptConfig, split: str) -> Encoded:
-        rt = self.runtime
+        enc = self.encoder
         # calibration changes the scores, not the tokens: trials that differ only there share the encoding
         prompt_key = prompt.model_dump_json(exclude={"calibration"})
-        key = (prompt_key, split, rt.name, rt.head, str(rt.max_length), rt.encoder.slot)
+        name = str(getattr(enc.tokenizer, "name_or_path", ""))
+        key = (prompt_key, split, name, enc.head, str(enc.max_length), enc.slot)
         if key in self._cache:
             self.hits += 1
             self._cache.move_to_end(key)
@@ -210,7 +166,7 @@ class FeatureCache:
             rows = self.data.test if split == "test" else None
         if rows is None:
             raise ValueError(f"unknown split {split!r}")
-        encoded = encode(rt, prompt, rows, self.data.train)
+        encoded = enc.encode(prompt, rows, self.data.train)
         self._cache[key] = encoded
         if len(self._cache) > self.max_entries:
             self._cache.popitem(last=False)

@@ -1,4 +1,8 @@
-"""Evaluation metrics by name (``task.metric``); higher is better for all of them."""
+"""Evaluation metrics by name (``task.metric``); higher is better for all of them.
+
+The names live in :data:`promptsearch.space.registry.METRICS` (so the search space accepts them without importing
+this module); :func:`register_metric` adds one from outside.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +10,16 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from promptsearch.errors import did_you_mean
+from promptsearch.space.registry import METRICS
 
 __all__ = ["METRICS", "compute_metric", "register_metric"]
 
 Metric = Callable[[Sequence[int], Sequence[int]], float]
-METRICS: dict[str, Metric] = {}
 
 
-def register_metric(name: str) -> Callable[[Metric], Metric]:
-    def wrap(fn: Metric) -> Metric:
-        METRICS[name] = fn
-        return fn
-
-    return wrap
+def register_metric(name: str, *, replace: bool = False) -> Callable[[Metric], Metric]:
+    """Decorator: ``fn(gold, predicted) -> float`` (higher is better) as ``task.metric: <name>``."""
+    return METRICS.decorator(name, replace=replace)
 
 
 @register_metric("accuracy")
@@ -42,6 +42,5 @@ def mcc(gold: Sequence[int], pred: Sequence[int]) -> float:
 
 
 def compute_metric(name: str, gold: Sequence[int], pred: Sequence[int]) -> float:
-    if name not in METRICS:
-        raise ValueError(f"unknown metric '{name}'.{did_you_mean(name, METRICS)} Available: {sorted(METRICS)}")
-    return METRICS[name](gold, pred)
+    fn: Metric = METRICS[METRICS.check(name)]
+    return fn(gold, pred)

@@ -1,6 +1,7 @@
 """Load the model and tokenizer once; restore the pretrained weights in memory for every trial.
 
-A :class:`ModelRuntime` holds one model with one head (see :mod:`promptsearch.models.heads`) and keeps a
+A :class:`ModelRuntime` holds one model with one head (see :mod:`promptsearch.models.heads`) and its prompt
+encoder, and keeps a
 CPU copy of its weights right after loading. Each trial copies them back in place (no disk read),
 re-initialises a classification head with the trial's seed, and sets what trains: everything
 (``full``), LoRA adapters through ``peft`` (``lora``), the head alone (``head``), the biases
@@ -20,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from promptsearch.errors import ConfigError
 from promptsearch.models.device import resolve_precision
+from promptsearch.models.features import PromptEncoder
+from promptsearch.models.heads import Head, get_head
 from promptsearch.space.config import LoraConfig, TrainConfig
 from promptsearch.space.spec import DEFAULT_MODEL, ModelSpec
 
@@ -131,22 +134,14 @@ def load_tokenizer(spec: ModelSpec, *, check_head: bool = True) -> PreTrainedTok
 
 
 def check_tokenizer(spec: ModelSpec, tokenizer: PreTrainedTokenizerBase) -> None:
-    """What the head needs from the tokenizer: a mask token for ``mlm``."""
-    if spec.head == "mlm" and tokenizer.mask_token is None:
-        raise ConfigError(
-            f"model.head: 'mlm' needs a tokenizer with a mask token, and the one of '{spec.name}' has none; "
-            "use head 'causal' (decoder models) or 'classification'"
-        )
+    """What the head needs from the tokenizer (e.g. a mask token for ``mlm``)."""
+    get_head(spec.head).check_tokenizer(tokenizer, spec.name)
 
 
-def _auto_class(head: str) -> Any:
+def _auto_class(head: Head) -> Any:
     import transformers
 
-    return {
-        "classification": transformers.AutoModelForSequenceClassification,
-        "mlm": transformers.AutoModelForMaskedLM,
-        "causal": transformers.AutoModelForCausalLM,
-    }[head]
+    return getattr(transformers, head.auto_class)
 
 
 class ModelRuntime:
@@ -163,9 +158,8 @@ class ModelRuntime:
     ) -> None:
         import torch
 
-        from promptsearch.models.features import PromptEncoder
-
         self.head = head or spec.head
+        self.answer = get_head(self.head)
         self.spec = spec.model_copy(update={"head": self.head}) if self.head != spec.head else spec
         self.device = device
         self.labels = list(labels)
@@ -184,18 +178,13 @@ class ModelRuntime:
             # the CPU kernel of bf16 scaled-dot-product attention is slow backwards (measured about 9x the fp32 one
             # on MiniLM); plain matmul attention runs on the bf16 units like the rest
             model_kwargs["attn_implementation"] = "eager"
-        if self.head == "classification":
-            model_kwargs.update(
-                num_labels=len(self.labels),
-                id2label=dict(enumerate(self.labels)),
-                label2id={label: i for i, label in enumerate(self.labels)},
-            )
+        model_kwargs.update(self.answer.model_kwargs(self.labels))
         try:
             # weights missing from the checkpoint start random: from a fixed seed, so every process and every
             # reload of a saved config gets the same ones (a classification head is re-seeded per trial anyway)
             with _quiet_transformers(), torch.random.fork_rng(devices=[]):
                 torch.manual_seed(0)
-                model, info = _auto_class(self.head).from_pretrained(
+                model, info = _auto_class(self.answer).from_pretrained(
                     self.name, output_loading_info=True, **model_kwargs
                 )
         except (OSError, ValueError) as exc:
@@ -203,29 +192,21 @@ class ModelRuntime:
         model.config.pad_token_id = self.tokenizer.pad_token_id
         self.model: PreTrainedModel = model.to(device)
         self.missing_keys = sorted(set(info.get("missing_keys", ())))
-        if self.head == "classification":
-            self.head_modules = sorted({k.rsplit(".", 1)[0] for k in self.missing_keys}) or self._guess_head()
-        else:
-            self.head_modules = []  # the LM head is pretrained (or, when missing, fixed by the pristine copy)
-            if self.missing_keys and warn_missing:
-                logger.warning(
-                    "%s: %d weights of the %s head are not in the checkpoint (%s ...) and start random; "
-                    "expect near-chance scores without training",
-                    spec.name,
-                    len(self.missing_keys),
-                    self.head,
-                    self.missing_keys[0],
-                )
+        # new modules are re-initialised per trial; a pretrained head that lacks weights is fixed by the pristine copy
+        self.head_modules = self.answer.new_modules(self.model, self.missing_keys, spec.name)
+        if not self.answer.traits.starts_random and self.missing_keys and warn_missing:
+            logger.warning(
+                "%s: %d weights of the %s head are not in the checkpoint (%s ...) and start random; "
+                "expect near-chance scores without training",
+                spec.name,
+                len(self.missing_keys),
+                self.head,
+                self.missing_keys[0],
+            )
         self._pristine = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
         self.max_length = usable_max_length(spec.max_length, self.tokenizer, self.model.config)
-        self.encoder = PromptEncoder(self.tokenizer, self.head, self.max_length, self.labels, self.spec.scoring)
+        self.encoder = PromptEncoder(self.tokenizer, self.answer, self.max_length, self.labels, self.spec.scoring)
         self.peft: Any = None  # the peft wrapper while a LoRA trial runs
-
-    def _guess_head(self) -> list[str]:
-        for name in ("classifier", "score", "classification_head"):
-            if hasattr(self.model, name):
-                return [name]
-        raise ConfigError(f"model.name: cannot find the classification head of '{self.spec.name}'")
 
     def _drop_adapters(self) -> None:
         if self.peft is not None:
@@ -275,10 +256,7 @@ class ModelRuntime:
             return False
         if method == "bitfit":
             return name.endswith("bias") or self._in_head(name)
-        if self.head == "mlm":  # 'head': the masked-LM head's own weights, everything outside the body
-            # (its tied decoder weight is listed under the body's word embeddings, so it stays frozen)
-            return not name.startswith(self.model.base_model_prefix + ".")
-        return self._in_head(name)
+        return self.answer.trains_as_head(self.model, name, self.head_modules)  # method 'head'
 
     def check_lora(self, lora: LoraConfig) -> None:
         """Place LoRA adapters once and remove them: wrong target modules fail before the first trial."""

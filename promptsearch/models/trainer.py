@@ -1,8 +1,9 @@
 """The fine-tuning loop: AdamW, linear warmup then decay, gradient clipping, dev after every epoch.
 
-Read it top to bottom: :func:`fine_tune` trains, :func:`evaluate` scores, :func:`predict_proba`
-gives class probabilities. ``on_epoch(epoch, score)`` is where a trial reports to Optuna and may
-raise ``optuna.TrialPruned``.
+Read it top to bottom: :func:`fine_tune` trains (its settings in one :class:`FitOptions` record), :func:`evaluate`
+scores, :func:`predict_proba` gives class probabilities. ``on_epoch(epoch, score, progress)`` is where a trial
+reports to Optuna and may raise ``optuna.TrialPruned``; ``progress`` is the :class:`FitResult` so far, so a caller
+still has the epochs and seconds of a pruned fit.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 
 from promptsearch.models.device import autocast
 from promptsearch.models.features import Encoded, collate
-from promptsearch.models.heads import class_scores
+from promptsearch.models.heads import get_head
 from promptsearch.models.metrics import compute_metric
 from promptsearch.space.config import TrainConfig
 
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel
 
-__all__ = ["FitResult", "NonFiniteLoss", "evaluate", "fine_tune", "predict_proba"]
+__all__ = ["FitOptions", "FitResult", "NonFiniteLoss", "evaluate", "fine_tune", "predict_proba"]
 
 EVAL_BATCH_SIZE = 64
 
@@ -47,6 +48,20 @@ class FitResult:
     best_state: dict[str, torch.Tensor] | None = None
 
 
+@dataclass(frozen=True)
+class FitOptions:
+    """How :func:`fine_tune` runs (the hyperparameters are the :class:`TrainConfig`)."""
+
+    device: torch.device
+    pad_id: int
+    seed: int
+    metric: str = "accuracy"  # scored on dev after every epoch (promptsearch.models.metrics)
+    maximize: bool = True  # whether a higher dev score is better (which epoch is best)
+    keep_best_state: bool = False  # keep a CPU copy of the trainable parameters at the best dev epoch
+    accumulation: int = 1  # micro-batches per optimizer step (same effective batch, less memory)
+    precision: str = "auto"  # auto | fp32 | bf16 (promptsearch.models.device)
+
+
 def batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator | None) -> list[list[int]]:
     """Shuffled batches when ``rng`` is given; otherwise length-sorted batches (less padding for eval)."""
     if rng is None:
@@ -59,14 +74,14 @@ def batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator | 
 def scores(
     model: PreTrainedModel, encoded: Encoded, index: Sequence[int], device: torch.device, pad_id: int
 ) -> torch.Tensor:
-    """Class scores ``[len(index), classes]`` of the rows at ``index`` (see :func:`.heads.class_scores`)."""
+    """Class scores ``[len(index), classes]`` of the rows at ``index`` (see :meth:`.heads.Head.scores`)."""
     import torch
 
     batch = collate(encoded, index, pad_id, device)
     slots = None
     if encoded.slots is not None:
         slots = torch.tensor([encoded.slots[i] for i in index], dtype=torch.long).to(device)
-    return class_scores(model, encoded.head, batch, slots, encoded.tokens)
+    return get_head(encoded.head).scores(model, batch, slots, encoded.tokens)
 
 
 def predict_proba(
@@ -114,55 +129,48 @@ def fine_tune(
     train: Encoded,
     dev: Encoded,
     config: TrainConfig,
+    options: FitOptions,
     *,
-    metric: str,
-    device: torch.device,
-    pad_id: int,
-    seed: int,
-    maximize: bool = True,
-    on_epoch: Callable[[int, float], None] | None = None,
-    keep_best_state: bool = False,
-    result: FitResult | None = None,
-    accumulation: int = 1,
-    precision: str = "auto",
+    on_epoch: Callable[[int, float, FitResult], None] | None = None,
 ) -> FitResult:
     """Train ``model`` on ``train`` for ``config.epochs`` epochs, scoring ``dev`` after each one.
 
-    With 0 epochs the model is scored once, untrained (epoch 0). Progress goes into ``result``
-    (a new one if not given), so a caller still has the epochs and seconds when ``on_epoch``
-    raises (a pruned trial). With ``accumulation`` > 1 each optimizer step sums the gradients of
-    that many micro-batches of ``config.batch_size // accumulation`` rows (same effective batch, less
-    memory). A NaN or infinite loss raises :class:`NonFiniteLoss` at once on CPU, and at the end of the
-    epoch on accelerators (where checking every step would force a device sync). ``precision`` is
-    ``auto`` (bf16 autocast where the hardware has native bf16), ``fp32`` or ``bf16``; the weights,
-    the optimizer state and the loss stay fp32.
+    With 0 epochs the model is scored once, untrained (epoch 0). ``on_epoch(epoch, score, progress)`` is called
+    after each score with the :class:`FitResult` so far (a caller keeps it to know the epochs and seconds when
+    ``on_epoch`` raises, as a pruned trial does). With ``options.accumulation`` > 1 each optimizer step sums the
+    gradients of that many micro-batches of ``config.batch_size // accumulation`` rows (same effective batch, less
+    memory). A NaN or infinite loss raises :class:`NonFiniteLoss` at once on CPU, and at the end of the epoch on
+    accelerators (where checking every step would force a device sync). ``options.precision`` is ``auto`` (bf16
+    autocast where the hardware has native bf16), ``fp32`` or ``bf16``; the weights, the optimizer state and the
+    loss stay fp32.
     """
     import torch
     from transformers import get_linear_schedule_with_warmup
 
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    result = result if result is not None else FitResult()
+    device, pad_id, precision = options.device, options.pad_id, options.precision
+    torch.manual_seed(options.seed)
+    rng = np.random.default_rng(options.seed)
+    result = FitResult()
     labels = torch.tensor(train.labels, dtype=torch.long)
-    micro = max(1, config.batch_size // accumulation)
+    micro = max(1, config.batch_size // options.accumulation)
     steps_per_epoch = math.ceil(len(train) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
     trainable = [p for p in model.parameters() if p.requires_grad]
-    better = (lambda a, b: a > b) if maximize else (lambda a, b: a < b)
+    better = (lambda a, b: a > b) if options.maximize else (lambda a, b: a < b)
 
     def score_dev(epoch: int) -> None:
         t0 = time.perf_counter()
-        score = evaluate(model, dev, device, pad_id, metric, precision)
+        score = evaluate(model, dev, device, pad_id, options.metric, precision)
         result.eval_seconds += time.perf_counter() - t0
         result.history.append(score)
         if math.isnan(result.best_score) or better(score, result.best_score):
             result.best_score, result.best_epoch = score, epoch
-            if keep_best_state:  # what training changed: the trainable parameters
+            if options.keep_best_state:  # what training changed: the trainable parameters
                 result.best_state = {
                     k: v.detach().to("cpu", copy=True) for k, v in model.named_parameters() if v.requires_grad
                 }
         if on_epoch is not None:
-            on_epoch(epoch, score)
+            on_epoch(epoch, score, result)
 
     if not config.trains or not trainable:
         score_dev(0)  # in context only: the prompt as it is, nothing trains

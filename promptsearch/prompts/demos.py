@@ -1,7 +1,8 @@
 """Demonstration selection: which train rows are shown, with their labels, before each query.
 
-Selectors plug in through :func:`register_selector`. Every selector is deterministic given the
-seed and the query's text, draws from the train pool only, and never returns the query itself
+Selectors plug in through :func:`register_selector` (the names live in
+:data:`promptsearch.space.registry.SELECTORS`, where the search space reads them). Every selector is
+deterministic given the seed and the query's text, draws from the train pool only, and never returns the query itself
 (nor any pool row with the same texts).
 """
 
@@ -16,31 +17,31 @@ import numpy as np
 
 from promptsearch.errors import did_you_mean
 from promptsearch.io.data import Example
+from promptsearch.space.registry import SELECTORS
 
 __all__ = ["DemoSelector", "get_selector", "register_selector", "selector_names"]
 
-_REGISTRY: dict[str, type[DemoSelector]] = {}
 
-
-def register_selector(name: str) -> Callable[[type[DemoSelector]], type[DemoSelector]]:
+def register_selector(name: str, *, replace: bool = False) -> Callable[[type[DemoSelector]], type[DemoSelector]]:
     """Class decorator: make a selector available as ``prompt.demonstrations.selection: <name>``."""
 
     def wrap(cls: type[DemoSelector]) -> type[DemoSelector]:
+        SELECTORS.register(name, cls, replace=replace)
         cls.name = name
-        _REGISTRY[name] = cls
         return cls
 
     return wrap
 
 
 def selector_names() -> list[str]:
-    return sorted(_REGISTRY)
+    return sorted(SELECTORS)
 
 
 def get_selector(name: str, pool: Sequence[Example], *, seed: int) -> DemoSelector:
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown selection '{name}'.{did_you_mean(name, _REGISTRY)} Available: {selector_names()}")
-    return _REGISTRY[name](pool, seed=seed)
+    if name not in SELECTORS:
+        raise ValueError(f"unknown selection '{name}'.{did_you_mean(name, SELECTORS)} Available: {selector_names()}")
+    cls: type[DemoSelector] = SELECTORS[name]
+    return cls(pool, seed=seed)
 
 
 def _stable_int(*parts: object) -> int:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from promptsearch.space.registry import DEFAULT_HEAD, HEADS
 
 __all__ = ["CalibrationParams", "DemoConfig", "LoraConfig", "PromptConfig", "TrainConfig", "TrialConfig"]
 
@@ -79,7 +81,12 @@ class TrialConfig(_Frozen):
     train: TrainConfig
     params: dict[str, Any] = Field(default_factory=dict, description="Optuna params (dotted names -> keys/values).")
     baseline: bool = False
-    head: Literal["classification", "mlm", "causal"] = Field(
-        "classification", description="How the model answers (the baseline always uses a classification head)."
+    head: str = Field(
+        DEFAULT_HEAD, description="How the model answers, a registered head (the baseline: a classification head)."
     )
     model: str | None = Field(None, description="The model's id when the space lists several models.")
+
+    @field_validator("head")
+    @classmethod
+    def _known_head(cls, value: str) -> str:
+        return HEADS.check(value)

@@ -8,7 +8,7 @@ A dimension is written in YAML as a scalar (fixed), a list (categorical), or a m
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -115,7 +115,7 @@ def _parse_when(raw: Any) -> dict[str, tuple[Any, ...]]:
     return out
 
 
-def parse_dimension(raw: Any, kind: Kind, *, allowed: tuple[Any, ...] | None = None) -> Dimension:
+def parse_dimension(raw: Any, kind: Kind, *, allowed: Collection[Any] | None = None) -> Dimension:
     """Turn the YAML form of a parameter into a :data:`Dimension`, or raise ``ValueError``."""
     if isinstance(raw, Mapping):
         keys = set(raw)
@@ -144,14 +144,14 @@ def _check_keys(keys: set[Any], allowed: set[str], what: str) -> None:
         raise ValueError(f"unknown key(s) {unknown} for {what}; allowed keys: {sorted(allowed)}")
 
 
-def _check_allowed(value: Any, allowed: tuple[Any, ...] | None) -> Any:
+def _check_allowed(value: Any, allowed: Collection[Any] | None) -> Any:
     if allowed is not None and value not in allowed:
         hint = did_you_mean(str(value), [str(a) for a in allowed])
         raise ValueError(f"{value!r} is not one of the supported values {list(allowed)}.{hint}".rstrip("."))
     return value
 
 
-def _categorical(raw: Any, kind: Kind, allowed: tuple[Any, ...] | None, when: dict[str, tuple[Any, ...]]) -> Dimension:
+def _categorical(raw: Any, kind: Kind, allowed: Collection[Any] | None, when: dict[str, tuple[Any, ...]]) -> Dimension:
     if not isinstance(raw, list):
         raise ValueError(f"'choices' must be a list, but found {type(raw).__name__} {raw!r}")
     if not raw:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from promptsearch.space.config import DemoConfig, LoraConfig, PromptConfig, TrainConfig, TrialConfig
 from promptsearch.space.dimensions import Categorical, Dimension, Fixed, FloatRange, IntRange
+from promptsearch.space.registry import DEFAULT_HEAD, head_traits
 from promptsearch.space.search_space import SearchSpace, is_active
 
 if TYPE_CHECKING:
@@ -47,10 +48,10 @@ def is_meaningless(name: str, values: dict[str, Any], heads: dict[str, str] | No
         return not values.get("prompt.demonstrations.count")
     head = (heads or {}).get(values.get("model", ""), None)
     if name == "prompt.chat" and head is not None:
-        return head != "causal"
+        return not head_traits(head).chat
     method = values.get(_train_key(values, "method"))
     if name == "prompt.calibration":
-        return (head is not None and head == "classification") or method != "none"
+        return (head is not None and not head_traits(head).label_words) or method != "none"
     train = name.removeprefix(f"model.{values['model']}.") if "model" in values else name
     if train.startswith("train.lora."):
         return method != "lora"
@@ -85,7 +86,7 @@ def sample_config(trial: optuna.trial.BaseTrial, space: SearchSpace) -> TrialCon
             separator=values.get("prompt.demonstrations.separator", demo_defaults.separator),
         ),
         seed=space.spec.search.seed,
-        chat=bool(values.get("prompt.chat", False)) and head == "causal",
+        chat=bool(values.get("prompt.chat", False)) and head_traits(head).chat,
         calibration=values.get("prompt.calibration", "none"),
     )
     prefix = f"model.{model_id}." if model_id is not None else ""
@@ -115,7 +116,7 @@ def baseline_model(space: SearchSpace) -> str | None:
     declared = space.spec.baseline.get("model")
     if declared is not None:
         return str(declared)
-    return next((k for k, m in space.models.items() if m.head == "classification"), next(iter(space.models)))
+    return next((k for k, m in space.models.items() if m.head == DEFAULT_HEAD), next(iter(space.models)))
 
 
 def baseline_config(space: SearchSpace) -> TrialConfig:

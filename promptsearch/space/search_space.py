@@ -20,6 +20,12 @@ from promptsearch.errors import SpaceError, TemplateError, did_you_mean
 from promptsearch.files import describe as describe_path
 from promptsearch.space.config import TrainConfig
 from promptsearch.space.dimensions import Categorical, Dimension, Fixed, IntRange, describe
+from promptsearch.space.registry import (
+    SINGLE_OBJECTIVE_SAMPLERS,
+    head_names,
+    head_traits,
+    quoted,
+)
 from promptsearch.space.spec import (
     AUTO,
     AutoInstructions,
@@ -37,7 +43,6 @@ __all__ = ["SearchSpace", "is_active", "load_space", "parse_space", "possible_va
 RESERVED = ("instruction", "demos", "label")
 LORA_PARAMS = ("r", "alpha", "dropout")
 TRAIN_KEYS = tuple(name for name in TrainSpec.model_fields if name != "lora")
-SCORING_HEADS = ("mlm", "causal")  # heads that score label words (and can be calibrated)
 GENERATED_PREFIX = "auto-"  # keys of generated candidates: auto-1, auto-2, ...
 
 
@@ -462,9 +467,9 @@ def _parameters(
         "prompt.demonstrations.selection": demos.selection,
         "prompt.demonstrations.separator": demos.separator,
     }
-    if "causal" in heads:  # the other heads are refused a chat template (see _check_heads)
+    if any(head_traits(h).chat for h in heads):  # the other heads are refused a chat template (see _check_heads)
         params["prompt.chat"] = spec.prompt.chat
-    if heads & set(SCORING_HEADS):  # a classification head has no label words to calibrate
+    if any(head_traits(h).label_words for h in heads):  # a classifier has no label words to calibrate
         params["prompt.calibration"] = spec.prompt.calibration
     own = {m.key: (m.train.model_fields_set if m.train is not None else set()) for m in models}
     for name in TRAIN_KEYS:
@@ -555,35 +560,39 @@ def _check_heads(
         ]
         heads = [head]
     calibrated = [v for v in possible_values(spec.prompt.calibration) or () if v != "none"]
+    pretrained = head_names(lambda t: not t.starts_random)  # heads that can answer untrained
+    scoring = head_names(lambda t: t.label_words)
     in_context = False
     for who, head, method_dim, epochs_dim, method_loc, epochs_loc in checks:
+        traits = head_traits(head)
         methods = possible_values(method_dim) or ()
-        in_context = in_context or (head in SCORING_HEADS and "none" in methods)
-        if head == "classification" and "none" in methods:
+        in_context = in_context or (traits.label_words and "none" in methods)
+        if traits.starts_random and "none" in methods:
             problems.append(
                 msg(
                     (*method_loc, "method"),
-                    f"{who}: method 'none' (no training) needs model.head 'mlm' or 'causal': a new classification "
+                    f"{who}: method 'none' (no training) needs model.head {quoted(pretrained)}: a new {head} "
                     "head starts random, so an untrained one only guesses; drop 'none' or change model.head",
                 )
             )
-        if head == "classification" and 0 in (possible_values(epochs_dim) or ()):
+        if traits.starts_random and 0 in (possible_values(epochs_dim) or ()):
             problems.append(
                 msg(
                     (*epochs_loc, "epochs"),
-                    f"{who}: 0 epochs would score a new, untrained classification head (a random guess); use at "
-                    "least 1, or model.head 'mlm'/'causal' for in-context-only trials",
+                    f"{who}: 0 epochs would score a new, untrained {head} head (a random guess); use at "
+                    f"least 1, or model.head {'/'.join(repr(h) for h in pretrained)} for in-context-only trials",
                 )
             )
-        if head == "causal" and "head" in methods:
+        if not traits.own_weights and "head" in methods:
             problems.append(
                 msg(
                     (*method_loc, "method"),
-                    f"{who}: method 'head' trains a head of its own, but a causal LM answers through its output "
+                    f"{who}: method 'head' trains a head of its own, but a {head} LM answers through its output "
                     "layer, which is usually tied to the input embeddings; use 'lora', 'bitfit' or 'full' instead",
                 )
             )
-    if "causal" in heads:
+    continuing = [h for h in heads if head_traits(h).continuation]
+    if continuing:
         for key, tpl in templates.items():
             names = list(tpl.names)
             if "label" not in names:
@@ -598,26 +607,29 @@ def _check_heads(
                 problems.append(
                     msg(
                         loc,
-                        f"with model.head 'causal' the query ends where {{label}} starts, so {{{after[0]}}} after it "
+                        f"with model.head '{continuing[0]}' the query ends where {{label}} starts, so {{{after[0]}}} "
+                        "after it "
                         "would never be read; put every text field before {label}",
                     )
                 )
-    if "causal" not in heads and True in (possible_values(spec.prompt.chat) or ()):
+    chatting = quoted(head_names(lambda t: t.chat))
+    if not any(head_traits(h).chat for h in heads) and True in (possible_values(spec.prompt.chat) or ()):
         problems.append(
             msg(
                 ("prompt", "chat"),
-                f"chat templates apply to model.head 'causal' only, but the head is '{heads[0]}'; remove prompt.chat"
+                f"chat templates apply to model.head {chatting} only, but the head is '{heads[0]}'; remove prompt.chat"
                 if len(heads) == 1
-                else "chat templates apply to model.head 'causal' only, and no model of the list has it; "
+                else f"chat templates apply to model.head {chatting} only, and no model of the list has it; "
                 "remove prompt.chat",
             )
         )
-    if calibrated and not set(heads) & set(SCORING_HEADS):
+    if calibrated and not set(heads) & set(scoring):
         problems.append(
             msg(
                 ("prompt", "calibration"),
-                f"calibration {calibrated} adjusts label-word scores, which only the mlm and causal heads have "
-                f"(head: {', '.join(heads)}); remove prompt.calibration or use model.head 'mlm'/'causal'",
+                f"calibration {calibrated} adjusts label-word scores, which only the {' and '.join(scoring)} heads "
+                f"have (head: {', '.join(heads)}); remove prompt.calibration or use model.head "
+                f"{'/'.join(repr(h) for h in scoring)}",
             )
         )
     elif calibrated and not in_context:
@@ -643,6 +655,8 @@ def _check_auto(
     models = spec.model if isinstance(spec.model, list) else []
     ids = [m.key for m in models]
     heads: list[tuple[str | None, str]] = [(m.key, m.head) for m in models] or [(None, _single(spec).head)]
+    scoring_heads = head_names(lambda t: t.label_words)
+    writing_heads = head_names(lambda t: t.generates)
     if words is not None:
         loc = ("prompt", "label_words", AUTO)
         if words.model is not None and words.model not in ids:
@@ -660,15 +674,15 @@ def _check_auto(
             )
         else:
             head = dict(heads).get(words.model) if words.model is not None else None
-            scoring = [h for _, h in heads if h in SCORING_HEADS]
-            if (words.model is not None and head not in SCORING_HEADS) or (words.model is None and not scoring):
+            scoring = [h for _, h in heads if h in scoring_heads]
+            if (words.model is not None and head not in scoring_heads) or (words.model is None and not scoring):
                 problems.append(
                     msg(
                         loc,
                         "generated label words are ranked by a language model at the {label} slot, which needs "
-                        "model.head 'mlm' or 'causal', but "
+                        f"model.head {quoted(scoring_heads)}, but "
                         + (f"model '{words.model}' has head '{head}'" if words.model else "no model here has one")
-                        + "; write the label words by hand or add an mlm/causal model",
+                        + f"; write the label words by hand or add an {'/'.join(scoring_heads)} model",
                     )
                 )
         if words.template is not None and words.template not in templates:
@@ -680,12 +694,12 @@ def _check_auto(
                     f"{', '.join(keys)}",
                 )
             )
-    if instructions is not None and instructions.model is None and "causal" not in [h for _, h in heads]:
+    if instructions is not None and instructions.model is None and not set(writing_heads) & {h for _, h in heads}:
         problems.append(
             msg(
                 ("prompt", "instruction", AUTO),
                 "generated instructions are written by an instruction-following causal LM, and no model here has "
-                "model.head 'causal'; name one with prompt.instruction.auto.model (e.g. smollm2)",
+                f"model.head {quoted(writing_heads)}; name one with prompt.instruction.auto.model (e.g. smollm2)",
             )
         )
 
@@ -780,11 +794,11 @@ def _check_objectives(spec: SpaceSpec, problems: list[str], msg: Any) -> None:
     if not search.objectives:
         return
     metrics = [o.metric for o in search.objectives]
-    if len(metrics) > 1 and search.sampler == "cmaes":
+    if len(metrics) > 1 and search.sampler in SINGLE_OBJECTIVE_SAMPLERS:
         problems.append(
             msg(
                 ("search", "sampler"),
-                "the cmaes sampler optimises one objective only, and this space has several; "
+                f"the {search.sampler} sampler optimises one objective only, and this space has several; "
                 "use tpe (the default), random or gp",
             )
         )

@@ -6,7 +6,7 @@ key paths and line numbers to every message and runs the checks that span severa
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from functools import partial
 from typing import Annotated, Any, Literal
 
@@ -25,6 +25,16 @@ from pydantic_core import PydanticCustomError
 
 from promptsearch.errors import did_you_mean
 from promptsearch.space.dimensions import Categorical, Dimension, Fixed, FloatRange, IntRange, parse_dimension
+from promptsearch.space.registry import (
+    DEFAULT_HEAD,
+    HEADS,
+    METRICS,
+    PRUNERS,
+    SAMPLERS,
+    SELECTORS,
+    head_names,
+    head_traits,
+)
 
 __all__ = [
     "AutoInstructions",
@@ -47,9 +57,7 @@ __all__ = [
 ]
 
 DEFAULT_MODEL = "default"
-METRICS = ("accuracy", "macro_f1", "mcc")
-HEADS = ("classification", "mlm", "causal")
-SELECTIONS = ("random", "balanced", "similar")
+# heads, metrics, demonstration selectors, samplers and pruners: the names are those of promptsearch.space.registry
 METHODS = ("full", "lora", "head", "bitfit", "none")
 EMBEDDED_MODELS = (DEFAULT_MODEL, "minilm", "smollm2")
 CALIBRATIONS = ("none", "contextual", "mean")
@@ -78,11 +86,11 @@ class _Strict(BaseModel):
         return data
 
 
-def _dim(kind: str, allowed: tuple[Any, ...] | None = None) -> Any:
+def _dim(kind: str, allowed: Collection[Any] | None = None) -> Any:
     return BeforeValidator(partial(_parse_dim, kind=kind, allowed=allowed))
 
 
-def _parse_dim(raw: Any, *, kind: Any, allowed: tuple[Any, ...] | None) -> Dimension:
+def _parse_dim(raw: Any, *, kind: Any, allowed: Collection[Any] | None) -> Dimension:
     if isinstance(raw, (Fixed, Categorical, FloatRange, IntRange)):
         return raw  # already parsed (a default, or a model built in code)
     return parse_dimension(raw, kind, allowed=allowed)
@@ -90,15 +98,8 @@ def _parse_dim(raw: Any, *, kind: Any, allowed: tuple[Any, ...] | None) -> Dimen
 
 def pruner_class(name: str) -> Callable[..., Any]:
     """The Optuna pruner class behind ``search.pruner.type`` (Optuna imported only when needed)."""
-    import optuna
-
-    classes: dict[str, Callable[..., Any]] = {
-        "median": optuna.pruners.MedianPruner,
-        "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
-        "hyperband": optuna.pruners.HyperbandPruner,
-        "none": optuna.pruners.NopPruner,
-    }
-    return classes[name]
+    cls: Callable[..., Any] = PRUNERS[PRUNERS.check(name)]
+    return cls
 
 
 # Options promptsearch sets when the space does not: few-shot trials train for a handful of epochs, so
@@ -169,9 +170,14 @@ class TaskSpec(_Strict):
     )
     label_field: str = "label"
     labels: list[str] = Field(min_length=2, description="Class names as they appear in the data.")
-    metric: Literal["accuracy", "macro_f1", "mcc"] = "accuracy"
+    metric: str = Field("accuracy", description="How dev and test are scored; a registered metric name.")
     splits: Splits = Field(default_factory=Splits)
     few_shot: FewShot | None = None
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, value: str) -> str:
+        return METRICS.check(value)
 
     @field_validator("labels", "text_fields", mode="before")
     @classmethod
@@ -199,9 +205,9 @@ class ModelSpec(_Strict):
     )
     max_length: int = Field(128, ge=8, le=32768, description="Max tokens of a rendered prompt.")
     head: str = Field(
-        "classification",
-        description="How the model answers: classification (a new head on the body) | mlm (the masked-LM head "
-        "fills the {label} slot) | causal (the label word continues the prompt).",
+        DEFAULT_HEAD,
+        description="How the model answers (a registered head): classification (a new head on the body) | mlm (the "
+        "masked-LM head fills the {label} slot) | causal (the label word continues the prompt).",
     )
     multi_token: Literal["error", "mean", "sum"] | None = Field(
         None,
@@ -220,18 +226,23 @@ class ModelSpec(_Strict):
     @field_validator("head")
     @classmethod
     def _known_head(cls, value: str) -> str:
-        if value not in HEADS:
-            raise ValueError(f"unknown head '{value}'.{did_you_mean(value, HEADS)} Available: {', '.join(HEADS)}")
-        return value
+        return HEADS.check(value)
 
     @model_validator(mode="after")
     def _multi_token_rule(self) -> ModelSpec:
-        if self.head == "classification" and self.multi_token is not None:
-            raise ValueError("multi_token applies to the mlm and causal heads only; remove it")
-        if self.head == "mlm" and self.multi_token == "sum":
+        traits = head_traits(self.head)
+        if not traits.label_words and self.multi_token is not None:
+            scoring = head_names(lambda t: t.label_words)
+            raise ValueError(f"multi_token applies to the {' and '.join(scoring)} heads only; remove it")
+        if self.multi_token is not None and self.multi_token not in traits.multi_token:
+            if self.multi_token == "sum":
+                raise ValueError(
+                    f"multi_token 'sum' needs one mask per sub-token, which an {self.head} prompt does not have; "
+                    "use 'mean' (mean of the sub-token log-probabilities at the one mask) or 'error'"
+                )
             raise ValueError(
-                "multi_token 'sum' needs one mask per sub-token, which an mlm prompt does not have; "
-                "use 'mean' (mean of the sub-token log-probabilities at the one mask) or 'error'"
+                f"multi_token '{self.multi_token}' does not apply to the {self.head} head; use "
+                f"{' or '.join(repr(r) for r in traits.multi_token)}"
             )
         return self
 
@@ -240,12 +251,13 @@ class ModelSpec(_Strict):
         """The multi-token rule in effect: the head's default when none is set."""
         if self.multi_token is not None:
             return self.multi_token
-        return "sum" if self.head == "causal" else "error"
+        traits = head_traits(self.head)
+        return traits.multi_token[0] if traits.multi_token else "error"
 
 
 class DemoSpec(_Strict):
     count: IntDim = Field(default=Fixed(0), description="Demonstrations per prompt (0 = none).")
-    selection: Annotated[Dimension, _dim("str", SELECTIONS)] = Field(
+    selection: Annotated[Dimension, _dim("str", SELECTORS)] = Field(
         default=Fixed("random"),
         description="random | balanced (round-robin over classes) | similar (TF-IDF).",
     )
@@ -416,10 +428,17 @@ class TrainSpec(_Strict):
 
 
 class PrunerSpec(_Strict):
-    type: Literal["median", "successive_halving", "hyperband", "none"] = "successive_halving"
+    type: str = Field(
+        "successive_halving", description="median | successive_halving | hyperband | none, or a registered pruner."
+    )
     options: dict[str, Any] = Field(
         default_factory=dict, description="Keyword arguments of the Optuna pruner, e.g. n_startup_trials."
     )
+
+    @field_validator("type")
+    @classmethod
+    def _known_pruner(cls, value: str) -> str:
+        return PRUNERS.check(value)
 
     def arguments(self) -> dict[str, Any]:
         """The pruner's keyword arguments: promptsearch's defaults for this type, overridden by ``options``."""
@@ -502,7 +521,7 @@ class EvaluationSpec(_Strict):
 
 
 class SearchSpec(_Strict):
-    sampler: Literal["tpe", "random", "gp", "cmaes"] = "tpe"
+    sampler: str = Field("tpe", description="tpe | random | gp | cmaes, or a registered sampler.")
     seed: int = 0
     pruner: PrunerSpec = Field(default_factory=PrunerSpec)
     n_trials: int | None = Field(20, gt=0, description="Sampled trials, not counting the baseline.")
@@ -530,6 +549,11 @@ class SearchSpec(_Strict):
         description="Multi-objective: the recommended config is the cheapest Pareto trial within this much of the "
         "best dev score (0.005 = 0.5 points).",
     )
+
+    @field_validator("sampler")
+    @classmethod
+    def _known_sampler(cls, value: str) -> str:
+        return SAMPLERS.check(value)
 
     @field_validator("finalists", mode="after")
     @classmethod

@@ -34,9 +34,11 @@ from typing import TYPE_CHECKING, Any
 
 from promptsearch.errors import ConfigError
 from promptsearch.io.data import Example, TaskData
+from promptsearch.models.heads import LabelWordHead
 from promptsearch.space.config import PromptConfig, TrialConfig
 from promptsearch.space.dimensions import Fixed
-from promptsearch.space.search_space import GENERATED_PREFIX, SCORING_HEADS, SearchSpace, possible_values
+from promptsearch.space.registry import head_names, head_traits, quoted
+from promptsearch.space.search_space import GENERATED_PREFIX, SearchSpace, possible_values
 from promptsearch.space.spec import AutoInstructions, AutoLabelWords, ModelSpec
 from promptsearch.study.records import CANDIDATES_ATTR, store_candidates, stored_candidates_raw
 
@@ -81,6 +83,9 @@ def slot_logprobs(runtime: ModelRuntime, encoded: Encoded, *, batch_size: int = 
     from promptsearch.models.features import collate
 
     assert encoded.slots is not None
+    answer = runtime.answer
+    if not isinstance(answer, LabelWordHead):
+        raise ConfigError(f"the {runtime.head} head has no vocabulary at a {{label}} slot to score")
     model = runtime.model
     model.eval()
     pad_id = int(runtime.tokenizer.pad_token_id)
@@ -90,21 +95,14 @@ def slot_logprobs(runtime: ModelRuntime, encoded: Encoded, *, batch_size: int = 
             index = list(range(start, min(start + batch_size, len(encoded))))
             batch = collate(encoded, index, pad_id, runtime.device)
             slots = torch.tensor([encoded.slots[i] for i in index], device=runtime.device)
-            rows = torch.arange(len(index), device=runtime.device)
-            if runtime.head == "causal":  # the vocabulary projection at the slot only, not at every position
-                body = getattr(model, model.base_model_prefix)
-                hidden = body(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])[0]
-                project: Any = model.get_output_embeddings()
-                logits = project(hidden[rows, slots])
-            else:
-                logits = model(**batch).logits[rows, slots]
+            logits = answer.vocab_logits(model, batch, slots)
             out.append(torch.log_softmax(logits.float(), dim=-1).cpu())
     return torch.cat(out)
 
 
 def whole_word(runtime: ModelRuntime, token_id: int, whitespace: str) -> str | None:
     """The word that ``token_id`` is, when it is a whole alphabetic word scored as exactly this token."""
-    from promptsearch.models.heads import _word_ids
+    from promptsearch.models.heads.base import _word_ids
 
     tokenizer = runtime.tokenizer
     if token_id in tokenizer.all_special_ids:
@@ -116,9 +114,10 @@ def whole_word(runtime: ModelRuntime, token_id: int, whitespace: str) -> str | N
     word = text.strip()
     if len(word) < 2 or not word.isalpha():
         return None
-    if runtime.head == "causal" and whitespace and not text.startswith(whitespace):
+    continuation = runtime.answer.traits.continuation
+    if continuation and whitespace and not text.startswith(whitespace):
         return None  # the variant without the space the template puts before the label
-    ids = _word_ids(tokenizer, word, whitespace, keep_whitespace=runtime.head == "causal")
+    ids = _word_ids(tokenizer, word, whitespace, keep_whitespace=continuation)
     return word if ids == [token_id] else None
 
 
@@ -130,13 +129,14 @@ def propose_label_words(
 
     from promptsearch.models.heads import slot_whitespace
 
-    if runtime.head not in SCORING_HEADS:
-        raise ConfigError(f"generated label words need an mlm or causal head, not '{runtime.head}'")
+    if not isinstance(runtime.answer, LabelWordHead):
+        names = head_names(lambda t: t.label_words)
+        raise ConfigError(f"generated label words need a head among {quoted(names)}, not '{runtime.head}'")
     labels = space.spec.task.labels
     template_key = options.template if options.template is not None else next(iter(space.templates))
     template = space.templates[template_key].source
     chat = bool((possible_values(space.params.get("prompt.chat", Fixed(False))) or (False,))[0])
-    chat = chat and runtime.head == "causal"
+    chat = chat and runtime.answer.traits.chat
     prompt = PromptConfig(template=template, label_words={lab: lab for lab in labels}, chat=chat)
     encoded = runtime.encoder.encode(prompt, data.train, data.train, label_words=False)
     logp = slot_logprobs(runtime, encoded)
@@ -342,7 +342,7 @@ def _generator_spec(space: SearchSpace, name: str | None, *, heads: Sequence[str
     if name is not None and name in space.models:
         return space.model_spec(name)
     if name is not None:
-        return ModelSpec(name=name, head="causal")
+        return ModelSpec(name=name, head=head_names(lambda t: t.generates)[0])
     for model_id in space.models or [None]:
         spec = space.model_spec(model_id)
         if spec.head in heads:
@@ -369,15 +369,15 @@ def generate_candidates(space: SearchSpace, data: TaskData, device: torch.device
     t0 = time.perf_counter()
     if space.auto_label_words is not None:
         options = space.auto_label_words
-        spec = _generator_spec(space, options.model, heads=SCORING_HEADS)
+        spec = _generator_spec(space, options.model, heads=head_names(lambda t: t.label_words))
         maps, info = propose_label_words(runtime(spec, spec.head), space, data, options)
         out["label_words"] = maps
         out["sources"]["label_words"] = {"options": options.model_dump(mode="json"), **info}
     if space.auto_instructions is not None:
         options_i = space.auto_instructions
-        spec = _generator_spec(space, options_i.model, heads=("causal",))
+        spec = _generator_spec(space, options_i.model, heads=head_names(lambda t: t.generates))
         texts, info = propose_instructions(
-            runtime(spec, "causal"),
+            runtime(spec, spec.head if head_traits(spec.head).generates else head_names(lambda t: t.generates)[0]),
             space,
             data,
             options_i,

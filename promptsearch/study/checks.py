@@ -1,20 +1,88 @@
-"""Checks that need the space together with its data or its models (`validate`, `run` and `worker` run them)."""
+"""Checks that need the space together with its data or its models (`validate`, `run` and `worker` run them).
+
+:func:`check_models` is the one place for what needs the models: what the head needs from the tokenizer (a mask
+token, a chat template), label words the head can score, and, with the models loaded, methods that would train
+nothing and LoRA target modules.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from promptsearch.errors import ConfigError, SpaceError
 from promptsearch.io.data import Example, TaskData
-from promptsearch.space.config import PromptConfig
+from promptsearch.space.config import LoraConfig, PromptConfig
 from promptsearch.space.dimensions import Categorical, Fixed, IntRange
+from promptsearch.space.registry import head_traits
 from promptsearch.space.search_space import SearchSpace, possible_values
 
 if TYPE_CHECKING:
     from promptsearch.models.features import PromptEncoder
+    from promptsearch.models.pool import RuntimePool
+    from promptsearch.models.runtime import ModelRuntime
 
-__all__ = ["check_label_words", "check_space_data", "data_summary"]
+__all__ = ["ModelChecks", "check_label_words", "check_models", "check_space_data", "data_summary"]
+
+
+@dataclass(frozen=True)
+class ModelChecks:
+    """What :func:`check_models` checked."""
+
+    label_words: int = 0  # template x label-word map x chat combinations scored by a tokenizer
+    loaded: bool = False  # methods and LoRA targets were checked on the loaded models
+    not_checked: str | None = None  # why the tokenizer checks did not run (a model not installed, or offline)
+
+
+def check_models(space: SearchSpace, models: RuntimePool | None = None) -> ModelChecks:
+    """Check ``space`` against its models; raise :class:`ConfigError` naming the file, the model and the key.
+
+    Without ``models`` only the tokenizers are loaded (``promptsearch validate``): what each head needs from its
+    tokenizer and the label words it scores; a tokenizer that cannot load (a model not installed, the Hub
+    offline) is reported in ``not_checked`` rather than raised. With ``models`` (``run`` and ``worker``, before
+    the first trial) every model of the space is loaded with its head and the training methods and LoRA targets
+    are checked as well.
+    """
+    from promptsearch.models.features import PromptEncoder
+    from promptsearch.models.runtime import check_tokenizer, load_tokenizer, usable_max_length
+
+    where = f"{space.path}: " if space.path else ""
+    checked = 0
+    for model_id in space.models or [None]:
+        spec = space.model_spec(model_id)
+        if models is not None:
+            runtime = models.runtime(spec.head, model_id)
+            _check_training(space, model_id, runtime, where)
+            checked += check_label_words(space, runtime.encoder)
+            continue
+        if not head_traits(spec.head).label_words:
+            continue
+        try:
+            tokenizer = load_tokenizer(spec, check_head=False)
+        except ConfigError as exc:  # not installed, or on the Hub while offline: the rest of the space is fine
+            return ModelChecks(label_words=checked, not_checked=str(exc))
+        check_tokenizer(spec, tokenizer)
+        max_length = usable_max_length(spec.max_length, tokenizer)
+        encoder = PromptEncoder(tokenizer, spec.head, max_length, space.spec.task.labels, spec.scoring)
+        checked += check_label_words(space, encoder)
+    return ModelChecks(label_words=checked, loaded=models is not None)
+
+
+def _check_training(space: SearchSpace, model_id: str | None, runtime: ModelRuntime, where: str) -> None:
+    """Methods that would train nothing in the model, and LoRA adapters that peft cannot place."""
+    own = f"model.{model_id}.train.method"
+    method_dim = space.params.get(own, space.params.get("train.method"))
+    methods = possible_values(method_dim) if method_dim is not None else ()
+    choice = space.models.get(model_id) if model_id is not None else None
+    lora = choice.train.lora if choice is not None and choice.train is not None else space.spec.train.lora
+    try:
+        runtime.check_methods(methods or ())
+        if "lora" in (methods or ()):
+            runtime.check_lora(LoraConfig(target_modules=lora.target_modules))
+    except ConfigError as exc:
+        name = f"model '{model_id}': " if model_id is not None else ""
+        raise ConfigError(f"{where}{name}{exc}") from None
 
 
 def check_label_words(space: SearchSpace, encoder: PromptEncoder) -> int:
@@ -22,7 +90,7 @@ def check_label_words(space: SearchSpace, encoder: PromptEncoder) -> int:
 
     Returns how many combinations were checked; raises :class:`ConfigError` naming the map and the word.
     """
-    if encoder.head == "classification":
+    if not encoder.answer.traits.label_words:
         return 0
     where = f"{space.path}: " if space.path else ""
     chats = possible_values(space.params.get("prompt.chat", Fixed(False))) or (False,)

@@ -13,16 +13,18 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 
-from promptsearch.errors import ConfigError
 from promptsearch.io.data import TaskData
 from promptsearch.models.calibration import apply_calibration, compute_calibration
 from promptsearch.models.device import free_memory, peak_memory_mb, reset_peak_memory
 from promptsearch.models.features import Encoded, FeatureCache
-from promptsearch.models.trainer import FitResult, NonFiniteLoss, evaluate, fine_tune, load_state
-from promptsearch.space.config import CalibrationParams, LoraConfig, TrialConfig
+from promptsearch.models.oom import OutOfMemory, fine_tune_within_memory
+from promptsearch.models.pool import RuntimePool
+from promptsearch.models.trainer import FitOptions, FitResult, NonFiniteLoss, evaluate, load_state
+from promptsearch.space.config import CalibrationParams, TrialConfig
+from promptsearch.space.registry import head_traits
 from promptsearch.space.sampling import baseline_config, sample_config
-from promptsearch.space.search_space import SearchSpace, possible_values
-from promptsearch.study.checks import check_label_words
+from promptsearch.space.search_space import SearchSpace
+from promptsearch.study.checks import check_models
 from promptsearch.study.pareto import objective_names, objective_values
 from promptsearch.study.protocol import Protocol
 from promptsearch.study.records import TrialWriter, counts_towards_budget
@@ -64,26 +66,16 @@ def _heartbeat(trial: optuna.trial.Trial, interval: float | None) -> Iterator[No
         thread.join()
 
 
-class OutOfMemory(RuntimeError):
-    """The accelerator ran out of memory even at batch size 1: the config cannot run here."""
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    import torch
-
-    return isinstance(exc, torch.cuda.OutOfMemoryError) or (
-        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
-    )
-
-
 @dataclass
 class TrialRunner:
-    """What trials share in one process: the data, the loaded models and their tokenized-split caches.
+    """What trials share in one process, and one trial's work: restore the model, encode, fine-tune, score.
 
-    ``runtime`` has the space's head (the first model's, with a model list). The baseline fine-tunes a
-    classification head on the same body, so with an mlm or causal head a second runtime is loaded the
-    first time it runs. Every model of a model list is loaded at construction, to check the space against
-    it (methods, LoRA targets, label words) before the first trial.
+    ``runtime`` has the space's head (the first model's, with a model list). The loaded models and their
+    tokenized-split caches are a :class:`~promptsearch.models.pool.RuntimePool` (``models``): the baseline
+    fine-tunes a classification head on the same body, so with an mlm or causal head a second runtime is loaded
+    the first time it runs. Every model of a model list is loaded at construction, to check the space against it
+    (:func:`~promptsearch.study.checks.check_models`) before the first trial. Fine-tuning retries with smaller
+    micro-batches when the accelerator runs out of memory (:mod:`promptsearch.models.oom`).
     """
 
     space: SearchSpace
@@ -91,35 +83,9 @@ class TrialRunner:
     runtime: ModelRuntime
 
     def __post_init__(self) -> None:
-        first = next(iter(self.space.models), None)
-        self._runtimes = {(first, self.runtime.head): self.runtime}
-        self._features = {(first, self.runtime.head): FeatureCache(self.runtime, self.data)}
+        self.models = RuntimePool(self.space, self.data, self.runtime)
         self._calibrations: dict[tuple[str | None, str], CalibrationParams] = {}
-        self.last_runtime = self.runtime  # the model of the last fit (what --save-model writes)
-        self._check_space()
-
-    def _check_space(self) -> None:
-        """What needs the model to check: methods that train something, label words the head can score."""
-        for model_id in self.space.models or [None]:
-            spec = self.space.model_spec(model_id)
-            self._check_model(model_id, self.runtime_for(spec.head, model_id))
-
-    def _check_model(self, model_id: str | None, runtime: ModelRuntime) -> None:
-        space = self.space
-        where = f"{space.path}: " if space.path else ""
-        own = f"model.{model_id}.train.method"
-        method_dim = space.params.get(own, space.params.get("train.method"))
-        methods = possible_values(method_dim) if method_dim is not None else ()
-        choice = space.models.get(model_id) if model_id is not None else None
-        lora = choice.train.lora if choice is not None and choice.train is not None else space.spec.train.lora
-        try:
-            runtime.check_methods(methods or ())
-            if "lora" in (methods or ()):
-                runtime.check_lora(LoraConfig(target_modules=lora.target_modules))
-        except ConfigError as exc:
-            name = f"model '{model_id}': " if model_id is not None else ""
-            raise ConfigError(f"{where}{name}{exc}") from None
-        check_label_words(space, runtime.encoder)
+        check_models(self.space, self.models)
 
     def view(self, data: TaskData, *, share_calibrations: bool = False) -> TrialRunner:
         """A runner over other rows (a fold, the leave-one-out pool, all labelled rows) that shares this one's
@@ -127,7 +93,7 @@ class TrialRunner:
         train rows give the same offsets)."""
         other = copy.copy(self)
         other.data = data
-        other._features = {key: FeatureCache(runtime, data) for key, runtime in self._runtimes.items()}
+        other.models = self.models.view(data)
         if not share_calibrations:
             other._calibrations = {}
         return other
@@ -146,7 +112,7 @@ class TrialRunner:
 
     @property
     def features(self) -> FeatureCache:
-        return self._features[next(iter(self._features))]
+        return self.models.features(self.runtime.head)
 
     @property
     def device(self) -> torch.device:
@@ -154,31 +120,15 @@ class TrialRunner:
 
     def runtime_for(self, head: str, model: str | None = None) -> ModelRuntime:
         """The loaded model ``model`` (an id of the model list; None: the single or first) with ``head``."""
-        key = self._key(head, model)
-        if key not in self._runtimes:
-            from promptsearch.models.runtime import ModelRuntime
-
-            t0 = time.perf_counter()
-            spec = self.space.model_spec(key[0])
-            runtime = ModelRuntime(spec, self.runtime.labels, self.device, head=head)
-            logger.info("loaded %s with a %s head in %.1f s", runtime.name, head, time.perf_counter() - t0)
-            self._runtimes[key] = runtime
-        if key not in self._features:  # a view shares the loaded models, not the tokenized prompts
-            self._features[key] = FeatureCache(self._runtimes[key], self.data)
-        return self._runtimes[key]
+        return self.models.runtime(head, model)
 
     def features_for(self, head: str, model: str | None = None) -> FeatureCache:
-        self.runtime_for(head, model)
-        return self._features[self._key(head, model)]
-
-    def _key(self, head: str, model: str | None) -> tuple[str | None, str]:
-        """Runtimes and caches are per (model id, head); no id means the single (or first) model."""
-        return (model if model is not None else next(iter(self.space.models), None), head)
+        return self.models.features(head, model)
 
     def calibration_for(self, config: TrialConfig) -> CalibrationParams | None:
         """The calibration offsets of ``config`` (None when it has none, or when it trains: those are scored
         uncalibrated). Computed once from the train split with the untrained model, then reused."""
-        if config.prompt.calibration == "none" or config.train.trains or config.head == "classification":
+        if config.prompt.calibration == "none" or config.train.trains or not head_traits(config.head).label_words:
             return None
         key = (config.model, config.prompt.model_dump_json())
         if key not in self._calibrations:
@@ -200,15 +150,15 @@ class TrialRunner:
         config: TrialConfig,
         *,
         seed: int,
-        on_epoch: Any = None,
+        on_epoch: Callable[[int, float], None] | None = None,
         keep_best_state: bool = False,
         timings: dict[str, float] | None = None,
     ) -> tuple[FitResult, Encoded]:
-        """Restore the model, encode train/dev for ``config`` and fine-tune it."""
+        """Restore the model, encode train/dev for ``config`` and fine-tune it (the model is then
+        ``runtime_for(config.head, config.model)``, at its best dev epoch with ``keep_best_state``)."""
         timings = timings if timings is not None else {}
         runtime = self.runtime_for(config.head, config.model)
         features = self.features_for(config.head, config.model)
-        self.last_runtime = runtime
         t0 = time.perf_counter()
         model = runtime.restore(seed=seed, train=config.train)
         t1 = time.perf_counter()
@@ -220,50 +170,39 @@ class TrialRunner:
         if calibration is not None:
             dev = apply_calibration(dev, calibration)
             timings["calibrate"] = time.perf_counter() - t2
-        accumulation = 1
-        while True:
-            result = FitResult()
-            try:
-                fine_tune(
-                    model,
-                    train,
-                    dev,
-                    config.train,
-                    metric=self.space.spec.task.metric,
-                    device=self.device,
-                    pad_id=int(runtime.tokenizer.pad_token_id),
-                    seed=seed,
-                    maximize=self.space.spec.search.direction == "maximize",
-                    on_epoch=on_epoch,
-                    keep_best_state=keep_best_state,
-                    result=result,
-                    accumulation=accumulation,
-                    precision=runtime.precision,
-                )
-                if keep_best_state and result.best_state:
-                    load_state(model, result.best_state)  # the model ends at its best dev epoch
-                return result, train
-            except Exception as exc:
-                if not is_out_of_memory(exc):
-                    raise
-                free_memory(self.device)
-                micro = config.train.batch_size // accumulation
-                if micro <= 1:
-                    raise OutOfMemory(
-                        f"out of memory on {self.device} even with micro-batches of 1 row "
-                        f"(batch size {config.train.batch_size})"
-                    ) from None
-                accumulation *= 2
-                logger.warning(
-                    "out of memory with micro-batches of %d rows; retrying with %d x %d (same effective batch)",
-                    micro,
-                    config.train.batch_size // accumulation,
-                    accumulation,
-                )
-                model = runtime.restore(seed=seed, train=config.train)
-            finally:  # also when pruned: the seconds spent so far
-                timings["train"] = timings.get("train", 0.0) + result.train_seconds
-                timings["eval"] = timings.get("eval", 0.0) + result.eval_seconds
+        options = FitOptions(
+            device=self.device,
+            pad_id=int(runtime.tokenizer.pad_token_id),
+            seed=seed,
+            metric=self.space.spec.task.metric,
+            maximize=self.space.spec.search.direction == "maximize",
+            keep_best_state=keep_best_state,
+            precision=runtime.precision,
+        )
+        attempts: dict[int, FitResult] = {}  # each attempt's progress (an out-of-memory retry starts another)
+
+        def report(epoch: int, score: float, progress: FitResult) -> None:
+            attempts[id(progress)] = progress
+            if on_epoch is not None:
+                on_epoch(epoch, score)
+
+        try:
+            model, result = fine_tune_within_memory(
+                model,
+                train,
+                dev,
+                config.train,
+                options,
+                restore=lambda: runtime.restore(seed=seed, train=config.train),
+                on_epoch=report,
+            )
+            attempts[id(result)] = result
+        finally:  # also when pruned: the seconds spent so far
+            timings["train"] = timings.get("train", 0.0) + sum(r.train_seconds for r in attempts.values())
+            timings["eval"] = timings.get("eval", 0.0) + sum(r.eval_seconds for r in attempts.values())
+        if keep_best_state and result.best_state:
+            load_state(model, result.best_state)  # the model ends at its best dev epoch
+        return result, train
 
 
 class Objective:

@@ -21,6 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from promptsearch.errors import ConfigError
 from promptsearch.redact import mask_url, scrub
+from promptsearch.space.registry import SAMPLERS
 from promptsearch.space.search_space import SearchSpace
 from promptsearch.space.spec import pruner_class
 from promptsearch.study.objective import Objective, TrialRunner
@@ -127,20 +128,12 @@ def make_storage(url: str, *, heartbeat: float = HEARTBEAT_SECONDS, create: bool
 
 
 def make_sampler(space: SearchSpace, seed: int) -> optuna.samplers.BaseSampler:
+    """The sampler named by ``search.sampler`` (:data:`promptsearch.space.registry.SAMPLERS`)."""
     search = space.spec.search
-    n = search.n_trials or 20
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        if search.sampler == "random":
-            return optuna.samplers.RandomSampler(seed=seed)
-        if search.sampler == "gp":
-            return optuna.samplers.GPSampler(seed=seed)
-        if search.sampler == "cmaes":
-            return optuna.samplers.CmaEsSampler(seed=seed)
-        # Small budgets: fewer random start-up trials; group=True handles conditional parameters.
-        return optuna.samplers.TPESampler(
-            seed=seed, n_startup_trials=max(3, min(10, n // 3)), multivariate=True, group=True
-        )
+        sampler: optuna.samplers.BaseSampler = SAMPLERS[search.sampler](seed, search.n_trials or 20)
+        return sampler
 
 
 def make_pruner(space: SearchSpace) -> optuna.pruners.BasePruner:
