@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,22 @@ def _smoke(script: str) -> list[str]:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return [line for line in done.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+
+
+@pytest.mark.slow
+def test_holdout_benchmark_smoke(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "holdout.py"), "--smoke", "--threads", "1", "--seeds", "13",
+         "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| sst2 ")]
+    assert [row.split("|")[2].strip() for row in rows] == ["new", "old"]
+    record = json.loads((tmp_path / "holdout.json").read_text())
+    new, old = record["runs"]["sst2/13/new"], record["runs"]["sst2/13/old"]
+    assert new["verdict"] in ("better", "no clear difference", "worse") and old["race"] == []
+    assert new["race"] and all(f["std_error"] is not None for f in new["race"])
 
 
 @pytest.mark.slow
