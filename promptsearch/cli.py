@@ -310,7 +310,8 @@ def worker(
 
 
 def _print_result(result: Any) -> None:
-    from promptsearch.reporting.report import chosen_lines, fmt_score, fmt_test
+    from promptsearch.reporting.report import fmt_score, fmt_test
+    from promptsearch.reporting.schema import chosen_lines
 
     rep = result.report
     best, base = rep.best, rep.baseline

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from promptsearch.io.export import atomic_write_text
 from promptsearch.reporting.figures import Figure, report_figures
 from promptsearch.reporting.highlight import highlight_html
-from promptsearch.reporting.schema import Report, TestScores
+from promptsearch.reporting.schema import Report, TestScores, evaluation_line
 from promptsearch.study.pareto import pareto_front
 from promptsearch.study.records import TrialRecord, trial_records
 
@@ -318,6 +318,36 @@ def _short(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
+def _chosen_section(report: Report) -> str:
+    """How the best was chosen: the scoring protocol, the finalists (mean ± standard error) and the verdict."""
+    parts = []
+    how = evaluation_line(report)
+    if how:
+        parts.append(f"<p>{_e(how[0].upper() + how[1:])}.</p>")
+    race = report.race
+    if race is not None:
+        rows = "".join(
+            f"<tr><td>{'→ ' if s.trial == race.winner else ''}{_e(s.name)}</td><td class=num>{_pct(s.search_value)}"
+            f"</td><td class=num>{_pct(s.mean)}</td><td class=num>"
+            f"{'' if s.std_error is None else f'± {100 * s.std_error:.2f}'}</td><td class=num>{s.n}</td>"
+            f"<td>{_e(s.cost)}</td></tr>"
+            for s in race.standings
+        )
+        parts.append(
+            "<h3>Finalists, scored again on fresh seeds</h3><table><thead><tr><th></th><th>search</th><th>mean</th>"
+            f"<th>standard error</th><th>n</th><th>cost</th></tr></thead><tbody>{rows}</tbody></table>"
+            f"<p>{_e(race.reason)}</p>" + "".join(f"<p class=note>{_e(n)}</p>" for n in race.notes)
+        )
+    if report.verdict is not None:
+        v = report.verdict
+        parts.append(f"<p>Verdict on test, best vs baseline: <b>{_e(v.label)}</b>: {_e(v.text)}</p>")
+    if report.gap_warning:
+        parts.append(f"<p><b>Warning:</b> {_e(report.gap_warning)}</p>")
+    if not parts:
+        return ""
+    return f'<section id="chosen"><h2>How the best was chosen</h2>{"".join(parts)}</section>'
+
+
 def render_html(study: optuna.Study, report: Report, records: Sequence[TrialRecord] | None = None) -> str:
     """The whole page as one string (plotly.js inline). ``records``: the study's trial records, if read already."""
     from plotly.offline import get_plotlyjs
@@ -331,7 +361,11 @@ def render_html(study: optuna.Study, report: Report, records: Sequence[TrialReco
         + (f", {t.running} running" if t.running else "")
         + ")"
     )
-    sections = [_scores_section(report, figures.pop("scores")), _best_section(report, records)]
+    sections = [_scores_section(report, figures.pop("scores"))]
+    chosen = _chosen_section(report)
+    if chosen:
+        sections.append(chosen)
+    sections.append(_best_section(report, records))
     if report.objectives.multi:
         sections.append(_pareto_section(study, report, records, figures.pop("pareto", None)))
     if report.models:

@@ -29,6 +29,8 @@ __all__ = [
     "TrialCounts",
     "TrialSummary",
     "VerdictPart",
+    "chosen_lines",
+    "evaluation_line",
 ]
 
 
@@ -207,3 +209,38 @@ class Report(_Part):
     @property
     def is_multi_objective(self) -> bool:
         return self.objectives.multi
+
+
+def evaluation_line(report: Report) -> str | None:
+    ev = report.evaluation
+    if ev is None:
+        return None
+    if ev.mode == "cv":
+        how = (
+            f"{ev.folds}-fold cross-validation over train and dev ({ev.seeds} seed(s) per fold, one epoch for all "
+            "folds); in-context trials leave-one-out over every labelled row"
+        )
+    else:
+        how = "the dev split (best epoch on dev)"
+    trained = f"; the final model trained on {ev.trained_on}" if ev.trained_on else ""
+    return f"trial scores: {how}{trained}"
+
+
+def chosen_lines(report: Report) -> list[str]:
+    """How the best was chosen and whether it holds on test: scoring, finalists ± standard error, verdict."""
+    lines = []
+    how = evaluation_line(report)
+    if how:
+        lines.append(how)
+    if report.race is not None:
+        lines.append("finalists, scored again on fresh seeds (mean ± standard error):")
+        for s in report.race.standings:
+            mark = "→" if s.trial == report.race.winner else " "
+            lines.append(f"  {mark} {s.describe()}")
+        lines.append(f"  {report.race.reason}")
+        lines += [f"  note: {n}" for n in report.race.notes]
+    if report.verdict is not None:
+        lines.append(f"verdict on test, best vs baseline: {report.verdict.label.upper()}: {report.verdict.text}")
+    if report.gap_warning:
+        lines.append(f"warning: {report.gap_warning}")
+    return lines
