@@ -66,7 +66,7 @@ def test_a_head_registered_outside_the_package_runs_a_real_search(tiny_model: Pa
 
     from promptsearch.api import _make_runner
     from promptsearch.io.data import load_task_data
-    from promptsearch.study.objective import trial_config
+    from promptsearch.study.records import trial_config
     from promptsearch.study.storage import open_study, run_trials
 
     path = tmp_path / "space.yaml"
