@@ -68,14 +68,6 @@ class TrialScore:
             "fold_values": [round(v, 6) for v in self.fold_values],
         }
 
-    @property
-    def describe(self) -> str:
-        if self.mode == "loo":
-            return f"leave-one-out over {self.rows} labelled rows"
-        if self.mode == "cv":
-            return f"{self.runs} runs over {self.rows} held-out rows, epoch {self.epoch} of the mean curve"
-        return f"dev split ({self.rows} rows), best epoch {self.epoch}"
-
 
 class Protocol:
     """Scores configs of one study by its ``search.evaluation``; folds and views are made once and reused."""
