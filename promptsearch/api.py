@@ -492,6 +492,8 @@ def search(
     else:
         study.optimize(n_trials, timeout=timeout, callbacks=callbacks, on_epoch=on_epoch)
     search_seconds = time.perf_counter() - t_start
+    # optimize() has raced already (with workers, nobody has): the stored race is reused when no trial finished
+    # since, so this call costs nothing then, and races the workers' trials otherwise
     study.race(progress=progress)
     records = trial_records(study.optuna_study)  # the trials are finished: one read serves the rest
     best_record = best_trial(study.optuna_study, records)

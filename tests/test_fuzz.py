@@ -27,7 +27,7 @@ from promptsearch.space.spec import TaskSpec
 from promptsearch.space.template import Template
 
 REPO = Path(__file__).resolve().parents[1]
-SPACES = sorted((REPO / "search_spaces").glob("*.yaml"))
+SPACES = sorted((REPO / "search_spaces").rglob("*.yaml"))
 LONG = os.environ.get("PROMPTSEARCH_FUZZ_LONG") == "1"
 
 

@@ -95,3 +95,31 @@ def test_mode_dev_keeps_the_single_split_and_per_epoch_pruning(tiny_model: Path,
     record = trial.user_attrs[EVALUATION_ATTR]
     assert record["mode"] == "dev" and record["runs"] == 1 and record["rows"] == 32
     assert sorted(trial.intermediate_values) == [1, 2, 3]
+
+
+def test_the_finalists_of_a_race_round_are_scored_with_the_same_seeds(tiny_model: Path, tmp_path: Path) -> None:
+    """Common random numbers: a race compares configs, so every finalist of a round trains from the same seed,
+    and the seeds are fresh (none a trial used)."""
+    from promptsearch.study.finalists import RACE_SEED, race_finalists
+    from promptsearch.study.records import RACE_ATTR
+
+    path = _space(tmp_path, tiny_model, "{folds: 2}")
+    result = search(path, out=tmp_path / "run", device="cpu", final_seeds=0)
+    study = result.study
+    assert study.user_attrs.get(RACE_ATTR) is not None  # the search raced; race again, watching the seeds
+    study.set_user_attr(RACE_ATTR, None)
+    space = load_space(path)
+    data = load_task_data(space.spec.task, space.base_dir)
+    runner = TrialRunner(space=space, data=data, runtime=ModelRuntime(space.spec.model, ["negative", "positive"],
+                                                                       resolve_device("cpu")))  # fmt: skip
+    seen: list[tuple[str, int]] = []
+
+    class Watched(Protocol):
+        def score(self, config, *, seed, **kwargs):  # type: ignore[no-untyped-def]
+            seen.append((config.model_dump_json(), seed))
+            return super().score(config, seed=seed, **kwargs)
+
+    record = race_finalists(lambda: runner, study, protocol=Watched(runner))
+    assert record is not None and len(record["standings"]) >= 2
+    assert len({config for config, _ in seen}) == len(record["standings"])  # each finalist scored
+    assert {seed for _, seed in seen} == {RACE_SEED}  # one round (cross-validated), one seed for all

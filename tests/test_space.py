@@ -16,7 +16,7 @@ from promptsearch.space.dimensions import Categorical, Fixed, FloatRange, IntRan
 from promptsearch.space.search_space import load_space, parse_space
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SHIPPED_SPACES = sorted((REPO_ROOT / "search_spaces").glob("*.yaml"))
+SHIPPED_SPACES = sorted((REPO_ROOT / "search_spaces").rglob("*.yaml"))
 
 # A minimal valid space; the cases below append to it, so their first extra line is line 7.
 BASE = """\

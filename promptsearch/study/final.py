@@ -29,10 +29,17 @@ from promptsearch.space.sampling import baseline_config
 from promptsearch.space.search_space import SearchSpace
 from promptsearch.study.objective import TrialRunner
 from promptsearch.study.protocol import Protocol
-from promptsearch.study.records import TrialRecord, baseline_trial, best_trial, store_final, stored_final_raw
+from promptsearch.study.records import (
+    TrialRecord,
+    baseline_trial,
+    best_trial,
+    store_final,
+    stored_final_raw,
+    stored_race,
+)
 from promptsearch.study.verdict import dev_test_gap_warning, paired_bootstrap_metric
 
-__all__ = ["final_evaluation", "score_summary", "stored_final"]
+__all__ = ["evaluate_config", "final_evaluation", "score_summary", "stored_final"]
 
 logger = logging.getLogger(__name__)
 SEED_OFFSET = 1000
@@ -46,7 +53,7 @@ def score_summary(scores: list[float]) -> dict[str, Any]:
     }
 
 
-def _evaluate_config(
+def evaluate_config(
     protocol: Protocol,
     record: TrialRecord | None,
     config: TrialConfig,
@@ -89,6 +96,15 @@ def _evaluate_config(
         "trained_on": trained_on if config.train.trains else f"nothing (in context; demonstrations from {trained_on})",
     }
     return outcome, predictions, gold
+
+
+def _search_estimate(study: optuna.Study, best: TrialRecord) -> float | None:
+    """What the search chose ``best`` on: its race mean when it ran in the stored race, else its trial value."""
+    race = stored_race(study)
+    for standing in (race or {}).get("standings", []):
+        if standing.get("trial") == best.number and standing.get("mean") is not None:
+            return float(standing["mean"])
+    return best.dev if best.dev is not None and math.isfinite(best.dev) else None
 
 
 def _configs(
@@ -166,20 +182,21 @@ def final_evaluation(
         if save_model is not None:
             save_model(best_cfg, trained)
 
-    best_eval, best_preds, gold = _evaluate_config(
+    best_eval, best_preds, gold = evaluate_config(
         protocol, best, best_cfg, seeds, save_to=save, progress=progress, label="best config"
     )
     if best_cfg == base_cfg or best_cfg.baseline:
         base_eval, base_preds = best_eval, best_preds
     else:
         base = baseline_trial(study)
-        base_eval, base_preds, _ = _evaluate_config(
+        base_eval, base_preds, _ = evaluate_config(
             protocol, base, base_cfg, seeds, progress=progress, label="baseline"
         )
     verdict = paired_bootstrap_metric(gold, best_preds, base_preds, runner.space.spec.task.metric)
     warning = None
-    if best.dev is not None and math.isfinite(best.dev):
-        warning = dev_test_gap_warning(best.dev, best_eval["test"]["mean"])
+    estimate = _search_estimate(study, best)
+    if estimate is not None:
+        warning = dev_test_gap_warning(estimate, best_eval["test"]["mean"])
     outcome = {
         "key": _key(study, runner.space, runner.data, seeds, best),
         "best": best_eval,

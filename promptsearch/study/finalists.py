@@ -109,7 +109,9 @@ def race_finalists(
         config = configs[candidate.trial] or baseline_config(space)
         if progress is not None:
             progress(f"racing the finalists: {candidate.name}")
-        score = protocol.score(config, seed=RACE_SEED + 100 * round_ + candidate.trial)
+        # The same seeds for every finalist in a round: their scores differ by config, not by seed luck
+        # (common random numbers), so the race compares them pair for pair.
+        score = protocol.score(config, seed=RACE_SEED + 100 * round_)
         return list(score.fold_values)
 
     rounds = 1 if protocol.evaluation.cross_validated else 2  # mode dev: one value per round, so two rounds
