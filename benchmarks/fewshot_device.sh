@@ -38,7 +38,7 @@ for seed in ${SEEDS//,/ }; do
     done
 done
 wait
-python3 benchmarks/fewshot.py --merge /tmp/res/*-*/ --device cuda --out "$OUT" "$@" > /dev/null || echo "merge failed"
+python3 benchmarks/fewshot.py --merge /tmp/res/*-*/ --device cuda --threads 1 --out "$OUT" "$@" > /dev/null || echo "merge failed"
 for log in /tmp/res/log-*.txt; do
     echo "=== $log"; grep -v "GGUF tensors" "$log" | tail -n 12
 done > "$OUT/logs.txt"
