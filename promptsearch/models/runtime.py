@@ -252,8 +252,10 @@ class ModelRuntime:
     def _trains(self, name: str, method: str) -> bool:
         if method == "full":
             return True
-        if method == "none":
-            return False
+        if method in ("none", "embedding"):
+            return False  # embedding: the head is fitted as a logistic regression, not by gradients
+        if method == "contrastive":
+            return not self._in_head(name)  # the body learns from pairs; the head is the logistic regression
         if method == "bitfit":
             return name.endswith("bias") or self._in_head(name)
         return self.answer.trains_as_head(self.model, name, self.head_modules)  # method 'head'

@@ -21,12 +21,13 @@ from promptsearch.models.features import Encoded, collate
 from promptsearch.models.heads import get_head
 from promptsearch.models.metrics import compute_metric
 from promptsearch.space.config import TrainConfig
+from promptsearch.space.spec import EMBEDDING_METHODS
 
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel
 
-__all__ = ["FitOptions", "FitResult", "NonFiniteLoss", "evaluate", "fine_tune", "predict_proba"]
+__all__ = ["FitOptions", "FitResult", "NonFiniteLoss", "evaluate", "fine_tune", "make_optimizer", "predict_proba"]
 
 EVAL_BATCH_SIZE = 64
 
@@ -107,7 +108,8 @@ def evaluate(
     return compute_metric(metric, encoded.labels, list(probs.argmax(axis=1)))
 
 
-def _optimizer(model: PreTrainedModel, config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+def make_optimizer(model: PreTrainedModel, config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters (no weight decay on biases and norms)."""
     import torch
 
     decay: list[torch.nn.Parameter] = []
@@ -147,6 +149,10 @@ def fine_tune(
     import torch
     from transformers import get_linear_schedule_with_warmup
 
+    if config.method in EMBEDDING_METHODS and config.trains:  # a logistic regression on sentence embeddings
+        from promptsearch.models.embedding import fit_embedding
+
+        return fit_embedding(model, train, dev, config, options, on_epoch=on_epoch)
     device, pad_id, precision = options.device, options.pad_id, options.precision
     torch.manual_seed(options.seed)
     rng = np.random.default_rng(options.seed)
@@ -175,7 +181,7 @@ def fine_tune(
     if not config.trains or not trainable:
         score_dev(0)  # in context only: the prompt as it is, nothing trains
         return result
-    optimizer = _optimizer(model, config, device)
+    optimizer = make_optimizer(model, config, device)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
     try:
         for epoch in range(1, config.epochs + 1):

@@ -81,9 +81,10 @@ class PromptRenderer:
 
     def render(self, query: Example) -> RenderedPrompt:
         """Render ``query`` (deterministic), fitting ``max_length`` when a token counter is given."""
-        if self.config.template is None:
+        if self.config.template is None:  # the texts alone, the instruction (if any) before the first
             texts = list(query.fields.values())
-            return RenderedPrompt(text=texts[0], text_pair=texts[1] if len(texts) > 1 else None, label=query.label)
+            first = f"{self.config.instruction} {texts[0]}" if self.config.instruction else texts[0]
+            return RenderedPrompt(text=first, text_pair=texts[1] if len(texts) > 1 else None, label=query.label)
         k = self.config.demonstrations.count
         demos = self._selector.select(query, k) if self._selector is not None and k > 0 else []
         available = len(demos)  # the pool may hold fewer than k: only truncation counts as dropping

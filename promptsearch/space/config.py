@@ -57,8 +57,8 @@ class LoraConfig(_Frozen):
 class TrainConfig(_Frozen):
     """Fine-tuning hyperparameters; the defaults are the plain fine-tuning baseline."""
 
-    method: Literal["full", "lora", "head", "bitfit", "none"] = Field(
-        "full", description="full | lora | head | bitfit | none (no training)"
+    method: Literal["full", "lora", "head", "bitfit", "none", "embedding", "contrastive"] = Field(
+        "full", description="full | lora | head | bitfit | none (no training) | embedding | contrastive"
     )
     lora: LoraConfig | None = Field(None, description="Set when method is lora.")
     learning_rate: float = Field(2e-5, gt=0)
@@ -67,6 +67,8 @@ class TrainConfig(_Frozen):
     weight_decay: float = Field(0.01, ge=0)
     warmup_ratio: float = Field(0.1, ge=0, le=1)
     max_grad_norm: float = Field(1.0, gt=0)
+    pairs_per_row: int = Field(5, ge=1, description="method contrastive: pairs per row and epoch.")
+    logistic_c: float = Field(1.0, gt=0, description="methods embedding and contrastive: logistic regression's C.")
 
     @property
     def trains(self) -> bool:

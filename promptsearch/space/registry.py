@@ -149,6 +149,8 @@ class HeadTraits:
     """The model writes text (it can propose instructions: ``prompt.instruction.auto``)."""
     multi_token: tuple[str, ...] = ()
     """``model.multi_token`` rules it accepts for label words of several tokens; the first is its default."""
+    reads_template: bool = True
+    """It reads the rendered template (and demonstrations); otherwise only the instruction, prefixed to the text."""
 
 
 DEFAULT_HEAD = "classification"  # plain fine-tuning (and the baseline): a new classifier on the body
@@ -156,6 +158,7 @@ DEFAULT_HEAD = "classification"  # plain fine-tuning (and the baseline): a new c
 _HEAD_TRAITS: dict[str, HeadTraits] = {
     "classification": HeadTraits(label_words=False, starts_random=True),
     "mlm": HeadTraits(label_words=True, multi_token=("error", "mean")),
+    "embedding": HeadTraits(label_words=False, starts_random=True, reads_template=False),
     "causal": HeadTraits(
         label_words=True,
         own_weights=False,
@@ -172,6 +175,7 @@ HEADS: Registry[Any] = Registry(
         "classification": "promptsearch.models.heads.classification:ClassificationHead",
         "mlm": "promptsearch.models.heads.mlm:MaskedLMHead",
         "causal": "promptsearch.models.heads.causal:CausalLMHead",
+        "embedding": "promptsearch.models.heads.embedding:EmbeddingHead",
     },
 )
 

@@ -14,11 +14,20 @@ from promptsearch.space.config import DemoConfig, LoraConfig, PromptConfig, Trai
 from promptsearch.space.dimensions import Categorical, Dimension, Fixed, FloatRange, IntRange
 from promptsearch.space.registry import DEFAULT_HEAD, head_traits
 from promptsearch.space.search_space import SearchSpace, is_active
+from promptsearch.space.spec import EMBEDDING_METHODS
 
 if TYPE_CHECKING:
     import optuna
 
 __all__ = ["baseline_config", "baseline_model", "is_meaningless", "sample_config"]
+
+_TEMPLATE_PARAMS = (
+    "prompt.template",
+    "prompt.label_words",
+    "prompt.demonstrations.count",
+    "prompt.demonstrations.selection",
+    "prompt.demonstrations.separator",
+)
 
 
 def _suggest(trial: optuna.trial.BaseTrial, name: str, dim: Dimension) -> Any:
@@ -42,11 +51,14 @@ def _train_key(values: dict[str, Any], key: str) -> str:
 def is_meaningless(name: str, values: dict[str, Any], heads: dict[str, str] | None = None) -> bool:
     """Natural conditions: parameters that mean nothing given earlier values are not sampled.
 
-    ``heads`` maps model ids to heads (a model list); the chosen model's head decides chat and calibration.
+    ``heads`` maps model ids to heads (a model list; ``""`` for a single model); the chosen model's head decides
+    chat, calibration and whether the template applies.
     """
+    head = (heads or {}).get(values.get("model", ""), None)
+    if name in _TEMPLATE_PARAMS and head is not None and not head_traits(head).reads_template:
+        return True  # an embedding head reads the instruction and the text alone
     if name in ("prompt.demonstrations.selection", "prompt.demonstrations.separator"):
         return not values.get("prompt.demonstrations.count")
-    head = (heads or {}).get(values.get("model", ""), None)
     if name == "prompt.chat" and head is not None:
         return not head_traits(head).chat
     method = values.get(_train_key(values, "method"))
@@ -55,6 +67,13 @@ def is_meaningless(name: str, values: dict[str, Any], heads: dict[str, str] | No
     train = name.removeprefix(f"model.{values['model']}.") if "model" in values else name
     if train.startswith("train.lora."):
         return method != "lora"
+    if train == "train.pairs_per_row":
+        return method != "contrastive"
+    if train == "train.logistic_c":
+        return method not in EMBEDDING_METHODS
+    if train in ("train.epochs", "train.learning_rate", "train.batch_size", "train.weight_decay",
+                 "train.warmup_ratio", "train.max_grad_norm"):  # fmt: skip
+        return method in ("none", "embedding")  # nothing trains by gradient
     if train.startswith("train.") and train != "train.method":
         return method == "none"  # nothing trains, so no training hyperparameters
     return False
@@ -62,7 +81,7 @@ def is_meaningless(name: str, values: dict[str, Any], heads: dict[str, str] | No
 
 def sample_config(trial: optuna.trial.BaseTrial, space: SearchSpace) -> TrialConfig:
     """Sample every active parameter of ``space`` in order and resolve text keys to their texts."""
-    heads = {key: m.head for key, m in space.models.items()}
+    heads = {key: m.head for key, m in space.models.items()} or {"": space.model.head}
     values: dict[str, Any] = {}
     for name, dim in space.params.items():
         # calibration is sampled after train.method (which decides whether it means anything)
@@ -76,10 +95,13 @@ def sample_config(trial: optuna.trial.BaseTrial, space: SearchSpace) -> TrialCon
     model_id = values.get("model")
     head = heads[model_id] if model_id is not None else space.model.head
     demo_defaults = DemoConfig()
+    reads_template = "prompt.template" in values  # not for an embedding head: the instruction and the text alone
     prompt = PromptConfig(
         instruction=space.instructions[values["prompt.instruction"]],
-        template=space.templates[values["prompt.template"]].source,
-        label_words=dict(space.label_words[values["prompt.label_words"]]),
+        template=space.templates[values["prompt.template"]].source if reads_template else None,
+        label_words=dict(space.label_words[values["prompt.label_words"]])
+        if reads_template
+        else {label: label for label in space.spec.task.labels},
         demonstrations=DemoConfig(
             count=values.get("prompt.demonstrations.count", 0),  # absent when its condition is false
             selection=values.get("prompt.demonstrations.selection", demo_defaults.selection),
@@ -104,6 +126,8 @@ def sample_config(trial: optuna.trial.BaseTrial, space: SearchSpace) -> TrialCon
         train_values["lora"] = LoraConfig(**lora, target_modules=lora_spec.target_modules)
     if train_values.get("method") == "none":
         train_values["epochs"] = 0
+    if train_values.get("method") == "embedding":
+        train_values["epochs"] = 1  # one fit of the head, reported as epoch 1
     train = TrainConfig(**train_values)
     params = {k: v for k, v in values.items() if not isinstance(space.params[k], Fixed)}
     return TrialConfig(prompt=prompt, train=train, params=params, head=head, model=model_id)

@@ -28,6 +28,7 @@ from promptsearch.space.registry import (
 )
 from promptsearch.space.spec import (
     AUTO,
+    EMBEDDING_METHODS,
     AutoInstructions,
     AutoLabelWords,
     ModelChoice,
@@ -589,6 +590,15 @@ def _check_heads(
                     (*method_loc, "method"),
                     f"{who}: method 'head' trains a head of its own, but a {head} LM answers through its output "
                     "layer, which is usually tied to the input embeddings; use 'lora', 'bitfit' or 'full' instead",
+                )
+            )
+        pooled = [m for m in methods if m in EMBEDDING_METHODS]
+        if pooled and head != "embedding":
+            problems.append(
+                msg(
+                    (*method_loc, "method"),
+                    f"{who}: method {quoted(pooled, 'and')} fits a logistic regression on sentence embeddings, which "
+                    "needs model.head 'embedding'; set it, or drop the method",
                 )
             )
     continuing = [h for h in heads if head_traits(h).continuation]

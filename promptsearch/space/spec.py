@@ -58,7 +58,8 @@ __all__ = [
 
 DEFAULT_MODEL = "default"
 # heads, metrics, demonstration selectors, samplers and pruners: the names are those of promptsearch.space.registry
-METHODS = ("full", "lora", "head", "bitfit", "none")
+METHODS = ("full", "lora", "head", "bitfit", "none", "embedding", "contrastive")
+EMBEDDING_METHODS = ("embedding", "contrastive")  # the head fitted on pooled embeddings (head: embedding)
 EMBEDDED_MODELS = (DEFAULT_MODEL, "minilm", "smollm2")
 CALIBRATIONS = ("none", "contextual", "mean")
 AUTO = "auto"  # the reserved key of generated candidates in prompt.instruction and prompt.label_words
@@ -416,7 +417,10 @@ class TrainSpec(_Strict):
     method: Annotated[Dimension, _dim("str", METHODS)] = Field(
         default=Fixed("full"),
         description="full (all weights) | lora (adapters, body frozen) | head (only the head trains) | "
-        "bitfit (only biases, and a classification head) | none (no training: the prompt in context only).",
+        "bitfit (only biases, and a classification head) | none (no training: the prompt in context only) | "
+        "embedding (head: embedding; the body frozen, a logistic regression on its pooled embeddings) | "
+        "contrastive (head: embedding; SetFit-style: the body trained on pairs of rows, then the logistic "
+        "regression).",
     )
     learning_rate: FloatDim = Field(default=Fixed(2e-5))
     epochs: IntDim = Field(default=Fixed(10))
@@ -424,6 +428,15 @@ class TrainSpec(_Strict):
     weight_decay: FloatDim = Field(default=Fixed(0.01))
     warmup_ratio: FloatDim = Field(default=Fixed(0.1))
     max_grad_norm: FloatDim = Field(default=Fixed(1.0))
+    pairs_per_row: IntDim = Field(
+        default=Fixed(5),
+        description="method contrastive: pairs per row and epoch, half same-label and half different-label "
+        "(SetFit's num_iterations, whose default is 20).",
+    )
+    logistic_c: FloatDim = Field(
+        default=Fixed(1.0),
+        description="methods embedding and contrastive: the inverse regularisation C of the logistic regression.",
+    )
     lora: LoraSpec = Field(default_factory=LoraSpec)
 
 

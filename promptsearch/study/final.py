@@ -189,9 +189,7 @@ def final_evaluation(
         base_eval, base_preds = best_eval, best_preds
     else:
         base = baseline_trial(study)
-        base_eval, base_preds, _ = evaluate_config(
-            protocol, base, base_cfg, seeds, progress=progress, label="baseline"
-        )
+        base_eval, base_preds, _ = evaluate_config(protocol, base, base_cfg, seeds, progress=progress, label="baseline")
     verdict = paired_bootstrap_metric(gold, best_preds, base_preds, runner.space.spec.task.metric)
     warning = None
     estimate = _search_estimate(study, best)

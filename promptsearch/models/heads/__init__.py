@@ -3,6 +3,8 @@
 - ``classification`` (:mod:`.classification`): a new linear head on the body; the prompt is only extra input text.
 - ``mlm`` (:mod:`.mlm`): the masked-LM logits at the ``{label}`` slot, restricted to the label words (LM-BFF).
 - ``causal`` (:mod:`.causal`): the log-probability of each label word as the continuation of the prompt.
+- ``embedding`` (:mod:`.embedding`): a linear head on the mean-pooled, normalised sentence embedding (SetFit's
+  shape); methods ``embedding`` and ``contrastive`` fit it as a logistic regression.
 
 Adding a head is one module with a :class:`Head` subclass decorated with :func:`register_head`.
 """
