@@ -12,9 +12,11 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from promptsearch.models.device import free_memory
+from promptsearch.models.embedding import fit_embedding
 from promptsearch.models.features import Encoded
 from promptsearch.models.trainer import FitOptions, FitResult, fine_tune
 from promptsearch.space.config import TrainConfig
+from promptsearch.space.spec import EMBEDDING_METHODS
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -51,7 +53,9 @@ def fine_tune_within_memory(
     that finished."""
     while True:
         try:
-            return model, fine_tune(model, train, dev, config, options, on_epoch=on_epoch)
+            # methods embedding and contrastive fit a logistic regression on sentence embeddings instead
+            fit = fit_embedding if config.method in EMBEDDING_METHODS and config.trains else fine_tune
+            return model, fit(model, train, dev, config, options, on_epoch=on_epoch)
         except Exception as exc:
             if not is_out_of_memory(exc):
                 raise

@@ -21,7 +21,6 @@ from promptsearch.models.features import Encoded, collate
 from promptsearch.models.heads import get_head
 from promptsearch.models.metrics import compute_metric
 from promptsearch.space.config import TrainConfig
-from promptsearch.space.spec import EMBEDDING_METHODS
 
 if TYPE_CHECKING:
     import torch
@@ -149,10 +148,6 @@ def fine_tune(
     import torch
     from transformers import get_linear_schedule_with_warmup
 
-    if config.method in EMBEDDING_METHODS and config.trains:  # a logistic regression on sentence embeddings
-        from promptsearch.models.embedding import fit_embedding
-
-        return fit_embedding(model, train, dev, config, options, on_epoch=on_epoch)
     device, pad_id, precision = options.device, options.pad_id, options.precision
     torch.manual_seed(options.seed)
     rng = np.random.default_rng(options.seed)
