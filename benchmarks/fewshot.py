@@ -92,12 +92,13 @@ TASKS = {
         Task("agnews", "AG News", None),
     ]
 }
-METHODS = ["finetune", "hpo", "setfit", "smollm2 zero-shot", "promptsearch"]
+METHODS = ["finetune", "hpo", "setfit", "smollm2 zero-shot", "promptsearch", "promptsearch embedding"]
 GROUPS = {  # --methods names -> the rows they produce, in the order they run (a --time-limit cuts the last)
     "search": ["finetune", "promptsearch"],
     "setfit": ["setfit"],
     "zeroshot": ["smollm2 zero-shot"],
     "hpo": ["hpo"],
+    "embedding": ["promptsearch embedding"],
 }
 USES = {  # how each method uses the labelled rows (the table's notes)
     "finetune": "cross-validates train+dev for its epoch, trains on all",
@@ -105,6 +106,23 @@ USES = {  # how each method uses the labelled rows (the table's notes)
     "setfit": "trains on train+dev, chooses nothing",
     "smollm2 zero-shot": "uses neither",
     "promptsearch": "scores trials and races on train+dev (folds / leave-one-out), final model on all",
+    "promptsearch embedding": "as promptsearch",
+}
+# ``promptsearch embedding`` (issue 20): the task's space with MiniLM's embedding head alone, methods embedding
+# (a logistic regression on the frozen body) and contrastive (SetFit's recipe), the same budget as promptsearch
+SETFIT_MODEL = {
+    "id": "minilm-setfit",
+    "name": "default",
+    "head": "embedding",
+    "max_length": 128,
+    "train": {
+        "method": ["embedding", "contrastive"],
+        "learning_rate": 2.0e-5,
+        "epochs": 1,
+        "batch_size": 16,
+        "pairs_per_row": [5, 20],
+        "logistic_c": {"low": 0.1, "high": 10.0, "log": True},
+    },
 }
 
 
@@ -157,6 +175,21 @@ def _space_raw(task: Task, seed_data: dict[str, Any], seed: int, n_trials: int, 
     return raw
 
 
+def _embedding_only(raw: dict[str, Any], models: dict[str, Any]) -> dict[str, Any]:
+    """The space with MiniLM's embedding head alone (methods embedding and contrastive); the baseline stays
+    plain fine-tuning of a classification head on the same body."""
+    out = copy.deepcopy(raw)
+    setfit = copy.deepcopy(SETFIT_MODEL)
+    setfit["name"] = models["encoder"] or setfit["name"]
+    if models["smoke"]:
+        setfit["train"]["pairs_per_row"] = 1
+    out["model"] = [setfit]
+    for key in ("calibration", "chat"):  # label-word and chat settings of the causal model
+        out["prompt"].pop(key, None)
+    out["baseline"] = {k: v for k, v in out["baseline"].items() if k != "model"}
+    return out
+
+
 def _model(raw: dict[str, Any], head: str) -> dict[str, Any]:
     return next(m for m in raw["model"] if m["head"] == head)
 
@@ -200,7 +233,7 @@ def run_search(raw: dict[str, Any], device: str) -> dict[str, dict[str, Any]]:
     from promptsearch import ExperimentalWarning, Study
     from promptsearch.study.final import evaluate_config
     from promptsearch.study.protocol import Protocol
-    from promptsearch.study.records import baseline_trial, stored_race, trial_records
+    from promptsearch.study.records import baseline_trial, searched_best_trial, stored_race, trial_records
 
     t0 = time.perf_counter()
     with warnings.catch_warnings():
@@ -224,6 +257,9 @@ def run_search(raw: dict[str, Any], device: str) -> dict[str, dict[str, Any]]:
             oracle[str(record.number)] = outcome["test"]["mean"]
     params = study.optuna_study.trials[best.number].params
     verdict = final["verdict"]
+    # search.finalists: 0 would have taken the best search value: its test score, for the race's worth
+    searched = searched_best_trial(study.optuna_study)
+    values = {str(r.number): r.dev for r in trial_records(study.optuna_study) if r.is_complete and r.dev is not None}
     return {
         "finetune": {"test": base_test, "dev": base.dev, "seconds": round(_trial_seconds(study, base.number), 2)},
         "promptsearch": {
@@ -242,6 +278,9 @@ def run_search(raw: dict[str, Any], device: str) -> dict[str, dict[str, Any]]:
             "oracle_best": max(oracle.values()),
             "regret": max(oracle.values()) - pick,
             "trials": len(oracle),
+            "search_values": values,
+            "no_race_pick": None if searched is None else searched.number,
+            "no_race_test": None if searched is None else oracle.get(str(searched.number)),
         },
     }
 
@@ -386,8 +425,17 @@ def targets(rows: list[dict[str, Any]], summary: list[dict[str, Any]], tasks: li
             return {"runs": 0}
         regrets = [100 * r["regret"] for r in runs]
         deltas = [100 * (r["test"] - r["baseline_test"]) for r in runs]
+        raced = [100 * (r["test"] - r["no_race_test"]) for r in runs if r.get("no_race_test") is not None]
         return {
             "runs": len(runs),
+            "race_gain": None
+            if not raced
+            else {
+                "mean": statistics.fmean(raced),
+                "std": statistics.stdev(raced) if len(raced) > 1 else 0.0,
+                "runs": len(raced),
+                "changed": sum(1 for x in raced if x != 0),
+            },
             "beats_baseline": sum(r["beats_baseline"] for r in runs) / len(runs),
             "verdicts": {
                 lab: sum(r["verdict"]["label"] == lab for r in runs)
@@ -448,6 +496,15 @@ def targets_text(t: dict[str, Any], tasks: list[str]) -> str:
         f"mean {o['regret']['mean']:.1f} ± {o['regret']['std']:.1f} (target median ≤ 3): "
         f"{_yes(met['median_regret_3'])}",
         f"- picks by model: {o['picked_model']}; the baseline picked in {o['picked_baseline']} runs",
+        *(
+            [
+                f"- the race (search.finalists) vs taking the best search value: pick's test "
+                f"{o['race_gain']['mean']:+.1f} ± {o['race_gain']['std']:.1f} points over {o['race_gain']['runs']} "
+                f"runs; different test score in {o['race_gain']['changed']}"
+            ]
+            if o.get("race_gain")
+            else []
+        ),
         "\n| task | runs | pick − baseline (points) | beats baseline | verdicts better / unclear / worse "
         "| regret median | regret mean ± std |",
         "|---|---:|---:|---:|---|---:|---:|",
@@ -463,6 +520,21 @@ def targets_text(t: dict[str, Any], tasks: list[str]) -> str:
             f"| {100 * f['beats_baseline']:.0f} % | {v['better']} / {v['no clear difference']} / {v['worse']} "
             f"| {f['regret']['median']:.1f} | {f['regret']['mean']:.1f} ± {f['regret']['std']:.1f} |"
         )
+    return "\n".join(lines) + "\n"
+
+
+def _embedding_text(summary: list[dict[str, Any]], tasks: list[str]) -> str:
+    """Issue 20's target: promptsearch restricted to the embedding methods within 1 point of SetFit, per task."""
+    by = {s["method"]: s for s in summary}
+    if "promptsearch embedding" not in by or "setfit" not in by:
+        return ""
+    lines = ["\n## Embedding methods vs SetFit (issue 20: within 1 point on each task)\n",
+             "| task | promptsearch embedding − SetFit (points) | within 1 point |", "|---|---:|---|"]  # fmt: skip
+    for task in tasks:
+        mine, theirs = by["promptsearch embedding"]["tasks"][task]["scores"], by["setfit"]["tasks"][task]["scores"]
+        if mine and theirs:
+            delta = 100 * (statistics.fmean(mine) - statistics.fmean(theirs))
+            lines.append(f"| {TASKS[task].title} | {delta:+.1f} | {'yes' if delta >= -1.0 else '**no**'} |")
     return "\n".join(lines) + "\n"
 
 
@@ -545,7 +617,7 @@ def summarize(rows: list[dict[str, Any]], args: argparse.Namespace, *, final: bo
         note += "\nErrors:\n" + "\n".join(errors) + "\n"
     if args.skipped:
         note += f"\nNot run (--time-limit reached): {args.skipped}\n"
-    text = table(summary, tasks) + note + targets_text(goal, tasks)
+    text = table(summary, tasks) + note + targets_text(goal, tasks) + _embedding_text(summary, tasks)
     if not args.smoke:
         record = {
             **record_header(
@@ -617,6 +689,9 @@ def _run_seed(
         "setfit": lambda: {"setfit": run_setfit(raw, args.setfit_iterations, seed, tmp)},
         "hpo": lambda: {"hpo": run_hpo(raw, args.n_trials, seed, tmp)},
         "search": lambda: run_search(raw, args.device),
+        "embedding": lambda: {
+            "promptsearch embedding": run_search(_embedding_only(raw, models), args.device)["promptsearch"]
+        },
     }
     for group in args.groups:
         _attempt(rows, {**base, "group": group}, work[group], args)

@@ -40,6 +40,7 @@ from promptsearch.reporting.report import build_report, write_reports
 from promptsearch.reporting.schema import Finalist, Race, Report
 from promptsearch.space.config import TrialConfig
 from promptsearch.space.dimensions import Fixed
+from promptsearch.space.registry import DEFAULT_HEAD
 from promptsearch.space.sampling import baseline_config
 from promptsearch.space.search_space import SearchSpace, load_space, parse_space
 from promptsearch.space.spec import DataSource, ModelSpec
@@ -787,7 +788,7 @@ def _fit(
         config = TrialConfig(
             prompt=exported.prompt,
             train=exported.train,
-            baseline=exported.prompt.is_plain,
+            baseline=exported.prompt.is_plain and exported.model.head == DEFAULT_HEAD,
             head=exported.model.head,
         )
     else:

@@ -94,12 +94,15 @@ def test_fewshot_benchmark_smoke() -> None:
     assert done.returncode == 0, done.stderr[-3000:]  # it also exits 1 if any method failed
     rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and "---" not in line]
     assert rows[0].startswith("| method | SST-2 | MR | SUBJ | RTE | MRPC | AG News | average |")
-    methods = ["finetune", "hpo", "setfit", "smollm2 zero-shot", "promptsearch"]
-    assert [row.split("|")[1].strip() for row in rows[1:6]] == methods
-    assert all("n/a" not in row for row in rows[1:6])
+    methods = ["finetune", "hpo", "setfit", "smollm2 zero-shot", "promptsearch", "promptsearch embedding"]
+    assert [row.split("|")[1].strip() for row in rows[1:7]] == methods
+    assert all("n/a" not in row for row in rows[1:7])
     assert "## Targets (issue 15), over SST-2, MR, SUBJ: 3 runs" in done.stdout
-    per_task = [row.split("|")[1].strip() for row in rows[7:]]  # after the targets table's header
-    assert per_task == ["SST-2", "MR", "SUBJ", "RTE", "MRPC", "AG News"]
+    tasks = ["SST-2", "MR", "SUBJ", "RTE", "MRPC", "AG News"]
+    per_task = [row.split("|")[1].strip() for row in rows[8:14]]  # after the targets table's header
+    assert per_task == tasks
+    embedding = done.stdout.split("## Embedding methods vs SetFit")[1]
+    assert [line.split("|")[1].strip() for line in embedding.splitlines()[4:]] == tasks
 
 
 @pytest.mark.slow

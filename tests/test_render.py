@@ -179,7 +179,7 @@ def test_pair_truncation_cuts_the_longest_text(rte_train: list[Example]) -> None
 
 def test_plain_config_yields_the_text_alone(sst2_data: TaskData) -> None:
     query = sst2_data.dev[0]
-    cfg = PromptConfig(instruction=INSTRUCTION, demonstrations=DemoConfig(count=4), label_words=WORDS)
+    cfg = PromptConfig(demonstrations=DemoConfig(count=4), label_words=WORDS)
     rendered = PromptRenderer(cfg, sst2_data.train, slot=MASK).render(query)
     assert cfg.is_plain
     assert (rendered.text, rendered.text_pair, rendered.label, rendered.demos) == (
@@ -188,6 +188,11 @@ def test_plain_config_yields_the_text_alone(sst2_data: TaskData) -> None:
         query.label,
         (),
     )
+    # without a template (the embedding head) an instruction goes before the text, and the config is not plain
+    instructed = cfg.model_copy(update={"instruction": INSTRUCTION})
+    rendered = PromptRenderer(instructed, sst2_data.train, slot=MASK).render(query)
+    assert not instructed.is_plain
+    assert (rendered.text, rendered.demos) == (f"{INSTRUCTION} {query.fields['text']}", ())
 
 
 def test_plain_config_for_pairs_yields_text_and_text_pair(rte_train: list[Example]) -> None:

@@ -36,7 +36,8 @@ class PromptConfig(_Frozen):
 
     @property
     def is_plain(self) -> bool:
-        return self.template is None
+        """The text alone: no template and no instruction (the baseline's prompt)."""
+        return self.template is None and not self.instruction
 
 
 class CalibrationParams(_Frozen):

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from promptsearch.errors import ConfigError
 from promptsearch.space.config import PromptConfig, TrainConfig
 from promptsearch.space.dimensions import Categorical, Dimension, Fixed, FloatRange, IntRange, describe
+from promptsearch.space.registry import DEFAULT_HEAD
 from promptsearch.space.sampling import is_meaningless
 from promptsearch.space.search_space import SearchSpace, is_active
 
@@ -155,7 +156,7 @@ def from_export(space: SearchSpace, path: str | Path) -> WarmStartPlan:
 
     export = load_prompt_config(path)
     source = f"{path} (trial {export.trial} of '{export.name}')"
-    if export.prompt.is_plain:
+    if export.prompt.is_plain and export.model.head == DEFAULT_HEAD:
         return WarmStartPlan(
             notes=[f"warm start from {source}: it is the plain fine-tuning baseline, which every study runs first"]
         )
