@@ -27,7 +27,7 @@ task:
 prompt:
   template: "{text} It was {label}."
 """
-TRAIN_KEYS = "method, learning_rate, epochs, batch_size, weight_decay, warmup_ratio, max_grad_norm, lora"
+TRAIN_KEYS = "method, learning_rate, epochs, batch_size, weight_decay, warmup_ratio, max_grad_norm, pairs_per_row, logistic_c, lora"
 WriteSpace = Callable[..., Path]
 
 
@@ -433,7 +433,7 @@ def test_unknown_method_lists_the_available_ones(write_space: WriteSpace) -> Non
     assert_one_problem(
         path,
         f"{path}:8: train.method: 'qlora' is not one of the supported values "
-        "['full', 'lora', 'head', 'bitfit', 'none']. did you mean 'lora'?",
+        "['full', 'lora', 'head', 'bitfit', 'none', 'embedding', 'contrastive']. did you mean 'lora'?",
     )
 
 

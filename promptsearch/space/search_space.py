@@ -44,6 +44,7 @@ __all__ = ["SearchSpace", "is_active", "load_space", "parse_space", "possible_va
 RESERVED = ("instruction", "demos", "label")
 LORA_PARAMS = ("r", "alpha", "dropout")
 TRAIN_KEYS = tuple(name for name in TrainSpec.model_fields if name != "lora")
+EMBEDDING_KEYS = ("pairs_per_row", "logistic_c")  # the training values of methods embedding and contrastive
 GENERATED_PREFIX = "auto-"  # keys of generated candidates: auto-1, auto-2, ...
 
 
@@ -473,13 +474,16 @@ def _parameters(
     if any(head_traits(h).label_words for h in heads):  # a classifier has no label words to calibrate
         params["prompt.calibration"] = spec.prompt.calibration
     own = {m.key: (m.train.model_fields_set if m.train is not None else set()) for m in models}
+    embeds = {m.key for m in models if set(_method_values(spec, m)) & set(EMBEDDING_METHODS)}
+    single_embeds = not models and bool(set(possible_values(spec.train.method) or ()) & set(EMBEDDING_METHODS))
     for name in TRAIN_KEYS:
-        others = tuple(k for k, keys in own.items() if name not in keys)
-        if not models or others:  # the shared value, for the models that do not set their own
+        only_embedding = name in EMBEDDING_KEYS  # exists only where method embedding or contrastive can run
+        others = tuple(k for k, keys in own.items() if name not in keys and (not only_embedding or k in embeds))
+        if (not models and (single_embeds or not only_embedding)) or others:  # the shared value
             dim = getattr(spec.train, name)
             params[f"train.{name}"] = _only_for(dim, others) if len(others) < len(own) else dim
         for m in models:
-            if name in own[m.key]:
+            if name in own[m.key] and (not only_embedding or m.key in embeds):
                 params[f"model.{m.key}.train.{name}"] = _only_for(getattr(m.train, name), (m.key,))
     lora_models = [m for m in models if "lora" in _method_values(spec, m)] if models else []
     shared_lora = [m.key for m in lora_models if "lora" not in own[m.key]]
