@@ -751,8 +751,10 @@ def main(argv: list[str] | None = None) -> int:
             models = {"smoke": True, "encoder": tiny_bert(tmp), "causal": tiny_causal(tmp)}
             seeds, args.n_trials, args.setfit_iterations, args.max_test = seeds[:1], 1, 1, 16
         else:
-            causal = args.causal_model or tmp / "smollm2"
-            models = {"smoke": False, "encoder": None, "causal": materialize_causal(causal.resolve())}
+            causal: str | None = None
+            if {"search", "zeroshot"} & set(args.groups):  # the methods that read SmolLM2
+                causal = materialize_causal((args.causal_model or tmp / "smollm2").resolve())
+            models = {"smoke": False, "encoder": None, "causal": causal}
         for seed in seeds:  # seed by seed: a --time-limit cuts the last seeds, not the last tasks
             for task_name in args.task_list:
                 _run_seed(rows, TASKS[task_name], seed, args, models, tmp)

@@ -43,11 +43,13 @@ def contrastive_pairs(
     by_label: dict[int, list[int]] = {}
     for i, label in enumerate(labels):
         by_label.setdefault(label, []).append(i)
+    partners = [
+        ([j for j in by_label[label] if j != i], [j for lab, rows in by_label.items() if lab != label for j in rows])
+        for i, label in enumerate(labels)
+    ]
     out: list[tuple[int, int, float]] = []
     for _ in range(pairs_per_row):
-        for i, label in enumerate(labels):
-            same = [j for j in by_label[label] if j != i]
-            other = [j for lab, rows in by_label.items() if lab != label for j in rows]
+        for i, (same, other) in enumerate(partners):
             if same:
                 out.append((i, int(same[rng.integers(len(same))]), 1.0))
             if other:
@@ -153,21 +155,21 @@ def fit_embedding(
     import torch
     from transformers import get_linear_schedule_with_warmup
 
-    from promptsearch.models.trainer import FitResult, evaluate, make_optimizer
+    from promptsearch.models.trainer import FitResult, make_optimizer, score_epoch
 
     torch.manual_seed(options.seed)
-    rng = np.random.default_rng(options.seed)
     result = FitResult()
-    better = (lambda a, b: a > b) if options.maximize else (lambda a, b: a < b)
-    linear = linear_head(model)
-    kept = {name for name, p in model.named_parameters() if p.requires_grad or any(p is q for q in linear.parameters())}
+    head = {id(p) for p in linear_head(model).parameters()}
+
+    def keep(_: str, param: torch.nn.Parameter) -> bool:  # the body (when it trains) and the fitted head
+        return param.requires_grad or id(param) in head
+
     contrastive = config.method == "contrastive"
     epochs = config.epochs if contrastive else 1
     optimizer = scheduler = None
-    pairs: list[tuple[int, int, float]] = []
-    if contrastive:
-        pairs = contrastive_pairs(train.labels, config.pairs_per_row, rng)
-        steps = math.ceil(len(pairs) / config.batch_size) * epochs
+    if contrastive:  # every epoch draws as many pairs: 2 per row and round, less where a label has one row
+        per_epoch = len(contrastive_pairs(train.labels, config.pairs_per_row, np.random.default_rng(options.seed)))
+        steps = math.ceil(per_epoch / config.batch_size) * epochs
         optimizer = make_optimizer(model, config, options.device)
         scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * steps), steps)
     try:
@@ -175,25 +177,14 @@ def fit_embedding(
             t0 = time.perf_counter()
             if contrastive:
                 assert optimizer is not None
-                _contrastive_epoch(model, train, pairs, config, options, optimizer, scheduler, rng)
-                rng = np.random.default_rng(options.seed + epoch)  # fresh partners next epoch
+                rng = np.random.default_rng(options.seed + epoch - 1)  # fresh partners every epoch
                 pairs = contrastive_pairs(train.labels, config.pairs_per_row, rng)
+                _contrastive_epoch(model, train, pairs, config, options, optimizer, scheduler, rng)
             vectors = embed(model, train, options.device, options.pad_id, options.precision)
             fit_logistic_head(model, vectors, train.labels, c=config.logistic_c, seed=options.seed)
             result.train_seconds += time.perf_counter() - t0
             result.epochs_run = epoch
-            t0 = time.perf_counter()
-            score = evaluate(model, dev, options.device, options.pad_id, options.metric, options.precision)
-            result.eval_seconds += time.perf_counter() - t0
-            result.history.append(score)
-            if math.isnan(result.best_score) or better(score, result.best_score):
-                result.best_score, result.best_epoch = score, epoch
-                if options.keep_best_state:  # the body (when it trains) and the fitted head
-                    result.best_state = {
-                        k: v.detach().to("cpu", copy=True) for k, v in model.named_parameters() if k in kept
-                    }
-            if on_epoch is not None:
-                on_epoch(epoch, score, result)
+            score_epoch(model, dev, options, result, epoch, keep=keep, on_epoch=on_epoch)
         return result
     finally:
         if optimizer is not None:

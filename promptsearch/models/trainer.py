@@ -26,7 +26,16 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel
 
-__all__ = ["FitOptions", "FitResult", "NonFiniteLoss", "evaluate", "fine_tune", "make_optimizer", "predict_proba"]
+__all__ = [
+    "FitOptions",
+    "FitResult",
+    "NonFiniteLoss",
+    "evaluate",
+    "fine_tune",
+    "make_optimizer",
+    "predict_proba",
+    "score_epoch",
+]
 
 EVAL_BATCH_SIZE = 64
 
@@ -107,6 +116,31 @@ def evaluate(
     return compute_metric(metric, encoded.labels, list(probs.argmax(axis=1)))
 
 
+def score_epoch(
+    model: PreTrainedModel,
+    dev: Encoded,
+    options: FitOptions,
+    result: FitResult,
+    epoch: int,
+    *,
+    keep: Callable[[str, torch.nn.Parameter], bool],
+    on_epoch: Callable[[int, float, FitResult], None] | None = None,
+) -> None:
+    """Score ``dev`` after ``epoch`` into ``result`` (history, best epoch, and with ``keep_best_state`` a CPU copy
+    of the parameters ``keep(name, param)`` selects), then call ``on_epoch``."""
+    t0 = time.perf_counter()
+    score = evaluate(model, dev, options.device, options.pad_id, options.metric, options.precision)
+    result.eval_seconds += time.perf_counter() - t0
+    result.history.append(score)
+    better = result.best_score < score if options.maximize else score < result.best_score
+    if math.isnan(result.best_score) or better:
+        result.best_score, result.best_epoch = score, epoch
+        if options.keep_best_state:
+            result.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.named_parameters() if keep(k, v)}
+    if on_epoch is not None:
+        on_epoch(epoch, score, result)
+
+
 def make_optimizer(model: PreTrainedModel, config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
     """AdamW over the trainable parameters (no weight decay on biases and norms)."""
     import torch
@@ -157,21 +191,9 @@ def fine_tune(
     steps_per_epoch = math.ceil(len(train) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
     trainable = [p for p in model.parameters() if p.requires_grad]
-    better = (lambda a, b: a > b) if options.maximize else (lambda a, b: a < b)
 
-    def score_dev(epoch: int) -> None:
-        t0 = time.perf_counter()
-        score = evaluate(model, dev, device, pad_id, options.metric, precision)
-        result.eval_seconds += time.perf_counter() - t0
-        result.history.append(score)
-        if math.isnan(result.best_score) or better(score, result.best_score):
-            result.best_score, result.best_epoch = score, epoch
-            if options.keep_best_state:  # what training changed: the trainable parameters
-                result.best_state = {
-                    k: v.detach().to("cpu", copy=True) for k, v in model.named_parameters() if v.requires_grad
-                }
-        if on_epoch is not None:
-            on_epoch(epoch, score, result)
+    def score_dev(epoch: int) -> None:  # keeps what training changed: the trainable parameters
+        score_epoch(model, dev, options, result, epoch, keep=lambda _, v: v.requires_grad, on_epoch=on_epoch)
 
     if not config.trains or not trainable:
         score_dev(0)  # in context only: the prompt as it is, nothing trains

@@ -71,11 +71,8 @@ def is_meaningless(name: str, values: dict[str, Any], heads: dict[str, str] | No
         return method != "contrastive"
     if train == "train.logistic_c":
         return method not in EMBEDDING_METHODS
-    if train in ("train.epochs", "train.learning_rate", "train.batch_size", "train.weight_decay",
-                 "train.warmup_ratio", "train.max_grad_norm"):  # fmt: skip
-        return method in ("none", "embedding")  # nothing trains by gradient
     if train.startswith("train.") and train != "train.method":
-        return method == "none"  # nothing trains, so no training hyperparameters
+        return method in ("none", "embedding")  # nothing trains by gradient: no training hyperparameters
     return False
 
 

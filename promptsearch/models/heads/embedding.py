@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING
 
 from promptsearch.errors import ConfigError
 from promptsearch.models.heads.base import Head, LabelTokens
-from promptsearch.models.heads.classification import ClassificationHead
-from promptsearch.models.heads.registry import register_head
+from promptsearch.models.heads.registry import get_head, register_head
 
 if TYPE_CHECKING:
     import torch
@@ -61,7 +60,7 @@ class EmbeddingHead(Head):
 
     def new_modules(self, model: PreTrainedModel, missing_keys: Sequence[str], model_name: str) -> list[str]:
         linear_head(model)  # refuse, at load, a model this head cannot use
-        return ClassificationHead().new_modules(model, missing_keys, model_name)
+        return get_head("classification").new_modules(model, missing_keys, model_name)
 
     def scores(
         self,
