@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -306,7 +307,11 @@ def worker(
         heartbeat=heartbeat,
         timeout=timeout,
     )
-    say(f"worker {worker_index}: ran {ran} trial(s); the study has reached its budget")
+    import torch
+
+    waits = os.environ.get("OMP_WAIT_POLICY", "the OpenMP default")
+    say(f"worker {worker_index}: ran {ran} trial(s) on {torch.get_num_threads()} thread(s), OpenMP waits "
+        f"{waits.lower() if waits.isupper() else waits}; the study has reached its budget")  # fmt: skip
 
 
 def _print_result(result: Any) -> None:

@@ -123,3 +123,82 @@ def test_the_finalists_of_a_race_round_are_scored_with_the_same_seeds(tiny_model
     assert record is not None and len(record["standings"]) >= 2
     assert len({config for config, _ in seen}) == len(record["standings"])  # each finalist scored
     assert {seed for _, seed in seen} == {RACE_SEED}  # one round (cross-validated), one seed for all
+
+
+def _in_context_runner(tmp_path: Path, model: Path, evaluation: str) -> tuple[TrialRunner, Path]:
+    path = _space(tmp_path, model, evaluation)
+    text = path.read_text().replace("  max_length: 128", "  max_length: 128\n  head: mlm")
+    path.write_text(text.replace("train:\n", "train:\n  method: none\n", 1))
+    space = load_space(path)
+    data = load_task_data(space.spec.task, space.base_dir)
+    runner = TrialRunner(space=space, data=data, runtime=ModelRuntime(space.spec.model, ["negative", "positive"],
+                                                                       resolve_device("cpu"), head="mlm"))  # fmt: skip
+    return runner, path
+
+
+def test_an_in_context_trial_spends_rows_as_its_pruning_resource(tiny_mlm: Path, tmp_path: Path) -> None:
+    """Nothing trains, so no epochs: the pruner hears the running score after each fold's rows (the same rows
+    for every trial at the same step), and a pruned trial scores no further rows."""
+    runner, _ = _in_context_runner(tmp_path, tiny_mlm, "{folds: 4}")
+    protocol = Protocol(runner)
+    trial = optuna.trial.FixedTrial(
+        {
+            "prompt.instruction": 1,
+            "prompt.template": "review",
+            "prompt.label_words": 1,
+            "prompt.demonstrations.count": 1,
+            "prompt.demonstrations.selection": "balanced",
+        }
+    )
+    config = sample_config(trial, space=runner.space)
+    reports: list[tuple[int, float]] = []
+    scored: list[float] = []
+    score = protocol.score(
+        config, seed=0, report=lambda value, step: reports.append((step, value)), on_epoch=lambda e, s: scored.append(s)
+    )
+    assert [step for step, _ in reports] == [1, 2, 3, 4] and len(scored) == 4
+    for k, (_, value) in enumerate(reports, start=1):
+        assert value == pytest.approx(sum(score.fold_values[:k]) / k)
+    assert reports[-1][1] == pytest.approx(score.value)  # the last report is the trial's value
+
+    def stop(value: float, step: int) -> None:
+        raise optuna.TrialPruned(f"step {step}")
+
+    scored.clear()
+    with pytest.raises(optuna.TrialPruned):
+        protocol.score(config, seed=0, report=stop, on_epoch=lambda e, s: scored.append(s))
+    assert len(scored) == 1  # one fold of four: a quarter of the rows
+
+
+def test_an_in_context_config_already_scored_takes_that_result(tiny_mlm: Path, tmp_path: Path) -> None:
+    """TPE proposes configs it has run; an in-context one is deterministic, so it is not scored again, and it
+    races once."""
+    from promptsearch.study.records import RACE_ATTR
+
+    _, path = _in_context_runner(tmp_path, tiny_mlm, "{folds: 2}")
+    text = path.read_text()
+    for old, new in (
+        ('instruction: ["", "Classify the review."]', 'instruction: "Classify the review."'),
+        ('    review: "Review: {text} Sentiment: {label}"\n', ""),
+        ("    - {negative: bad, positive: good}\n", ""),
+        ("count: {low: 0, high: 2}", "count: 1"),
+        ("selection: [random, balanced]", "selection: balanced"),
+        ("n_trials: 2", "n_trials: 3"),
+    ):
+        assert old in text
+        text = text.replace(old, new)
+    path.write_text(text)
+    result = search(path, out=tmp_path / "run", device="cpu", final_seeds=0)
+    searched = [t for t in result.study.trials if not t.user_attrs.get("baseline")]
+    assert len(searched) == 3 and all(t.state == TrialState.COMPLETE for t in searched)
+    first, *rest = searched
+    assert first.user_attrs.get("duplicate_of") is None and "seconds" in first.user_attrs
+    for trial in rest:
+        assert trial.user_attrs["duplicate_of"] == first.number
+        assert trial.user_attrs["config"] == first.user_attrs["config"]
+        assert trial.value == first.value and trial.intermediate_values == first.intermediate_values
+        assert trial.user_attrs[EVALUATION_ATTR] == first.user_attrs[EVALUATION_ATTR]
+        assert "seconds" not in trial.user_attrs  # nothing was computed
+    race = result.study.user_attrs[RACE_ATTR]
+    raced = {s["trial"] for s in race["standings"]}
+    assert first.number in raced and not raced & {t.number for t in rest}

@@ -27,7 +27,10 @@ task:
 prompt:
   template: "{text} It was {label}."
 """
-TRAIN_KEYS = "method, learning_rate, epochs, batch_size, weight_decay, warmup_ratio, max_grad_norm, pairs_per_row, logistic_c, lora"
+TRAIN_KEYS = (
+    "method, learning_rate, epochs, batch_size, weight_decay, warmup_ratio, max_grad_norm, "
+    "pairs_per_row, logistic_c, lora"
+)
 WriteSpace = Callable[..., Path]
 
 

@@ -94,6 +94,12 @@ def test_two_workers_share_a_journal_file(tiny_space: Path, tmp_path: Path) -> N
     _check_study(result.study, 5)
     logs = sorted((tmp_path / "run").glob("worker-*.log"))
     assert len(logs) == 2 and all("reached its budget" in log.read_text() for log in logs)
+    # each worker its share of the cores, its OpenMP threads sleeping when idle (unless the user said otherwise)
+    share = max(1, (os.cpu_count() or 1) // 2)
+    waits = os.environ.get("OMP_WAIT_POLICY", "PASSIVE")
+    for log in logs:
+        text = log.read_text()
+        assert f"on {share} thread(s), OpenMP waits {waits.lower() if waits.isupper() else waits}" in text, text
     assert result.best_test is not None
 
 

@@ -95,7 +95,7 @@ def race_finalists(
     complete = [r for r in records if r.is_complete and r.config is not None and r.dev is not None]
     base = next((r for r in complete if r.is_baseline), None)
     finalists = select_finalists(
-        [_candidate(r) for r in complete if not r.is_baseline],
+        [_candidate(r) for r in complete if not r.is_baseline and r.duplicate_of is None],  # a config races once
         n,
         baseline=_candidate(base) if base is not None else None,
         direction=space.spec.search.direction,

@@ -27,7 +27,7 @@ from promptsearch.space.search_space import SearchSpace
 from promptsearch.study.checks import check_models
 from promptsearch.study.pareto import objective_names, objective_values
 from promptsearch.study.protocol import Protocol
-from promptsearch.study.records import TrialWriter, counts_towards_budget
+from promptsearch.study.records import TrialWriter, counts_towards_budget, finished_equal
 
 if TYPE_CHECKING:
     import torch
@@ -258,6 +258,13 @@ class Objective:
         config = baseline_config(space) if writer.is_baseline else sample_config(trial, space)
         seed = self.seed_for(trial)
         writer.start(config, seed=seed, device=str(self.runner.device))
+        earlier = None if writer.is_baseline or config.train.trains else finished_equal(trial.study, config)
+        if earlier is not None and earlier.values:
+            # Nothing trains, the folds and the demonstration draws are the study's: the score would be the same
+            logger.info("trial %d: the same in-context config as trial %d, whose result it takes", trial.number,
+                        earlier.number)  # fmt: skip
+            writer.duplicate(earlier, intermediate=prunable)
+            return earlier.values[0] if prunable else list(earlier.values)
         timings: dict[str, float] = {}
         reset_peak_memory(self.runner.device)
         state: dict[str, Any] = {}

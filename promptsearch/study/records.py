@@ -51,6 +51,7 @@ __all__ = [
     "enqueue_baseline",
     "enqueue_retry",
     "enqueue_warm_start",
+    "finished_equal",
     "mark_stale",
     "objectives_info",
     "searched_best_trial",
@@ -93,6 +94,7 @@ PROMPT_PARTS_ATTR = "prompt_parts"
 PROMPT_TOKENS_ATTR = "prompt_tokens_mean"
 DEMOS_DROPPED_ATTR = "demos_dropped"
 EVALUATION_ATTR = "evaluation"  # how the trial was scored: mode, runs, rows, epoch, mean curve, per-fold values
+DUPLICATE_OF_ATTR = "duplicate_of"  # an in-context trial that took an earlier, equal trial's result
 FAIL_REASON_SYSTEM_ATTR = "fail_reason"  # Optuna's own (a system attribute)
 
 # Study attributes
@@ -140,6 +142,7 @@ class TrialRecord:
     surplus: bool = False
     stale: bool = False
     retry_of: int | None = None
+    duplicate_of: int | None = None
     warm_start: str | None = None
     heartbeat: float | None = None
     seconds: dict[str, float] = field(default_factory=dict)
@@ -178,6 +181,7 @@ class TrialRecord:
             surplus=bool(a.get(SURPLUS_ATTR)),
             stale=bool(a.get(STALE_ATTR)),
             retry_of=a.get(RETRY_OF_ATTR),
+            duplicate_of=a.get(DUPLICATE_OF_ATTR),
             warm_start=a.get(WARM_START_ATTR),
             heartbeat=a.get(HEARTBEAT_ATTR),
             seconds=dict(a.get(SECONDS_ATTR) or {}),
@@ -251,6 +255,18 @@ def trial_config(trial: FrozenTrial | TrialRecord) -> TrialConfig:
 # Budget and the best trial
 
 
+def finished_equal(study: optuna.Study, config: TrialConfig) -> FrozenTrial | None:
+    """The first complete trial of ``study`` that ran exactly ``config`` and computed its result itself."""
+    from optuna.trial import TrialState
+
+    wanted = config.model_dump(mode="json")
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        a = trial.user_attrs
+        if a.get(CONFIG_ATTR) == wanted and not a.get(BASELINE_ATTR) and a.get(DUPLICATE_OF_ATTR) is None:
+            return trial
+    return None
+
+
 def counts_towards_budget(trial: FrozenTrial) -> bool:
     """Complete, pruned, or failed by its own error; not interrupted, abandoned (stale) or surplus."""
     from optuna.trial import TrialState
@@ -304,6 +320,19 @@ def baseline_trial(study: optuna.Study, records: Sequence[TrialRecord] | None = 
 
 
 # Writing a running trial's attributes
+
+# What a finished trial learned about its config (not how or where it ran): a duplicate takes these over
+_RESULT_ATTRS = (
+    CALIBRATION_ATTR,
+    BEST_EPOCH_ATTR,
+    EPOCHS_RUN_ATTR,
+    EVALUATION_ATTR,
+    LATENCY_ATTR,
+    PROMPT_EXAMPLE_ATTR,
+    PROMPT_PARTS_ATTR,
+    PROMPT_TOKENS_ATTR,
+    DEMOS_DROPPED_ATTR,
+)
 
 
 class TrialWriter:
@@ -360,6 +389,18 @@ class TrialWriter:
 
     def error(self, message: str) -> None:
         self.trial.set_user_attr(ERROR_ATTR, message[:2000])
+
+    def duplicate(self, earlier: FrozenTrial, *, intermediate: bool = True) -> None:
+        """Take ``earlier``'s result (an equal in-context config: deterministic, so not computed again): what it
+        recorded about its score and prompt, its intermediate values (so pruners compare it as they did), and
+        which trial it came from."""
+        for key in _RESULT_ATTRS:
+            if key in earlier.user_attrs:
+                self.trial.set_user_attr(key, earlier.user_attrs[key])
+        if intermediate:  # single-objective studies only: Optuna takes no reports with several objectives
+            for step, value in sorted(earlier.intermediate_values.items()):
+                self.trial.report(value, step)
+        self.trial.set_user_attr(DUPLICATE_OF_ATTR, earlier.number)
 
     def resources(self, timings: Mapping[str, float], *, peak_memory_mb: float) -> None:
         self.trial.set_user_attr(SECONDS_ATTR, {k: round(v, 4) for k, v in timings.items()})

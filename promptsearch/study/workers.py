@@ -15,7 +15,7 @@ from pathlib import Path
 
 from promptsearch.errors import ConfigError
 
-__all__ = ["choose_storage", "existing_storage", "launch_workers", "worker_seed"]
+__all__ = ["choose_storage", "existing_storage", "launch_workers", "worker_seed", "worker_threads_env"]
 
 logger = logging.getLogger(__name__)
 
@@ -79,13 +79,15 @@ def launch_workers(
 
     The storage URL travels in the environment (PROMPTSEARCH_STORAGE), not on the command line, so a
     password never shows in the process list. On a machine with several GPUs each worker gets its
-    own (CUDA_VISIBLE_DEVICES); on CPU the cores are split between the workers.
+    own (CUDA_VISIBLE_DEVICES); on CPU the cores are split between the workers, and their OpenMP threads
+    wait passively (:func:`worker_threads_env`) unless the environment says otherwise.
     """
     gpus = _cuda_devices() if device in (None, "auto", "cuda") else 0
     threads = max(1, (os.cpu_count() or 1) // workers)
     procs = []
     for index in range(workers):
         env = {**os.environ, "PROMPTSEARCH_STORAGE": storage, "PROMPTSEARCH_TORCH_THREADS": str(threads)}
+        env.update({k: v for k, v in worker_threads_env(threads).items() if k not in os.environ})
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = str(index % gpus)
         cmd = [
@@ -99,6 +101,15 @@ def launch_workers(
         with log.open("wb") as fh:
             procs.append((subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT), log))
     return procs
+
+
+def worker_threads_env(threads: int) -> dict[str, str]:
+    """Thread settings for one of several worker processes on a host: its share of the cores, and OpenMP
+    threads that sleep when idle. OpenMP's default is to spin for a while after each parallel region, which
+    on an oversubscribed machine burns the cores the other workers need (benchmarks/workers.py measures it).
+    A variable the user already set is kept (the caller skips those)."""
+    share = str(max(1, threads))
+    return {"OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": share, "MKL_NUM_THREADS": share}
 
 
 def _cuda_devices() -> int:
