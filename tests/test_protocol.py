@@ -202,3 +202,35 @@ def test_an_in_context_config_already_scored_takes_that_result(tiny_mlm: Path, t
     race = result.study.user_attrs[RACE_ATTR]
     raced = {s["trial"] for s in race["standings"]}
     assert first.number in raced and not raced & {t.number for t in rest}
+
+
+def test_the_gap_warning_weighs_test_against_the_race_mean(tiny_model: Path, tmp_path: Path) -> None:
+    """What the search chose on is the winner's race mean (fresh seeds), not its trial value: the dev-to-test gap
+    is measured from there. A tiny model scores at chance everywhere, so the race's record is edited to say the
+    winner raced far above its trial value, and the final evaluation runs again."""
+    from promptsearch.study.final import final_evaluation
+    from promptsearch.study.records import FINAL_ATTR, RACE_ATTR, best_trial
+    from promptsearch.study.verdict import dev_test_gap_warning
+
+    path = _space(tmp_path, tiny_model, "{folds: 2}")
+    result = search(path, out=tmp_path / "run", device="cpu", final_seeds=1)
+    study = result.study
+    best = best_trial(study)
+    assert best is not None and best.dev is not None
+    race = study.user_attrs[RACE_ATTR]
+    standing = next(s for s in race["standings"] if s["trial"] == best.number)
+    final = study.user_attrs[FINAL_ATTR]
+    standing["mean"] = 1.0 if final["best"]["test"]["mean"] < 0.5 else 0.0  # far from test: a warning
+    assert standing["mean"] != best.dev
+    study.set_user_attr(RACE_ATTR, race)
+    study.set_user_attr(FINAL_ATTR, None)
+    space = load_space(path)
+    data = load_task_data(space.spec.task, space.base_dir)
+    runner = TrialRunner(space=space, data=data, runtime=ModelRuntime(space.spec.model, ["negative", "positive"],
+                                                                       resolve_device("cpu")))  # fmt: skip
+    assert best_trial(study) is not None and best_trial(study).number == best.number  # type: ignore[union-attr]
+    final = final_evaluation(runner, study, seeds=1)
+    test = final["best"]["test"]["mean"]
+    assert final["gap_warning"] == dev_test_gap_warning(standing["mean"], test)
+    assert final["gap_warning"] != dev_test_gap_warning(best.dev, test)
+    assert f"scored {standing['mean']:.3f} in the search but {test:.3f} on test" in final["gap_warning"]
