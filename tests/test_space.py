@@ -70,9 +70,13 @@ def test_sst2_space_parameters(repo_root: Path) -> None:
     assert space.params["prompt.template"] == Categorical(("cloze", "review", "instructed"))
     assert space.templates["cloze"].source == "{text} It was {label}."
     assert space.label_words["good_bad"] == {"negative": "bad", "positive": "good"}
-    assert space.params["train.learning_rate"] == FloatRange(1e-5, 2e-4, log=True)
     assert space.params["prompt.demonstrations.count"] == IntRange(0, 2)
-    assert space.params["train.epochs"] == Fixed(5)
+    # a model list: MiniLM fine-tuned (the shared train section) or SetFit's recipe (its own train section)
+    assert space.params["model"] == Categorical(("minilm", "minilm-setfit"))
+    minilm, setfit = {"model": ("minilm",)}, {"model": ("minilm-setfit",)}
+    assert space.params["train.learning_rate"] == FloatRange(1e-5, 2e-4, log=True, when=minilm)
+    assert space.params["train.epochs"] == Fixed(5, when=minilm)
+    assert space.params["model.minilm-setfit.train.method"] == Categorical(("embedding", "contrastive"), when=setfit)
 
 
 # --- values: fixed, choice, range -----------------------------------------------------------------
