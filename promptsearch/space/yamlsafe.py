@@ -106,6 +106,11 @@ def _errors(error: type[PromptsearchError], messages: list[str]) -> Promptsearch
     return SpaceError(messages) if issubclass(error, SpaceError) else error("\n".join(messages))
 
 
+def _line(mark: Any) -> int:
+    """The 1-based line of a PyYAML mark (0 where PyYAML gives none)."""
+    return mark.line + 1 if mark is not None else 0
+
+
 def _step(parent: Node | None, index: Any) -> str | int | None:
     """The key-path step of a node composed at ``index`` of ``parent`` (None for the top and for keys)."""
     if isinstance(index, Node):  # a mapping value: index is its key
@@ -133,7 +138,7 @@ class _Loader(yaml.SafeLoader):
 
     # --- composition, with the counts ---------------------------------------------------------------------
 
-    def compose_node(self, parent: Node | None, index: Any) -> Node:
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
         step = _step(parent, index)
         if step is not None:
             self._path.append(step)
@@ -141,8 +146,8 @@ class _Loader(yaml.SafeLoader):
             event = self.peek_event()
             here = tuple(self._path)
             if isinstance(index, Node):
-                self.line_of[here] = index.start_mark.line + 1  # a key's own line wins over its value's
-            self.line_of.setdefault(here, event.start_mark.line + 1)
+                self.line_of[here] = _line(index.start_mark)  # a key's own line wins over its value's
+            self.line_of.setdefault(here, _line(event.start_mark))
             if isinstance(event, yaml.AliasEvent):
                 return self._compose_alias(event, parent, index)
             return self._compose_new(event, parent, index)
@@ -150,9 +155,9 @@ class _Loader(yaml.SafeLoader):
             if step is not None:
                 self._path.pop()
 
-    def _compose_alias(self, event: yaml.AliasEvent, parent: Node | None, index: Any) -> Node:
+    def _compose_alias(self, event: yaml.AliasEvent, parent: Node | None, index: Any) -> Node | None:
         name = str(event.anchor)
-        line = event.start_mark.line + 1
+        line = _line(event.start_mark)
         if name in self._open:
             raise self._fail(
                 line,
@@ -173,11 +178,11 @@ class _Loader(yaml.SafeLoader):
         self._reach(self._depth + height, line, f" through the alias *{name}")
         return node
 
-    def _compose_new(self, event: Any, parent: Node | None, index: Any) -> Node:
+    def _compose_new(self, event: Any, parent: Node | None, index: Any) -> Node | None:
         anchor = event.anchor
         self._depth += 1
         outer_deepest, self._deepest = self._deepest, 0
-        self._reach(self._depth, event.start_mark.line + 1, "")
+        self._reach(self._depth, _line(event.start_mark), "")
         before = self._nodes
         self._nodes += 1
         if anchor is not None:
@@ -194,8 +199,8 @@ class _Loader(yaml.SafeLoader):
         self._depth -= 1
         return node
 
-    def compose_document(self) -> Node:
-        node: Node = super().compose_document()
+    def compose_document(self) -> Node | None:
+        node = super().compose_document()
         if self._duplicates:
             raise _errors(self.error, [text for _, text in sorted(self._duplicates)])
         return node
@@ -214,7 +219,7 @@ class _Loader(yaml.SafeLoader):
     def _check_number(self, node: ScalarNode) -> None:
         if node.tag in NUMBER_TAGS and len(node.value) > self.limits.max_number_chars:
             raise self._fail(
-                node.start_mark.line + 1,
+                _line(node.start_mark),
                 f"a number written with {len(node.value):,} characters, more than the "
                 f"{self.limits.max_number_chars} allowed; no setting needs one this long (quote it if it is text)",
             )
@@ -227,7 +232,7 @@ class _Loader(yaml.SafeLoader):
                 continue  # a non-scalar key is refused as unhashable when the mapping is constructed
             first = seen.setdefault(self._key_value(key), key)
             if first is not key:
-                self._duplicates.append((key.start_mark.line + 1, self._duplicate_message(first, key)))
+                self._duplicates.append((_line(key.start_mark), self._duplicate_message(first, key)))
 
     def _key_value(self, key: ScalarNode) -> Any:
         """The Python value of a key, as the constructed dict will hold it (so ``1`` and ``true`` collide)."""
@@ -239,7 +244,7 @@ class _Loader(yaml.SafeLoader):
         return value
 
     def _duplicate_message(self, first: ScalarNode, second: ScalarNode) -> str:
-        a, b = first.start_mark.line + 1, second.start_mark.line + 1
+        a, b = _line(first.start_mark), _line(second.start_mark)
         at = f" (lines {a} and {b})" if self.lines else ""
         if first.value == second.value:
             said = f"the key {second.value!r} is given twice in one mapping{at}"
