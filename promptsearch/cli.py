@@ -121,13 +121,21 @@ def _check_words(space: SearchSpace) -> str:
 def _parse_sets(values: list[str]) -> dict[str, Any]:
     import yaml
 
+    from promptsearch.errors import ConfigError
+    from promptsearch.space.yamlsafe import SET_VALUE_LIMITS, load_yaml
+
     out: dict[str, Any] = {}
     for item in values:
         if "=" not in item:
             _fail(f"--set {item!r}: expected key=value, e.g. --set prompt.template=cloze")
         key, raw = item.split("=", 1)
+        where = f"--set {key.strip()}"
         try:
-            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else raw
+            out[key.strip()] = (
+                load_yaml(raw, where=where, limits=SET_VALUE_LIMITS, error=ConfigError, lines=False).data
+                if raw.strip()
+                else raw
+            )
         except yaml.YAMLError:
             out[key.strip()] = raw
     return out

@@ -20,6 +20,7 @@ from promptsearch.files import describe, readable_file, writable_file
 from promptsearch.space.config import CalibrationParams, PromptConfig, TrainConfig
 from promptsearch.space.search_space import SearchSpace, parse_space
 from promptsearch.space.spec import DataSource, FewShot, ModelSpec, Splits
+from promptsearch.space.yamlsafe import EXPORT_LIMITS, load_yaml, read_text
 
 __all__ = ["EXPORT_FORMAT", "PromptExport", "export_to_space", "load_prompt_config", "write_prompt_config"]
 
@@ -141,7 +142,8 @@ def load_prompt_config(path: str | Path) -> PromptExport:
         raise ConfigError(f"{path}: no such file; export one with `promptsearch export`")
     readable_file(path, "best-prompt file")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = read_text(path, limits=EXPORT_LIMITS, error=ConfigError)
+        raw = load_yaml(text, where=str(path), limits=EXPORT_LIMITS, error=ConfigError).data
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not a readable YAML file ({str(exc).splitlines()[0]}); export it again") from None
     if not isinstance(raw, dict) or raw.get("format") != EXPORT_FORMAT:

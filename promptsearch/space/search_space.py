@@ -38,6 +38,7 @@ from promptsearch.space.spec import (
     pruner_class,
 )
 from promptsearch.space.template import Template
+from promptsearch.space.yamlsafe import SPACE_LIMITS, load_yaml, read_text
 
 __all__ = ["SearchSpace", "is_active", "load_space", "parse_space", "possible_values"]
 
@@ -181,7 +182,7 @@ def load_space(path: str | Path) -> SearchSpace:
             raise SpaceError(f"{path}: expected a search-space YAML file, but it is {kind}; pass the path of a file")
         raise SpaceError(f"{path}: no such search-space file{hint}; pass the path of a YAML file")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path, limits=SPACE_LIMITS)
     except PermissionError:
         raise SpaceError(f"{path}: this file is not readable by this user; check its permissions") from None
     except UnicodeDecodeError as exc:
@@ -211,14 +212,14 @@ def parse_space(
     line_numbers = where is None
     where = str(path) if path is not None else (where or "<string>")
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        raw = yaml.safe_load(text)
+        document = load_yaml(text, where=where, limits=SPACE_LIMITS, lines=line_numbers)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise SpaceError(f"{where}{line}: not valid YAML: {problem}") from None
-    lines = _line_map(node) if line_numbers else {}
+    raw = document.data
+    lines = document.lines if line_numbers else {}
     if raw is None:
         raise SpaceError(f"{where}: the file is empty; see search_spaces/sst2.yaml for a commented example")
     if not isinstance(raw, dict):
@@ -303,25 +304,6 @@ def _pydantic_text(error: Any) -> str:
     if error["type"].endswith(("_type", "_parsing", "greater_than", "less_than", "too_short", "too_long")):
         return f"{text}, but found {error.get('input')!r}"
     return text
-
-
-def _line_map(node: yaml.Node | None) -> dict[tuple[Any, ...], int]:
-    out: dict[tuple[Any, ...], int] = {}
-
-    def walk(n: yaml.Node, loc: tuple[Any, ...]) -> None:
-        out.setdefault(loc, n.start_mark.line + 1)  # a key's own line wins over its block value's first line
-        if isinstance(n, yaml.MappingNode):
-            for k, v in n.value:
-                key = k.value
-                out[(*loc, key)] = k.start_mark.line + 1
-                walk(v, (*loc, key))
-        elif isinstance(n, yaml.SequenceNode):
-            for i, v in enumerate(n.value):
-                walk(v, (*loc, i))
-
-    if node is not None:
-        walk(node, ())
-    return out
 
 
 def _nearest_line(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int | None:
