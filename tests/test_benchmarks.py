@@ -55,6 +55,19 @@ def test_overhead_benchmark_smoke() -> None:
 
 
 @pytest.mark.slow
+def test_folds_benchmark_smoke() -> None:
+    rows = _smoke("folds.py")
+    cells = [[c.strip() for c in row.split("|")[1:-1]] for row in rows[1:]]
+    # every protocol with and without a race, for the task and the average over tasks
+    assert {(c[0], c[1], c[2]) for c in cells} == {
+        (task, protocol, n) for task in ("sst2", "all") for protocol in ("dev", "cv2", "cv4") for n in ("0", "1", "3")
+    }
+    runs = {(c[1], c[2]): float(c[-1]) for c in cells if c[0] == "all"}
+    assert runs[("cv4", "0")] == 2 * runs[("cv2", "0")]  # twice the folds, twice the training runs
+    assert runs[("cv4", "3")] > runs[("cv4", "1")] > runs[("cv4", "0")]  # a bigger race costs more
+
+
+@pytest.mark.slow
 def test_pruning_benchmark_smoke() -> None:
     rows = _smoke("pruning.py")
     assert [row.split("|")[1].strip() for row in rows[1:]] == ["median", "successive_halving", "hyperband", "none"]
