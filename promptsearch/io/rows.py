@@ -372,8 +372,7 @@ def _delimited_row(path: Path, start: int, header: Sequence[str], fields: list[s
     not_utf8 = []
     for name, value in zip(header, fields, strict=False):
         if _lone_surrogate(value):
-            not_utf8.append(name)
-            del record[name]
+            not_utf8.append(name)  # its value stays None: the row keeps its columns, the error says why
         else:
             record[name] = value
     if not_utf8:
@@ -431,6 +430,7 @@ def _parquet_row(path: Path, batch: Any, i: int, number: int) -> Row:
         try:
             record[name] = column[i].as_py()
         except UnicodeDecodeError:
+            record[name] = None
             not_utf8.append(name)
     if not not_utf8:
         return Row(number, record)
