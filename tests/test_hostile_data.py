@@ -14,6 +14,7 @@ import io
 import json
 import math
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 from test_fuzz import fuzz
-from tiny import tiny_data
+from tiny import tiny_data, tiny_space_text
 
 from promptsearch.api import train_config
 from promptsearch.cli import main
@@ -73,7 +74,7 @@ def nested(depth: int) -> Any:
 
 @st.composite
 def clean_records(draw: st.DrawFn, extra_keys: st.SearchStrategy[str] = keys) -> dict[str, Any]:
-    """A row that meets the rule: a readable text, a declared label, more columns of any JSON (nested up to the limit)."""
+    """A row that meets the rule: a readable text, a declared label, more columns of any JSON (nested to the limit)."""
     record: dict[str, Any] = {"text": draw(readable), "label": draw(st.sampled_from(LABELS))}
     record.update(draw(st.dictionaries(extra_keys, json_values, max_size=3)))
     if draw(st.booleans()):
@@ -501,3 +502,164 @@ def test_predict_writes_nan_and_infinity_from_parquet_as_valid_output(
             assert got["scores"] == [x if math.isfinite(x) else None, 1.0]
         else:
             assert float(got["score"]) == x or (math.isnan(x) and math.isnan(float(got["score"])))
+
+
+# --- every reader, the same rule ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", [k for k in HOSTILE if k not in ("not_utf8", "not_json")])
+def test_a_json_array_file_refuses_the_same_rows_by_their_position(tmp_path: Path, kind: str) -> None:
+    @fuzz(3)
+    @given(data=st.data())
+    def check(data: st.DataObject) -> None:
+        record = {"text": "a fine film", "label": "positive"}
+        path = tmp_path / "d" / "train.json"
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"[\n" + json.dumps(record).encode() + b",\n" + hostile_line(data.draw, record, kind) + b"\n]")
+        with pytest.raises(DataError) as info:
+            load_split(TASK, "train", tmp_path)
+        message = str(info.value)
+        deep = kind == "too_deep" and message == f"{path}: nested more than {MAX_DEPTH} levels deep; flatten the rows"
+        assert message.startswith(f"{path}: row 2: ") or deep, message
+
+    check()
+
+
+def _parquet_with_bad_utf8(path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    texts = pa.array([b"a fine film", b"bad \xff bytes", b"a dull mess"], type=pa.binary()).cast(
+        pa.string(), safe=False
+    )
+    pq.write_table(pa.table({"text": texts, "label": ["positive", "negative", "negative"], "id": [1, 2, 3]}), path)
+
+
+def test_parquet_strings_that_are_not_utf8_are_refused_in_training_and_a_row_error_in_predict(
+    predictor: Predictor, tmp_path: Path
+) -> None:
+    path = tmp_path / "d" / "train.parquet"
+    path.parent.mkdir()
+    _parquet_with_bad_utf8(path)
+    with pytest.raises(DataError, match=re.escape(f"{path}: row 2: not UTF-8 in the column(s) ['text']")):
+        load_split(TASK, "train", tmp_path)
+    stats = predict_file_streaming(predictor, path, tmp_path / "out.jsonl")
+    out = read_output(tmp_path / "out.jsonl")
+    assert stats.rows == 3 and stats.errors == 1
+    assert [o["id"] for o in out] == [1, 2, 3] and out[1]["text"] is None and out[1]["prediction"] is None
+    assert out[1]["error"].startswith(f"{path}: row 2: not UTF-8 in the column(s) ['text']")
+    assert out[0]["text"] == "a fine film" and out[2]["prediction"] in LABELS
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv"])
+def test_a_header_that_names_a_column_twice_is_refused(predictor: Predictor, tmp_path: Path, suffix: str) -> None:
+    sep = "," if suffix == ".csv" else "\t"
+    path = tmp_path / "d" / f"train{suffix}"
+    path.parent.mkdir()
+    path.write_text(sep.join(["text", "label", "text"]) + "\n" + sep.join(["a", "positive", "b"]) + "\n")
+    message = "line 1: the header names the column(s) ['text'] more than once"
+    with pytest.raises(DataError, match=re.escape(f"{path}: {message}")):
+        load_split(TASK, "train", tmp_path)
+    with pytest.raises(DataError, match=re.escape(f"--input {path}: {message}")):
+        predict_file_streaming(predictor, path, tmp_path / "out.jsonl")
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+@pytest.mark.parametrize("text", ["a\ud800b", "\udfff", "ok \udc80"])
+def test_rows_in_memory_with_a_lone_surrogate_are_refused_by_the_model(predictor: Predictor, text: str) -> None:
+    with pytest.raises(DataError, match=r"^rows: row 2: text field 'text' holds a lone surrogate \(U\+D"):
+        predictor.predict_rows([{"text": "a fine film"}, {"text": text}], source="rows")
+
+
+def test_jsonl_to_csv_a_row_with_columns_the_first_row_lacks_gets_an_error(
+    predictor: Predictor, tmp_path: Path
+) -> None:
+    src = tmp_path / "in.jsonl"
+    rows = [{"id": 1, "text": "a fine film"}, {"id": 2, "text": "good", "note": "kept?"}, {"text": "bad plot"}]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    stats = predict_file_streaming(predictor, src, tmp_path / "out.csv")
+    out = read_output(tmp_path / "out.csv")
+    assert stats.rows == 3 and stats.errors == 1 and list(out[0])[:2] == ["id", "text"]
+    assert out[1]["error"] == (
+        f"{src}: row 2: the column(s) ['note'] are not among the CSV output's columns, which come from the first "
+        "row; give every row the same columns, or write JSON Lines (--output x.jsonl)"
+    )
+    assert out[1]["prediction"] == "" and out[0]["prediction"] in LABELS and out[2]["prediction"] in LABELS
+
+
+def test_a_model_that_gives_nan_gives_a_row_error_not_a_nan(model_dir: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    broken = tmp_path / "broken"
+    shutil.copytree(model_dir, broken)
+    weights = load_file(str(broken / "model.safetensors"))
+    save_file(
+        {k: v.fill_(float("nan")) if v.is_floating_point() else v for k, v in weights.items()},
+        str(broken / "model.safetensors"),
+    )
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"text": "a fine film"}\n{"text": "a dull mess"}\n', encoding="utf-8")
+    stats = predict_file_streaming(Predictor(broken, device="cpu"), src, tmp_path / "out.jsonl")
+    out = read_output(tmp_path / "out.jsonl")  # strict JSON
+    assert stats.rows == 2 and stats.errors == 2
+    assert all(o["prediction"] is None and o["probabilities"] is None for o in out)
+    assert out[0]["error"].startswith(f"{src}: row 1: the model gave probabilities that are not numbers")
+
+
+# --- the command line -----------------------------------------------------------------------------------
+
+
+def test_cli_predict_labels_the_good_rows_and_gives_the_bad_ones_their_error(
+    model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_bytes(
+        b'{"text": "a fine\\u2028film\xe2\x80\xa8 \xc2\x85and more"}\n'  # U+2028 and U+0085, escaped and raw
+        b'{"text": "a\\ud800b"}\n'
+        b'{"text": "good", "score": NaN}\n'
+        b'{"text": "good", "n": ' + b"9" * 5000 + b"}\n"
+        b'{"text": "bad \xff"}\n'
+        b'{"text": "deep", "x": ' + b"[" * 3000 + b"]" * 3000 + b"}\n"
+    )
+    assert main(["predict", str(model_dir), "--input", str(src), "--output", str(out), "--device", "cpu"]) == 0
+    captured = capsys.readouterr()
+    assert f"wrote predictions to {out}: 6 rows (1 labelled, 5 with an error)" in captured.out
+    assert "Traceback" not in captured.err
+    rows = read_output(out)
+    assert rows[0]["text"] == "a fine\u2028film\u2028 \x85and more" and rows[0]["prediction"] in LABELS
+    assert [r["error"].split(": ", 2)[1] for r in rows[1:]] == [f"line {n}" for n in range(2, 7)]
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "message"),
+    [
+        ("in.jsonl", '{"text": "good", "prediction": "positive"}\n', "row 1: the column(s) ['prediction'] have"),
+        ("in.csv", "text,probability\ngood,0.5\n", "row 2: the column(s) ['probability'] have"),
+        ("in.csv", 'text,id\ngood,1\n"bad,2\nfine,3\n', "lines 3-4: not well-formed CSV (unexpected end of data)"),
+    ],
+)
+def test_cli_predict_refuses_a_file_it_would_change_with_one_message(
+    model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, body: str, message: str
+) -> None:
+    src, out = tmp_path / name, tmp_path / "out.jsonl"
+    src.write_text(body, encoding="utf-8")
+    assert main(["predict", str(model_dir), "--input", str(src), "--output", str(out), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert f"--input {src}: {message}" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_cli_validate_refuses_a_lone_surrogate_that_would_crash_render(
+    tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tiny_data(tmp_path / "data")
+    train = data / "train.jsonl"
+    lines = train.read_text(encoding="utf-8").split("\n")
+    lines[3] = json.dumps({"text": "a\ud800 film", "label": "positive"})
+    train.write_text("\n".join(lines), encoding="utf-8")
+    space = tmp_path / "space.yaml"
+    space.write_text(tiny_space_text(tiny_model, data), encoding="utf-8")
+    assert main(["validate", str(space)]) == 2
+    err = capsys.readouterr().err
+    assert f"{train}: line 4: field 'text' holds a lone surrogate (U+D800 at character 2)" in err
+    assert "Traceback" not in err
