@@ -479,7 +479,9 @@ def test_predict_csv_gives_one_row_per_input_row_or_refuses_the_file(
 
 @fuzz(8, 200)
 @given(
-    scores=st.lists(st.floats(), min_size=1, max_size=5),
+    scores=st.lists(st.floats(), max_size=4).flatmap(
+        lambda xs: st.permutations([*xs, float("nan")] if xs else [float("-inf")])
+    ),
     output=st.sampled_from(["out.jsonl", "out.csv"]),
 )
 def test_predict_writes_nan_and_infinity_from_parquet_as_valid_output(
