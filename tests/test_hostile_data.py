@@ -417,7 +417,7 @@ def test_predict_jsonl_gives_one_valid_json_row_per_input_row_and_keeps_the_valu
     where = tmp_path_factory.mktemp("predict-jsonl")
     src, out = where / "in.jsonl", where / "out.jsonl"
     src.write_bytes(body)
-    clashes = [(line, sorted(set(r) & JSON_OUTPUTS)) for line, r in rows if r is not None and set(r) & JSON_OUTPUTS]
+    clashes = [(line, [k for k in r if k in JSON_OUTPUTS]) for line, r in rows if r and set(r) & JSON_OUTPUTS]
     event(f"clash={bool(clashes)}, hostile rows={sum(r is None for _, r in rows)}")
     if clashes:
         line, names = clashes[0]
