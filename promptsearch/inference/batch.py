@@ -27,14 +27,13 @@ from typing import IO, TYPE_CHECKING, Any
 
 from promptsearch.errors import ConfigError, DataError, PromptsearchError
 from promptsearch.files import readable_file, writable_file
-from promptsearch.io.rows import EXTENSIONS, Progress, Row, iter_rows, text_problem
+from promptsearch.io.rows import Progress, Row, iter_rows, text_problem
 
 if TYPE_CHECKING:
     from promptsearch.inference.predict import Prediction, Predictor
 
 __all__ = ["PredictStats", "iter_input", "predict_file_streaming", "row_error"]
 
-INPUT_TYPES = EXTENSIONS
 OUTPUT_TYPES = (".jsonl", ".json", ".csv")
 
 
