@@ -197,7 +197,7 @@ def test_jsonl_rows_load_exactly_or_the_first_bad_line_is_named(
 
 @pytest.mark.parametrize("kind", HOSTILE)
 def test_each_kind_of_hostile_line_is_refused_with_its_field(tmp_path: Path, kind: str) -> None:
-    @fuzz(3)
+    @fuzz(3, 100)
     @given(data=st.data())
     def check(data: st.DataObject) -> None:
         record = {"text": "a fine film", "label": "positive"}
@@ -511,7 +511,7 @@ def test_predict_writes_nan_and_infinity_from_parquet_as_valid_output(
 
 @pytest.mark.parametrize("kind", [k for k in HOSTILE if k not in ("not_utf8", "not_json")])
 def test_a_json_array_file_refuses_the_same_rows_by_their_position(tmp_path: Path, kind: str) -> None:
-    @fuzz(3)
+    @fuzz(3, 100)
     @given(data=st.data())
     def check(data: st.DataObject) -> None:
         record = {"text": "a fine film", "label": "positive"}
