@@ -404,7 +404,15 @@ def train_cmd(
 @app.command()
 def predict(
     model_dir: Annotated[Path, typer.Argument(help="A folder written by --save-model.")],
-    input_: Annotated[Path, typer.Option("--input", help="JSONL, CSV, TSV or Parquet file with the text field(s).")],
+    input_: Annotated[
+        Path,
+        typer.Option(
+            "--input",
+            help="JSONL, JSON, CSV, TSV or Parquet file with the text field(s). Each row gives one output row, "
+            "labelled or with its own error. A column named like an output column (prediction, probability, "
+            "probabilities, error, p_<label>) is refused, never overwritten: rename it.",
+        ),
+    ],
     output: Annotated[
         Path | None, typer.Option("--output", help="JSONL or CSV file to write (default: JSONL to stdout).")
     ] = None,

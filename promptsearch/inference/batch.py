@@ -1,38 +1,40 @@
 """Label a file of any size with a saved model: stream the rows, predict in batches, write as you go.
 
-Input: JSON Lines (``.jsonl``, or ``.json`` with one object per line), CSV, TSV or Parquet, read
-row by row (Parquet by record batches), so memory stays flat however large the file. Output, in the
-input's order: JSON Lines (default, also to stdout) or CSV (``--output x.csv``), each row with its
-``prediction``, ``probability`` and one probability per class. A row that cannot be labelled (a
-missing or empty text field, a line that is not JSON) gets an ``error`` saying which row and why,
-and the run goes on. The output file is written next to its target and moved into place at the end.
+Input: JSON Lines (``.jsonl``, or ``.json`` with one object per line), a JSON array (``.json``), CSV,
+TSV or Parquet, read row by row (Parquet by record batches; a JSON array at once) under the same rule
+as training data (:mod:`promptsearch.io.rows`), so memory stays flat however large the file. Output,
+in the input's order, one row per input row: JSON Lines (default, also to stdout) or CSV
+(``--output x.csv``), each row the input row as read plus its ``prediction``, ``probability`` and one
+probability per class. A row that cannot be labelled (a missing or empty text field, a line that is
+not JSON or not UTF-8, a value JSON does not allow) gets an ``error`` saying which row and why, and the
+run goes on. Input columns named like the output's are refused, never overwritten; NaN and ±Infinity
+(possible in Parquet) are written as null in JSON. The output file is written next to its target and
+moved into place at the end.
 """
 
 from __future__ import annotations
 
 import csv
-import io
 import json
+import math
 import os
-import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from promptsearch.errors import ConfigError, DataError, PromptsearchError
 from promptsearch.files import readable_file, writable_file
+from promptsearch.io.rows import Progress, Row, iter_rows, text_problem
 
 if TYPE_CHECKING:
     from promptsearch.inference.predict import Prediction, Predictor
 
 __all__ = ["PredictStats", "iter_input", "predict_file_streaming", "row_error"]
 
-INPUT_TYPES = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
 OUTPUT_TYPES = (".jsonl", ".json", ".csv")
-Progress = Callable[[int, int, int], None]  # (bytes, or rows for Parquet, done; their total; rows read)
 
 
 @dataclass
@@ -54,114 +56,63 @@ class PredictStats:
         )
 
 
-@dataclass
-class _Row:
-    number: int
-    record: dict[str, Any]
-    error: str | None = None
+def iter_input(path: str | Path, *, progress: Progress | None = None) -> Iterator[Row]:
+    """The rows of ``path``, one at a time, under :mod:`promptsearch.io.rows`'s rule (training's rule).
 
-
-def _jsonl(path: Path, progress: Progress | None) -> Iterator[_Row]:
-    total = path.stat().st_size
-    done = 0
-    with path.open("rb") as fh:
-        for number, raw in enumerate(fh, start=1):
-            done += len(raw)
-            if progress is not None and number % 256 == 0:
-                progress(done, total, number)
-            line = raw.decode("utf-8", errors="replace").lstrip("\ufeff").strip()
-            if not line:
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield _Row(number, {}, f"{path}: line {number}: not valid JSON ({exc.msg} at column {exc.colno})")
-                continue
-            if not isinstance(record, dict):
-                yield _Row(number, {}, f"{path}: line {number}: expected a JSON object, found {type(record).__name__}")
-                continue
-            yield _Row(number, record)
-
-
-def _delimited(path: Path, delimiter: str, progress: Progress | None) -> Iterator[_Row]:
-    total = path.stat().st_size
-    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # long texts are normal here; the default stops at 128 KB
-    with path.open("rb") as raw:
-        text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="")
-        reader = csv.DictReader(text, delimiter=delimiter)
-        try:
-            yield from _csv_rows(path, reader, raw, total, progress)
-        except csv.Error as exc:
-            raise DataError(f"--input {path}: line {reader.line_num}: not readable as CSV ({exc})") from None
-
-
-def _csv_rows(
-    path: Path, reader: csv.DictReader[str], raw: IO[bytes], total: int, progress: Progress | None
-) -> Iterator[_Row]:
-    for i, record in enumerate(reader):
-        if progress is not None and i % 256 == 0:
-            progress(min(raw.tell(), total), total, i)
-        extra = record.pop(None, None)
-        row = _Row(reader.line_num, {k: v for k, v in record.items() if k is not None})
-        if extra:
-            row.error = f"{path}: line {reader.line_num}: {len(extra)} more fields than the header has columns"
-        yield row
-
-
-def _parquet(path: Path, progress: Progress | None) -> Iterator[_Row]:
-    import pyarrow.parquet as pq
-
-    try:
-        source = pq.ParquetFile(path)
-    except Exception as exc:  # pyarrow raises its own types for damaged files
-        raise DataError(f"--input {path}: not a readable Parquet file ({str(exc).splitlines()[0][:200]})") from None
-    total = source.metadata.num_rows
-    number = 0
-    for batch in source.iter_batches(batch_size=1024):
-        for record in batch.to_pylist():
-            number += 1
-            yield _Row(number, record)
-        if progress is not None:
-            progress(number, total, number)
-
-
-def iter_input(path: str | Path, *, progress: Progress | None = None) -> Iterator[_Row]:
-    """The rows of ``path``, one at a time; ``progress(done, total, rows)`` is called now and then."""
+    ``progress(done, total, rows)`` is called now and then.
+    """
     path = Path(path)
     readable_file(path, "--input", error=DataError)
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".json"):
-        return _jsonl(path, progress)
-    if suffix in (".csv", ".tsv"):
-        return _delimited(path, "\t" if suffix == ".tsv" else ",", progress)
-    if suffix == ".parquet":
-        return _parquet(path, progress)
-    raise DataError(f"--input {path}: unsupported file type '{suffix}'; use one of {', '.join(INPUT_TYPES)}")
+    return iter_rows(path, where=f"--input {path}", progress=progress)
 
 
 def row_error(record: dict[str, Any], text_fields: Sequence[str], *, source: str, number: int) -> str | None:
-    """Why ``record`` cannot be labelled (a missing or empty text field), or None."""
+    """Why ``record`` cannot be labelled (a text field missing, empty or not Unicode text), or None."""
     for name in text_fields:
-        value = record.get(name)
-        if not isinstance(value, str) or not value.strip():
-            found = "it missing" if name not in record else f"{type(value).__name__} {value!r}"[:80]
-            return (
-                f"{source}: row {number}: text field '{name}' must be a non-empty string, but found {found}; "
-                f"the model's prompt needs {list(text_fields)}"
-            )
+        problem = text_problem(name, record)
+        if problem is not None:
+            return f"{source}: row {number}: {problem}; the model's prompt needs {list(text_fields)}"
     return None
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and ±Infinity as None (JSON has no such numbers), at any depth."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _json_line(out: dict[str, Any]) -> str:
+    try:
+        return json.dumps(out, ensure_ascii=False, default=str, allow_nan=False)
+    except ValueError:  # a NaN or an infinity (from Parquet): JSON's null, never a bare NaN
+        return json.dumps(_finite(out), ensure_ascii=False, default=str, allow_nan=False)
+
+
 class _Writer:
-    """JSON Lines or CSV rows to a stream (stdout) or to a temporary file moved into place on close."""
+    """JSON Lines or CSV rows to a stream (stdout) or to a temporary file moved into place on close.
+
+    Each row is the input row as read plus the output columns (:attr:`outputs`). An input column with
+    the name of an output column is refused (:meth:`admit`), never overwritten.
+    """
 
     def __init__(self, target: Path | None, labels: Sequence[str], stream: IO[str] | None) -> None:
         self.labels = list(labels)
         self.target = target
         self.csv = target is not None and target.suffix.lower() == ".csv"
+        self.outputs = (
+            ["prediction", "probability", *(f"p_{lab}" for lab in self.labels), "error"]
+            if self.csv
+            else ["prediction", "probability", "probabilities", "error"]
+        )
         self._tmp: str | None = None
+        self._columns: list[str] | None = None  # CSV: the input's columns, from the first row that has any
         self._csv_writer: csv.DictWriter[str] | None = None
-        self._held: list[dict[str, Any]] = []  # CSV rows before the first readable one
+        self._held: list[dict[str, Any]] = []  # CSV rows before the columns are known
         if target is None:
             assert stream is not None
             self.fh = stream
@@ -178,38 +129,64 @@ class _Writer:
                 raise ConfigError(f"--output {target}: cannot write there ({exc.strerror or exc})") from None
             self.fh = os.fdopen(fd, "w", encoding="utf-8", newline="")
 
-    def write(self, row: _Row, prediction: Prediction | None) -> None:
+    def admit(self, row: Row, source: str) -> None:
+        """Check ``row`` against the output before it is labelled.
+
+        An input column named like an output column is refused for the whole file (:class:`DataError`).
+        For CSV output, a row with columns that the first row lacked gets an error: the CSV header is
+        already written, and the values would be lost.
+        """
+        clash = [name for name in row.record if name in self.outputs]
+        if clash:
+            raise DataError(
+                f"--input {source}: row {row.number}: the column(s) {clash} have the names of columns that predict "
+                f"writes ({', '.join(self.outputs)}) and would be overwritten; rename them in the input "
+                "(e.g. 'prediction' to 'previous_prediction') and run again"
+                + (". Nothing was written to --output" if self._tmp is not None else "")
+            )
+        if not self.csv or not row.record:
+            return
+        if self._columns is None:
+            self._columns = list(row.record)
+            return
+        extra = [name for name in row.record if name not in self._columns]
+        if extra and row.error is None:
+            row.error = (
+                f"{source}: row {row.number}: the column(s) {extra} are not among the CSV output's columns, which "
+                "come from the first row; give every row the same columns, or write JSON Lines (--output x.jsonl)"
+            )
+
+    def write(self, row: Row, prediction: Prediction | None) -> None:
         out = dict(row.record)
         out["prediction"] = prediction.label if prediction else None
         out["probability"] = round(prediction.probability, 6) if prediction else None
         probs = {lab: round(p, 6) for lab, p in prediction.probabilities.items()} if prediction else None
-        if self.csv:
-            for lab in self.labels:
-                out[f"p_{lab}"] = probs[lab] if probs else None
-            out["error"] = row.error or ""
-            if self._csv_writer is None:
-                # the columns come from the first row that was read (an unreadable line has no fields)
-                self._held.append(out)
-                if not row.record:
-                    return
-                self._csv_writer = csv.DictWriter(self.fh, fieldnames=list(out), extrasaction="ignore")
-                self._csv_writer.writeheader()
-                self._csv_writer.writerows(self._held)
-                self._held.clear()
-                return
-            self._csv_writer.writerow(out)
-        else:
+        if not self.csv:
             out["probabilities"] = probs
             if row.error:
                 out["error"] = row.error
-            self.fh.write(json.dumps(out, ensure_ascii=False, default=str) + "\n")
+            self.fh.write(_json_line(out) + "\n")
+            return
+        for lab in self.labels:
+            out[f"p_{lab}"] = probs[lab] if probs else None
+        out["error"] = row.error or ""
+        if self._csv_writer is None:
+            self._held.append(out)
+            if self._columns is not None:
+                self._start_csv(self._columns)
+            return
+        self._csv_writer.writerow(out)
+
+    def _start_csv(self, columns: list[str]) -> None:
+        """The header, then the rows held until the columns were known."""
+        self._csv_writer = csv.DictWriter(self.fh, fieldnames=[*columns, *self.outputs], extrasaction="ignore")
+        self._csv_writer.writeheader()
+        self._csv_writer.writerows(self._held)
+        self._held.clear()
 
     def close(self, *, ok: bool) -> None:
-        if self._held:  # no row was readable: the columns are the output's own
-            self._csv_writer = csv.DictWriter(self.fh, fieldnames=list(self._held[0]), extrasaction="ignore")
-            self._csv_writer.writeheader()
-            self._csv_writer.writerows(self._held)
-            self._held.clear()
+        if self._held:  # no row had any column (all unreadable): the columns are the output's own
+            self._start_csv(self._columns or [])
         if self._tmp is None:
             self.fh.flush()
             return
@@ -224,6 +201,10 @@ class _Writer:
             Path(self._tmp).unlink(missing_ok=True)
 
 
+def _not_finite(prediction: Prediction) -> bool:
+    return not all(math.isfinite(p) for p in prediction.probabilities.values())
+
+
 def predict_file_streaming(
     predictor: Predictor,
     input_path: str | Path,
@@ -233,7 +214,10 @@ def predict_file_streaming(
     stream: IO[str] | None = None,
     progress: Progress | None = None,
 ) -> PredictStats:
-    """Label every row of ``input_path`` into ``output`` (or ``stream`` when output is None), in batches."""
+    """Label every row of ``input_path`` into ``output`` (or ``stream`` when output is None), in batches.
+
+    Every input row gives exactly one output row, in the input's order: labelled, or with its own ``error``.
+    """
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, but got {batch_size}")
     task = predictor.export.task
@@ -242,9 +226,9 @@ def predict_file_streaming(
     writer = _Writer(Path(output) if output is not None else None, task.labels, stream)
     stats = PredictStats()
     started = time.perf_counter()
-    pending: list[_Row] = []
+    pending: list[Row] = []
 
-    def predict(rows: list[_Row]) -> list[Prediction]:
+    def predict(rows: list[Row]) -> list[Prediction]:
         """Predictions for ``rows``; a row that cannot be rendered gets its error and no prediction."""
         try:
             return predictor.predict_rows([r.record for r in rows], source=source) if rows else []
@@ -259,9 +243,15 @@ def predict_file_streaming(
         done = predict(good)
         good = [r for r in good if r.error is None]
         assert len(done) == len(good)
-        predictions = iter(done)
+        labelled = {id(r): p for r, p in zip(good, done, strict=True)}
+        for r, p in zip(good, done, strict=True):
+            if _not_finite(p):
+                r.error = (
+                    f"{source}: row {r.number}: the model gave probabilities that are not numbers "
+                    f"({p.probabilities}); run it in fp32 (model.precision: fp32) or on another device"
+                )
         for r in pending:
-            writer.write(r, None if r.error else next(predictions))
+            writer.write(r, None if r.error else labelled[id(r)])
             stats.rows += 1
             stats.errors += r.error is not None
         pending.clear()
@@ -269,6 +259,7 @@ def predict_file_streaming(
     ok = False
     try:
         for row in rows:
+            writer.admit(row, source)
             if row.error is None:
                 row.error = row_error(row.record, task.text_fields, source=source, number=row.number)
             pending.append(row)

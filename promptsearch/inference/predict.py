@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from promptsearch.errors import ConfigError, DataError
 from promptsearch.io.data import Example
 from promptsearch.io.export import PromptExport, load_prompt_config, write_prompt_config
+from promptsearch.io.rows import text_problem
 
 if TYPE_CHECKING:
     import numpy as np
@@ -242,13 +243,10 @@ class Predictor:
         for i, row in enumerate(rows, start=1):
             fields = {}
             for f in task.text_fields:
-                value = row.get(f)
-                if not isinstance(value, str) or not value.strip():
-                    found = "it missing" if f not in row else repr(value)
-                    raise DataError(
-                        f"{source}: row {i}: text field '{f}' must be a non-empty string, but found {found}"
-                    )
-                fields[f] = value
+                problem = text_problem(f, row)
+                if problem is not None:
+                    raise DataError(f"{source}: row {i}: {problem}")
+                fields[f] = row[f]
             examples.append(Example(fields=fields, label=task.labels[0], source=source, row=i))
         if not examples:
             return []

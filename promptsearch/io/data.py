@@ -1,8 +1,9 @@
-"""Load the labelled splits of a task: local JSON Lines / CSV / Parquet files, a Hub dataset, or rows in memory.
+"""Load the labelled splits of a task: local JSON Lines / JSON / CSV / TSV / Parquet files, a Hub dataset, or rows
+in memory.
 
-JSON Lines are parsed here, line by line, so that a broken row is named by file and line.
-CSV, TSV and Parquet go through ``datasets``, as does the Hub. Each split becomes a list of
-:class:`Example`. The test split is loaded only when :attr:`TaskData.test` is first read.
+Local files are read by :mod:`promptsearch.io.rows`, under the same rule as ``predict``'s input, so that a
+broken row is named by file, line and field; the Hub goes through ``datasets``. Each split becomes a list
+of :class:`Example`. The test split is loaded only when :attr:`TaskData.test` is first read.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from promptsearch.errors import DataError
+from promptsearch.io.rows import EXTENSIONS, describe_value, iter_rows, short_repr, text_problem
 from promptsearch.space.spec import TaskSpec
 
 __all__ = [
@@ -33,7 +35,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-EXTENSIONS = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
 _MAX_LISTED = 5
 
 
@@ -91,7 +92,9 @@ def _normalise_label(value: Any) -> str | None:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float) and value.is_integer():
-        return str(int(value))
+        value = int(value)
+    if isinstance(value, Mapping | list | tuple | set) or (isinstance(value, int) and value.bit_length() > 256):
+        return describe_value(value)  # not a label (str() may recurse deep, or refuse a 5000-digit int)
     return str(value)
 
 
@@ -113,20 +116,23 @@ def make_examples(
         columns.update(record)
         fields: dict[str, str] = {}
         for name in task.text_fields:
-            value = record.get(name)
-            if not isinstance(value, str) or not value.strip():
-                found = "missing" if name not in record else f"{type(value).__name__} {value!r}"[:80]
-                problems.append(
-                    f"{source}: row {row}: text field '{name}' must be a non-empty string, but found {found}"
-                )
+            problem = text_problem(name, record)
+            if problem is not None:
+                problems.append(f"{source}: row {row}: {problem}")
             else:
-                fields[name] = value
+                fields[name] = record[name]
         raw_label = record.get(task.label_field)
         if label_names is not None and isinstance(raw_label, int) and 0 <= raw_label < len(label_names):
             raw_label = label_names[raw_label]
         label = _normalise_label(raw_label)
         if label is None:
             problems.append(f"{source}: row {row}: label field '{task.label_field}' is missing or null")
+        elif isinstance(raw_label, Mapping | list | tuple | set):
+            problems.append(
+                f"{source}: row {row}: label field '{task.label_field}' must be a string or a number, but found "
+                f"{describe_value(raw_label)}; write the label's name"
+            )
+            label = None
         elif label not in declared:
             unknown_labels[label] += 1
             first_unknown.setdefault(label, row)
@@ -138,14 +144,14 @@ def make_examples(
     if missing_columns:
         raise DataError(
             f"{source}: expected the columns {missing_columns} (task.text_fields / task.label_field), "
-            f"but the rows only have {sorted(columns)}; fix the file or the field names in the space"
+            f"but the rows only have {sorted(columns, key=str)}; fix the file or the field names in the space"
         )
     if problems:
         more = " (further rows not checked)" if len(problems) >= _MAX_LISTED else ""
         raise DataError("\n".join(problems) + more)
     if unknown_labels:
         listed = ", ".join(
-            f"'{lab}' ({n} rows, first at row {first_unknown[lab]})" for lab, n in unknown_labels.items()
+            f"{short_repr(lab)} ({n} rows, first at row {first_unknown[lab]})" for lab, n in unknown_labels.items()
         )
         raise DataError(
             f"{source}: labels {listed} are not declared in task.labels {task.labels}; "
@@ -157,56 +163,17 @@ def make_examples(
 
 
 def read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    """Read a local data file into (row number, record) pairs; JSONL line numbers are file lines."""
-    suffix = path.suffix.lower()
-    if suffix == ".jsonl" or (suffix == ".json" and _looks_like_jsonl(path)):
-        return _read_jsonl(path)
-    if suffix in (".csv", ".tsv", ".parquet", ".json"):
-        return _read_with_datasets(path, suffix)
-    raise DataError(f"{path}: unsupported file type '{suffix}'; use one of {', '.join(EXTENSIONS)}")
+    """Read a local data file into (row number, record) pairs under the rule of :mod:`promptsearch.io.rows`.
 
-
-def _looks_like_jsonl(path: Path) -> bool:
-    with path.open("rb") as fh:
-        head = fh.read(1).lstrip(b"\xef\xbb\xbf")
-    return head == b"{"
-
-
-def _read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    Row numbers are file lines (JSON Lines, CSV: the line a row starts on) or row positions (Parquet, a
+    JSON array). The first row that breaks the rule raises :class:`DataError` naming the file, line and field.
+    """
     rows: list[tuple[int, dict[str, Any]]] = []
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        bad_line = path.read_bytes()[: exc.start].count(b"\n") + 1
-        raise DataError(f"{path}: line {bad_line}: not UTF-8 ({exc.reason}); re-save the file as UTF-8") from None
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(
-                f"{path}: line {number}: not valid JSON ({exc.msg} at column {exc.colno}); "
-                "each line must be one JSON object"
-            ) from None
-        if not isinstance(record, dict):
-            raise DataError(f"{path}: line {number}: expected a JSON object, but found {type(record).__name__}")
-        rows.append((number, record))
+    for row in iter_rows(path):
+        if row.error is not None:
+            raise DataError(row.error)
+        rows.append((row.number, row.record))
     return rows
-
-
-def _read_with_datasets(path: Path, suffix: str) -> list[tuple[int, dict[str, Any]]]:
-    import datasets
-
-    builder = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".json": "json"}[suffix]
-    kwargs: dict[str, Any] = {"sep": "\t"} if suffix == ".tsv" else {}
-    try:
-        ds = datasets.load_dataset(builder, data_files=str(path), split="train", keep_in_memory=True, **kwargs)
-    except Exception as exc:  # datasets raises many types for malformed files
-        raise DataError(f"{path}: could not be read as {builder.upper()}: {str(exc).splitlines()[0][:300]}") from None
-    # CSV rows: header is line 1, so data row i is file line i + 2 (exact unless fields span lines).
-    offset = 2 if builder == "csv" else 1
-    return [(i + offset, dict(record)) for i, record in enumerate(ds)]
 
 
 def find_split_file(directory: Path, split: str) -> Path | None:
