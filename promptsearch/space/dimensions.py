@@ -8,18 +8,29 @@ A dimension is written in YAML as a scalar (fixed), a list (categorical), or a m
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Mapping
+import sys
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from promptsearch.errors import did_you_mean
 
-__all__ = ["Categorical", "Dimension", "Fixed", "FloatRange", "IntRange", "Kind", "parse_dimension"]
+__all__ = [
+    "Categorical",
+    "Dimension",
+    "Fixed",
+    "FloatRange",
+    "IntRange",
+    "Kind",
+    "edge_values",
+    "parse_dimension",
+]
 
 Kind = Literal["float", "int", "str", "bool"]
 _RANGE_KEYS = {"low", "high", "log", "step", "when"}
 _CHOICE_KEYS = {"choices", "when"}
 _FIXED_KEYS = {"value", "when"}
+_FLOAT_MAX = sys.float_info.max
 
 
 @dataclass(frozen=True)
@@ -57,8 +68,9 @@ class IntRange:
     step: int = 1
     when: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
 
-    def values(self) -> tuple[int, ...]:
-        return tuple(range(self.low, self.high + 1, self.step))
+    def values(self) -> Sequence[int]:
+        """Every value, lazily: a ``range`` (membership tests cost nothing, however wide the range)."""
+        return range(self.low, self.high + 1, self.step)
 
 
 Dimension = Fixed | Categorical | FloatRange | IntRange
@@ -75,6 +87,19 @@ def describe(dim: Dimension) -> str:
     return f"{kind} [{dim.low}, {dim.high}{scale}]"
 
 
+def edge_values(dim: Dimension) -> tuple[tuple[str, Any], ...]:
+    """The values that stand for every value of ``dim``, each with the YAML key it came from.
+
+    A fixed value and each choice stand for themselves; a range stands for its two ends (``low`` and ``high``),
+    which is enough for interval constraints such as ``ge``/``le``: a value between two valid ends is valid.
+    """
+    if isinstance(dim, Fixed):
+        return (("value", dim.value),)
+    if isinstance(dim, Categorical):
+        return tuple((f"choice {i}", v) for i, v in enumerate(dim.choices))
+    return (("low", dim.low), ("high", dim.high))
+
+
 def _coerce(value: Any, kind: Kind, what: str) -> Any:
     if kind == "bool":
         if isinstance(value, bool):
@@ -84,8 +109,8 @@ def _coerce(value: Any, kind: Kind, what: str) -> Any:
             return value
     elif kind == "float":
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if not math.isfinite(value):
-                raise ValueError(f"{what} must be a finite number, but found {value!r}")
+            if (isinstance(value, int) and abs(value) > _FLOAT_MAX) or not math.isfinite(value):
+                raise ValueError(f"{what} must be a finite number (at most {_FLOAT_MAX:.4g}), but found {value!r}")
             return float(value)
         if isinstance(value, str):
             try:  # YAML 1.1 reads "1e-5" (no dot) as a string; accept it as the number it obviously is
