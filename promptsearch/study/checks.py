@@ -17,7 +17,7 @@ from promptsearch.space.config import LoraConfig, PromptConfig
 from promptsearch.space.dimensions import Categorical, Fixed, IntRange
 from promptsearch.space.registry import head_traits
 from promptsearch.space.search_space import SearchSpace, possible_values
-from promptsearch.study.evaluation import labelled_rows, stratified_folds
+from promptsearch.study.evaluation import check_folds, labelled_rows
 
 if TYPE_CHECKING:
     from promptsearch.models.features import PromptEncoder
@@ -135,9 +135,9 @@ def check_space_data(space: SearchSpace, data: TaskData) -> None:
             f"{len(data.train) - 1}); lower the count"
         )
     evaluation = space.spec.search.evaluation
-    if evaluation.cross_validated:  # the folds every trial is scored on: drawn here as the study draws them
+    if evaluation.cross_validated:  # the folds every trial is scored on can be drawn from this data
         try:
-            stratified_folds(labelled_rows(data.train, data.dev), evaluation.folds, seed=space.spec.search.seed)
+            check_folds(labelled_rows(data.train, data.dev), evaluation.folds)
         except ValueError as exc:
             problems.append(f"{where}: search.evaluation.folds: {exc}")
     test = space.spec.task.splits.test
