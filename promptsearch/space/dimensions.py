@@ -31,6 +31,7 @@ _RANGE_KEYS = {"low", "high", "log", "step", "when"}
 _CHOICE_KEYS = {"choices", "when"}
 _FIXED_KEYS = {"value", "when"}
 _FLOAT_MAX = sys.float_info.max
+MAX_STEPS = 100_000  # values of a range in steps (every int range): Optuna's GP sampler lists them all
 
 
 @dataclass(frozen=True)
@@ -212,6 +213,40 @@ def _range(raw: Mapping[str, Any], kind: Kind, when: dict[str, tuple[Any, ...]])
             raise ValueError(f"step must be > 0, but found step={step}")
         if log:
             raise ValueError("'step' and 'log: true' cannot be combined (Optuna's rule); drop one of them")
-    if kind == "int":
-        return IntRange(low, high, log, step or 1, when)
-    return FloatRange(low, high, log, step, when)
+    dim = IntRange(low, high, log, step or 1, when) if kind == "int" else FloatRange(low, high, log, step, when)
+    _check_size(dim)
+    _check_distribution(dim)
+    return dim
+
+
+def _check_size(dim: IntRange | FloatRange) -> None:
+    """A float range's width must be a number, and a range in steps (every int range) must not list too much."""
+    if isinstance(dim, FloatRange) and not math.isfinite(dim.high - dim.low):
+        raise ValueError(f"high - low must be a finite number, but found low={dim.low}, high={dim.high}; narrow it")
+    if dim.step is None:
+        return
+    # ints divide exactly (however large); a float quotient too large for a float is inf, still above the limit
+    steps = (dim.high - dim.low) // dim.step if isinstance(dim, IntRange) else (dim.high - dim.low) / dim.step
+    if steps >= MAX_STEPS:
+        raise ValueError(
+            f"this range holds more than the {MAX_STEPS} values a range in steps may hold (Optuna's GP sampler "
+            "lists every one); narrow it or raise the step"
+            + ("" if isinstance(dim, IntRange) else ", or drop the step")
+        )
+
+
+def _check_distribution(dim: IntRange | FloatRange) -> None:
+    """Build the Optuna distribution the range is sampled from: what Optuna refuses is refused here."""
+    import warnings
+
+    from optuna.distributions import FloatDistribution, IntDistribution
+
+    with warnings.catch_warnings():  # a range the step does not divide is shortened, with a warning: not an error
+        warnings.simplefilter("ignore")
+        try:
+            if isinstance(dim, IntRange):
+                IntDistribution(dim.low, dim.high, log=dim.log, step=dim.step)
+            else:
+                FloatDistribution(dim.low, dim.high, log=dim.log, step=dim.step)
+        except (ArithmeticError, ValueError) as exc:
+            raise ValueError(f"Optuna refuses this range: {exc or type(exc).__name__}") from None
