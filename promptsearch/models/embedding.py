@@ -22,7 +22,7 @@ import numpy as np
 from promptsearch.models.device import autocast
 from promptsearch.models.features import Encoded, collate
 from promptsearch.models.heads.embedding import linear_head, sentence_embeddings
-from promptsearch.space.config import TrainConfig
+from promptsearch.space.config import SEED_MAX, TrainConfig
 
 if TYPE_CHECKING:
     import torch
@@ -93,7 +93,9 @@ def fit_logistic_head(
     if len(present) == 1:
         bias[present[0]] = 0.0  # one class in the rows: it is the only answer
     else:
-        fitted = LogisticRegression(C=c, max_iter=1000, random_state=seed).fit(embeddings, list(labels))
+        # a trial's seed (search.seed x 100003 + trial number) may exceed what scikit-learn takes
+        fitted = LogisticRegression(C=c, max_iter=1000, random_state=seed % (SEED_MAX + 1))
+        fitted.fit(embeddings, list(labels))
         if len(present) == 2:
             weight[present[1]] = fitted.coef_[0]
             bias[present[0]], bias[present[1]] = 0.0, fitted.intercept_[0]

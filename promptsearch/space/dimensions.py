@@ -8,18 +8,30 @@ A dimension is written in YAML as a scalar (fixed), a list (categorical), or a m
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Mapping
+import sys
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from promptsearch.errors import did_you_mean
 
-__all__ = ["Categorical", "Dimension", "Fixed", "FloatRange", "IntRange", "Kind", "parse_dimension"]
+__all__ = [
+    "Categorical",
+    "Dimension",
+    "Fixed",
+    "FloatRange",
+    "IntRange",
+    "Kind",
+    "edge_values",
+    "parse_dimension",
+]
 
 Kind = Literal["float", "int", "str", "bool"]
 _RANGE_KEYS = {"low", "high", "log", "step", "when"}
 _CHOICE_KEYS = {"choices", "when"}
 _FIXED_KEYS = {"value", "when"}
+_FLOAT_MAX = sys.float_info.max
+MAX_STEPS = 100_000  # values of a range in steps (every int range): Optuna's GP sampler lists them all
 
 
 @dataclass(frozen=True)
@@ -57,8 +69,9 @@ class IntRange:
     step: int = 1
     when: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
 
-    def values(self) -> tuple[int, ...]:
-        return tuple(range(self.low, self.high + 1, self.step))
+    def values(self) -> Sequence[int]:
+        """Every value, lazily: a ``range`` (membership tests cost nothing, however wide the range)."""
+        return range(self.low, self.high + 1, self.step)
 
 
 Dimension = Fixed | Categorical | FloatRange | IntRange
@@ -75,6 +88,19 @@ def describe(dim: Dimension) -> str:
     return f"{kind} [{dim.low}, {dim.high}{scale}]"
 
 
+def edge_values(dim: Dimension) -> tuple[tuple[str, Any], ...]:
+    """The values that stand for every value of ``dim``, each with the YAML key it came from.
+
+    A fixed value and each choice stand for themselves; a range stands for its two ends (``low`` and ``high``),
+    which is enough for interval constraints such as ``ge``/``le``: a value between two valid ends is valid.
+    """
+    if isinstance(dim, Fixed):
+        return (("value", dim.value),)
+    if isinstance(dim, Categorical):
+        return tuple((f"choice {i}", v) for i, v in enumerate(dim.choices))
+    return (("low", dim.low), ("high", dim.high))
+
+
 def _coerce(value: Any, kind: Kind, what: str) -> Any:
     if kind == "bool":
         if isinstance(value, bool):
@@ -84,8 +110,8 @@ def _coerce(value: Any, kind: Kind, what: str) -> Any:
             return value
     elif kind == "float":
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if not math.isfinite(value):
-                raise ValueError(f"{what} must be a finite number, but found {value!r}")
+            if (isinstance(value, int) and abs(value) > _FLOAT_MAX) or not math.isfinite(value):
+                raise ValueError(f"{what} must be a finite number (at most {_FLOAT_MAX:.4g}), but found {value!r}")
             return float(value)
         if isinstance(value, str):
             try:  # YAML 1.1 reads "1e-5" (no dot) as a string; accept it as the number it obviously is
@@ -187,6 +213,40 @@ def _range(raw: Mapping[str, Any], kind: Kind, when: dict[str, tuple[Any, ...]])
             raise ValueError(f"step must be > 0, but found step={step}")
         if log:
             raise ValueError("'step' and 'log: true' cannot be combined (Optuna's rule); drop one of them")
-    if kind == "int":
-        return IntRange(low, high, log, step or 1, when)
-    return FloatRange(low, high, log, step, when)
+    dim = IntRange(low, high, log, step or 1, when) if kind == "int" else FloatRange(low, high, log, step, when)
+    _check_size(dim)
+    _check_distribution(dim)
+    return dim
+
+
+def _check_size(dim: IntRange | FloatRange) -> None:
+    """A float range's width must be a number, and a range in steps (every int range) must not list too much."""
+    if isinstance(dim, FloatRange) and not math.isfinite(dim.high - dim.low):
+        raise ValueError(f"high - low must be a finite number, but found low={dim.low}, high={dim.high}; narrow it")
+    if dim.step is None:
+        return
+    # ints divide exactly (however large); a float quotient too large for a float is inf, still above the limit
+    steps = (dim.high - dim.low) // dim.step if isinstance(dim, IntRange) else (dim.high - dim.low) / dim.step
+    if steps >= MAX_STEPS:
+        raise ValueError(
+            f"this range holds more than the {MAX_STEPS} values a range in steps may hold (Optuna's GP sampler "
+            "lists every one); narrow it or raise the step"
+            + ("" if isinstance(dim, IntRange) else ", or drop the step")
+        )
+
+
+def _check_distribution(dim: IntRange | FloatRange) -> None:
+    """Build the Optuna distribution the range is sampled from: what Optuna refuses is refused here."""
+    import warnings
+
+    from optuna.distributions import FloatDistribution, IntDistribution
+
+    with warnings.catch_warnings():  # a range the step does not divide is shortened, with a warning: not an error
+        warnings.simplefilter("ignore")
+        try:
+            if isinstance(dim, IntRange):
+                IntDistribution(dim.low, dim.high, log=dim.log, step=dim.step)
+            else:
+                FloatDistribution(dim.low, dim.high, log=dim.log, step=dim.step)
+        except (ArithmeticError, ValueError) as exc:
+            raise ValueError(f"Optuna refuses this range: {exc or type(exc).__name__}") from None

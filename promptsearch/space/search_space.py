@@ -7,11 +7,13 @@ as a :class:`~promptsearch.errors.SpaceError`.
 from __future__ import annotations
 
 import hashlib
-import inspect
-from collections.abc import Mapping
+import logging
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import ValidationError
@@ -21,6 +23,7 @@ from promptsearch.files import describe as describe_path
 from promptsearch.space.config import TrainConfig
 from promptsearch.space.dimensions import Categorical, Dimension, Fixed, IntRange, describe
 from promptsearch.space.registry import (
+    SAMPLERS,
     SINGLE_OBJECTIVE_SAMPLERS,
     head_names,
     head_traits,
@@ -35,6 +38,7 @@ from promptsearch.space.spec import (
     ModelSpec,
     SpaceSpec,
     TrainSpec,
+    keyword_options,
     pruner_class,
 )
 from promptsearch.space.template import Template
@@ -257,6 +261,7 @@ def parse_space(
     _check_auto(spec, auto_instructions, auto_words, templates, problems, msg)
     _check_baseline(spec, problems, msg)
     _check_pruner(spec, problems, msg)
+    _check_sampler(spec, problems, msg)
     _check_objectives(spec, problems, msg)
     if problems:
         raise SpaceError(problems)
@@ -289,7 +294,7 @@ def _pydantic_loc(error: Any) -> tuple[Any, ...]:
     loc = tuple(error["loc"])
     if loc[:1] == ("model",) and len(loc) > 1 and loc[1] in ("one", "many"):
         loc = (loc[0], *loc[2:])  # the tag of the single-model / model-list union is no YAML key
-    if error["type"] == "unknown_key":
+    if "key" in (error.get("ctx") or {}):  # an unknown key, or a range's low/high: point at its own line
         return (*loc, error["ctx"]["key"])
     return loc
 
@@ -301,7 +306,7 @@ def _pydantic_text(error: Any) -> str:
     if error["type"] in ("literal_error", "enum"):
         found = error.get("input")
         return f"{text}, but found {found!r}"
-    if error["type"].endswith(("_type", "_parsing", "greater_than", "less_than", "too_short", "too_long")):
+    if error["type"].endswith(("_type", "_parsing", "_than", "_than_equal", "too_short", "too_long")):
         return f"{text}, but found {error.get('input')!r}"
     return text
 
@@ -490,7 +495,7 @@ def _single(spec: SpaceSpec) -> ModelSpec:
     return spec.model
 
 
-def _method_values(spec: SpaceSpec, model: ModelChoice | None) -> tuple[Any, ...]:
+def _method_values(spec: SpaceSpec, model: ModelChoice | None) -> Sequence[Any]:
     """The train.method values ``model`` can take (its own, or the shared ones)."""
     if model is not None and model.train is not None and "method" in model.train.model_fields_set:
         return possible_values(model.train.method) or ()
@@ -700,7 +705,8 @@ def _check_auto(
         )
 
 
-def possible_values(dim: Dimension) -> tuple[Any, ...] | None:
+def possible_values(dim: Dimension) -> Sequence[Any] | None:
+    """Every value ``dim`` can take (lazily for an int range), or None for a float range."""
     if isinstance(dim, (Fixed, Categorical, IntRange)):
         return dim.values()
     return None
@@ -726,7 +732,8 @@ def _check_conditions(params: Mapping[str, Dimension], problems: list[str], msg:
             if options is not None:
                 bad = [v for v in values if v not in options]
                 if bad:
-                    problems.append(msg(loc, f"{bad} can never be a value of '{parent}' (its values: {list(options)})"))
+                    shown = describe(params[parent]) if isinstance(params[parent], IntRange) else list(options)
+                    problems.append(msg(loc, f"{bad} can never be a value of '{parent}' (its values: {shown})"))
 
 
 def _check_baseline(spec: SpaceSpec, problems: list[str], msg: Any) -> None:
@@ -768,21 +775,100 @@ def _check_baseline(spec: SpaceSpec, problems: list[str], msg: Any) -> None:
 
 
 def _check_pruner(spec: SpaceSpec, problems: list[str], msg: Any) -> None:
+    """The pruner the study builds: its options by the pruner's own signature (names and types), then the pruner
+    itself, so that what Optuna refuses is refused here with the key's line."""
     pruner = spec.search.pruner
-    if pruner.type == "none" or not pruner.options:
-        return
     cls = pruner_class(pruner.type)
-    allowed = [p for p in inspect.signature(cls).parameters if p != "self"]
-    unknown = [key for key in pruner.options if key not in allowed]
-    for key in unknown:
-        hint = did_you_mean(key, allowed)
-        text = f"unknown option of the {pruner.type} pruner.{hint} Allowed: {', '.join(allowed)}"
-        problems.append(msg(("search", "pruner", "options", key), text))
-    if not unknown:
-        try:
-            cls(**pruner.arguments())
-        except (TypeError, ValueError) as exc:
-            problems.append(msg(("search", "pruner", "options"), f"Optuna refused these options: {exc}"))
+    loc = ("search", "pruner", "options")
+    options = keyword_options(cls)
+    allowed = list(options.model_fields)
+    try:
+        options.model_validate(pruner.options)
+    except ValidationError as exc:
+        for e in exc.errors():
+            key = str(e["loc"][0]) if e["loc"] else ""
+            if e["type"] != "extra_forbidden":
+                problems.append(msg((*loc, key), _pydantic_text(e)))
+            elif not allowed:
+                problems.append(
+                    msg((*loc, key), f"the {pruner.type} pruner takes no options; remove search.pruner.options")
+                )
+            else:
+                hint = did_you_mean(key, allowed)
+                problems.append(
+                    msg((*loc, key), f"unknown option of the {pruner.type} pruner.{hint} Allowed: {', '.join(allowed)}")
+                )
+        return
+    try:
+        _try_pruner(cls(**pruner.arguments()), spec.search.direction)
+    except Exception as exc:  # whatever the pruner raises here, it would raise in the study: refuse its options
+        why = str(exc) or type(exc).__name__
+        problems.append(msg(loc, f"Optuna refused these options: {why} (options {pruner.options}); change them"))
+
+
+def _check_sampler(spec: SpaceSpec, problems: list[str], msg: Any) -> None:
+    """The sampler the study builds, tried now: one that needs a package not installed (cmaes) is refused here."""
+    search = spec.search
+    try:
+        _try_sampler(partial(SAMPLERS[search.sampler], search.seed, search.n_trials or 20), search.direction)
+    except Exception as exc:  # whatever the sampler raises here, it would raise in the study
+        others = ", ".join(name for name in SAMPLERS if name != search.sampler)
+        problems.append(
+            msg(
+                ("search", "sampler"),
+                f"the {search.sampler} sampler cannot be used ({str(exc).strip() or type(exc).__name__}); install "
+                f"what it needs, or use another sampler ({others})",
+            )
+        )
+
+
+def _try_pruner(pruner: Any, direction: Literal["maximize", "minimize"]) -> None:
+    """Run ``pruner`` on a throwaway study: some options are refused only when it first prunes (a hyperband
+    pruner builds its brackets then)."""
+
+    def report(trial: Any, number: int) -> None:
+        for step in range(1, 4):
+            trial.report(float(number + step), step)
+            if trial.should_prune():
+                return
+
+    _throwaway_study(report, direction, pruner=pruner)
+
+
+def _try_sampler(make: Callable[[], Any], direction: Literal["maximize", "minimize"]) -> None:
+    """Make the sampler and sample a few trials of a float and an int parameter: some samplers load what they need
+    (cmaes) only when they first sample from their model."""
+
+    def suggest(trial: Any, number: int) -> None:
+        trial.suggest_float("x", 0.0, 1.0)
+        trial.suggest_int("n", 1, 4)
+
+    with warnings.catch_warnings():  # Optuna's notes on experimental arguments are for the run, not for this
+        warnings.simplefilter("ignore")
+        _throwaway_study(suggest, direction, sampler=make())
+
+
+def _throwaway_study(
+    step: Callable[[Any, int], None],
+    direction: Literal["maximize", "minimize"],
+    *,
+    sampler: Any = None,
+    pruner: Any = None,
+) -> None:
+    """Three trials of an in-memory study, each run by ``step(trial, number)``, with Optuna's log lines muted."""
+    import optuna
+
+    optuna_logger = logging.getLogger("optuna")
+    level = optuna_logger.level
+    optuna_logger.setLevel(logging.ERROR)  # no "study created" or "trial finished" lines from a check
+    try:
+        study = optuna.create_study(sampler=sampler, pruner=pruner, direction=direction)
+        for number in range(3):
+            trial = study.ask()
+            step(trial, number)
+            study.tell(trial, float(number))
+    finally:
+        optuna_logger.setLevel(level)
 
 
 def _check_objectives(spec: SpaceSpec, problems: list[str], msg: Any) -> None:

@@ -6,9 +6,11 @@ key paths and line numbers to every message and runs the checks that span severa
 
 from __future__ import annotations
 
+import inspect
+import typing
 from collections.abc import Callable, Collection
-from functools import partial
-from typing import Annotated, Any, Literal
+from functools import cache, partial
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -18,13 +20,32 @@ from pydantic import (
     Field,
     Tag,
     ValidationError,
+    ValidationInfo,
+    create_model,
     field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
 from promptsearch.errors import did_you_mean
-from promptsearch.space.dimensions import Categorical, Dimension, Fixed, FloatRange, IntRange, parse_dimension
+from promptsearch.space.config import (
+    DemoConfig,
+    LoraConfig,
+    PromptConfig,
+    Seed,
+    TrainConfig,
+    choices_of,
+    refusal,
+)
+from promptsearch.space.dimensions import (
+    Categorical,
+    Dimension,
+    Fixed,
+    FloatRange,
+    IntRange,
+    edge_values,
+    parse_dimension,
+)
 from promptsearch.space.registry import (
     DEFAULT_HEAD,
     HEADS,
@@ -58,10 +79,11 @@ __all__ = [
 
 DEFAULT_MODEL = "default"
 # heads, metrics, demonstration selectors, samplers and pruners: the names are those of promptsearch.space.registry
-METHODS = ("full", "lora", "head", "bitfit", "none", "embedding", "contrastive")
+METHODS = choices_of(TrainConfig, "method")
 EMBEDDING_METHODS = ("embedding", "contrastive")  # the head fitted on pooled embeddings (head: embedding)
 EMBEDDED_MODELS = (DEFAULT_MODEL, "minilm", "smollm2")
-CALIBRATIONS = ("none", "contextual", "mean")
+CALIBRATIONS = choices_of(PromptConfig, "calibration")
+MAX_EVALUATION_SEEDS = 100  # each is a training run per fold and trial; a trial plans all of its runs at once
 AUTO = "auto"  # the reserved key of generated candidates in prompt.instruction and prompt.label_words
 
 
@@ -87,6 +109,43 @@ class _Strict(BaseModel):
         return data
 
 
+class _TrialValues(_Strict):
+    """A section whose parameters become the fields of the same names of ``trial_model``, the model trials build.
+
+    Every value a parameter can take (its value, each choice, a range's ends) must be one that ``trial_model``
+    takes, so that a space that validates never builds a trial config that pydantic refuses.
+    """
+
+    trial_model: ClassVar[type[BaseModel]]
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _values_trials_take(cls, value: Any, info: ValidationInfo) -> Any:
+        name = info.field_name
+        if isinstance(value, (Fixed, Categorical, FloatRange, IntRange)) and name in cls.trial_model.model_fields:
+            problem = _refused_value(cls.trial_model, name, value)
+            if problem is not None:
+                raise problem
+        return value
+
+
+def _refused_value(model: type[BaseModel], name: str, dim: Dimension) -> PydanticCustomError | None:
+    """The first value of ``dim`` that ``model`` refuses for field ``name``, as the error that names it."""
+    for key, candidate in edge_values(dim):
+        why = refusal(model, name, candidate)
+        if why is None:
+            continue
+        if key in ("low", "high"):  # the error carries the key, so that the message points at its own line
+            text = f"the range's {key} is {candidate!r}, but a trial's {why}; change {key} so that every value of "
+            return PydanticCustomError("trial_value", "{text}", {"text": text + "the range is valid", "key": key})
+        if key == "value":
+            text = f"found {candidate!r}, but a trial's {why}; change the value"
+        else:
+            text = f"{key} is {candidate!r}, but a trial's {why}; change or remove that choice"
+        return PydanticCustomError("trial_value", "{text}", {"text": text})
+    return None
+
+
 def _dim(kind: str, allowed: Collection[Any] | None = None) -> Any:
     return BeforeValidator(partial(_parse_dim, kind=kind, allowed=allowed))
 
@@ -101,6 +160,29 @@ def pruner_class(name: str) -> Callable[..., Any]:
     """The Optuna pruner class behind ``search.pruner.type`` (Optuna imported only when needed)."""
     cls: Callable[..., Any] = PRUNERS[PRUNERS.check(name)]
     return cls
+
+
+@cache
+def keyword_options(factory: Callable[..., Any]) -> type[BaseModel]:
+    """A model of the keyword arguments ``factory`` takes: their names and annotated types, strictly.
+
+    ``search.pruner.options`` is checked against it, so an option the pruner's signature does not name, or a value
+    of another type (``1.5`` for an ``int``), is refused with the key's line instead of inside the study.
+    """
+    target = factory.__init__ if isinstance(factory, type) else factory  # type: ignore[misc]
+    try:
+        hints = typing.get_type_hints(target)
+    except (NameError, TypeError):  # annotations that do not resolve: check the names only
+        hints = {}
+    params = list(inspect.signature(factory).parameters.values())
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    fields: dict[str, Any] = {p.name: (hints.get(p.name, Any), None) for p in params if p.kind in named}
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+    config = ConfigDict(extra="allow" if takes_any else "forbid", strict=True)
+    model: type[BaseModel] = create_model(
+        f"{getattr(factory, '__name__', 'Factory')}Options", __config__=config, **fields
+    )
+    return model
 
 
 # Options promptsearch sets when the space does not: few-shot trials train for a handful of epochs, so
@@ -143,7 +225,7 @@ class DataSource(_Strict):
 
 class FewShot(_Strict):
     k: int = Field(gt=0, description="Examples per class sampled from the train split.")
-    seed: int = Field(13, description="Seed of the sampling.")
+    seed: Seed = Field(13, description="Seed of the sampling (0 to 2**32 - 1).")
     dev_k: int | None = Field(
         None,
         gt=0,
@@ -256,7 +338,9 @@ class ModelSpec(_Strict):
         return traits.multi_token[0] if traits.multi_token else "error"
 
 
-class DemoSpec(_Strict):
+class DemoSpec(_TrialValues):
+    trial_model = DemoConfig
+
     count: IntDim = Field(default=Fixed(0), description="Demonstrations per prompt (0 = none).")
     selection: Annotated[Dimension, _dim("str", SELECTORS)] = Field(
         default=Fixed("random"),
@@ -385,7 +469,9 @@ LabelWordChoices = Annotated[
 ]
 
 
-class PromptSpec(_Strict):
+class PromptSpec(_TrialValues):
+    trial_model = PromptConfig
+
     instruction: TextChoices = Field(default="", description="Task description candidates ('' = none).")
     template: TextChoices = Field(description="Template candidates; placeholders {text}, {label}, ...")
     label_words: LabelWordChoices = Field(None, description="Candidate maps label -> word; default: label names.")
@@ -402,8 +488,10 @@ class PromptSpec(_Strict):
     )
 
 
-class LoraSpec(_Strict):
+class LoraSpec(_TrialValues):
     """LoRA adapters (through peft); sampled only in trials whose train.method is 'lora'."""
+
+    trial_model = LoraConfig
 
     r: IntDim = Field(default=Fixed(8), description="Rank of the update matrices.")
     alpha: IntDim = Field(default=Fixed(16), description="Scaling numerator: the update is scaled by alpha / r.")
@@ -413,7 +501,9 @@ class LoraSpec(_Strict):
     )
 
 
-class TrainSpec(_Strict):
+class TrainSpec(_TrialValues):
+    trial_model = TrainConfig
+
     method: Annotated[Dimension, _dim("str", METHODS)] = Field(
         default=Fixed("full"),
         description="full (all weights) | lora (adapters, body frozen) | head (only the head trains) | "
@@ -484,7 +574,11 @@ class EvaluationSpec(_Strict):
         "on train, score dev: the original behaviour).",
     )
     folds: int = Field(4, description="Folds of mode cv, 2 or more (folds: 1 is mode dev).")
-    seeds: int = Field(1, description="Training seeds per fold (or per trial in mode dev); the value is the mean.")
+    seeds: int = Field(
+        1,
+        le=MAX_EVALUATION_SEEDS,
+        description="Training seeds per fold (or per trial in mode dev); the value is the mean.",
+    )
     final_train: Literal["all", "train"] | None = Field(
         None,
         description="What the final model trains on, for the epoch the trial chose: all (train and dev) or train "
@@ -535,7 +629,7 @@ class EvaluationSpec(_Strict):
 
 class SearchSpec(_Strict):
     sampler: str = Field("tpe", description="tpe | random | gp | cmaes, or a registered sampler.")
-    seed: int = 0
+    seed: Seed = Field(0, description="Seeds the sampler and the demonstration choice (0 to 2**32 - 1).")
     pruner: PrunerSpec = Field(default_factory=PrunerSpec)
     n_trials: int | None = Field(20, gt=0, description="Sampled trials, not counting the baseline.")
     timeout: float | None = Field(None, gt=0, description="Seconds; the search stops after the running trial.")

@@ -17,6 +17,7 @@ from promptsearch.space.config import LoraConfig, PromptConfig
 from promptsearch.space.dimensions import Categorical, Fixed, IntRange
 from promptsearch.space.registry import head_traits
 from promptsearch.space.search_space import SearchSpace, possible_values
+from promptsearch.study.evaluation import check_folds, labelled_rows
 
 if TYPE_CHECKING:
     from promptsearch.models.features import PromptEncoder
@@ -133,6 +134,12 @@ def check_space_data(space: SearchSpace, data: TaskData) -> None:
             f"has {len(data.train)} rows and a query is never its own demonstration (at most "
             f"{len(data.train) - 1}); lower the count"
         )
+    evaluation = space.spec.search.evaluation
+    if evaluation.cross_validated:  # the folds every trial is scored on can be drawn from this data
+        try:
+            check_folds(labelled_rows(data.train, data.dev), evaluation.folds)
+        except ValueError as exc:
+            problems.append(f"{where}: search.evaluation.folds: {exc}")
     test = space.spec.task.splits.test
     if test is not None and not data.has_test:
         problems.append(

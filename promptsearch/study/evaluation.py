@@ -39,6 +39,7 @@ __all__ = [
     "Fold",
     "Intermediate",
     "Run",
+    "check_folds",
     "choose_epoch",
     "final_training_rows",
     "intermediate_value",
@@ -77,6 +78,37 @@ class Fold:
         return [rows[i] for i in self.train], [rows[i] for i in self.held]
 
 
+def check_folds(rows: Sequence[Example], k: int) -> None:
+    """Raise ``ValueError`` when :func:`stratified_folds` would refuse to split ``rows`` into ``k`` folds
+    (``promptsearch validate`` asks before any trial does, without loading scikit-learn)."""
+    _check_fold_count(k, _distinct_texts(rows)[1])
+
+
+def _distinct_texts(rows: Sequence[Example]) -> tuple[list[list[int]], list[str]]:
+    """The row indices of each distinct text (:attr:`Example.key`), and the label of its first row."""
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for i, ex in enumerate(rows):
+        groups.setdefault(ex.key, []).append(i)
+    members = list(groups.values())
+    return members, [rows[idx[0]].label for idx in members]
+
+
+def _check_fold_count(k: int, labels: Sequence[str]) -> None:
+    if k < 2:
+        raise ValueError(f"stratified folds need k >= 2, but found k={k}; use mode 'dev' for one train/dev split")
+    if len(labels) < k:
+        raise ValueError(
+            f"search.evaluation.folds is {k}, but the labelled rows (train and dev) hold only {len(labels)} "
+            f"distinct texts; lower folds to {max(2, len(labels))} or fewer, or use mode 'dev'"
+        )
+    counts = Counter(labels)
+    if max(counts.values()) < k:
+        raise ValueError(
+            f"search.evaluation.folds is {k}, but no class has {k} labelled rows (the largest has "
+            f"{max(counts.values())}); lower folds to {max(2, max(counts.values()))} or fewer, or use mode 'dev'"
+        )
+
+
 def stratified_folds(rows: Sequence[Example], k: int, *, seed: int = 0) -> tuple[Fold, ...]:
     """K disjoint folds that together hold every row once, each with the class balance of the whole.
 
@@ -97,24 +129,9 @@ def stratified_folds(rows: Sequence[Example], k: int, *, seed: int = 0) -> tuple
     """
     from sklearn.model_selection import StratifiedKFold
 
-    if k < 2:
-        raise ValueError(f"stratified folds need k >= 2, but found k={k}; use mode 'dev' for one train/dev split")
-    groups: dict[tuple[str, ...], list[int]] = {}
-    for i, ex in enumerate(rows):
-        groups.setdefault(ex.key, []).append(i)
-    members = list(groups.values())
-    labels = [rows[idx[0]].label for idx in members]
-    if len(members) < k:
-        raise ValueError(
-            f"search.evaluation.folds is {k}, but the labelled rows (train and dev) hold only {len(members)} "
-            f"distinct texts; lower folds to {max(2, len(members))} or fewer, or use mode 'dev'"
-        )
+    members, labels = _distinct_texts(rows)
+    _check_fold_count(k, labels)
     counts = Counter(labels)
-    if max(counts.values()) < k:
-        raise ValueError(
-            f"search.evaluation.folds is {k}, but no class has {k} labelled rows (the largest has "
-            f"{max(counts.values())}); lower folds to {max(2, max(counts.values()))} or fewer, or use mode 'dev'"
-        )
     rare = {label: n for label, n in sorted(counts.items()) if n < k}
     if rare:
         listed = ", ".join(f"'{label}' ({n})" for label, n in rare.items())

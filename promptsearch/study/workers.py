@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from promptsearch.errors import ConfigError
+from promptsearch.space.config import SEED_MAX
 
 __all__ = ["choose_storage", "existing_storage", "launch_workers", "worker_seed", "worker_threads_env"]
 
@@ -21,8 +22,8 @@ logger = logging.getLogger(__name__)
 
 
 def worker_seed(seed: int, index: int) -> int:
-    """Each worker's sampler seed: worker 0 keeps the study seed, the others get their own."""
-    return seed + 7919 * index
+    """Each worker's sampler seed: worker 0 keeps the study seed, the others get their own (in numpy's range)."""
+    return (seed + 7919 * index) % (SEED_MAX + 1)
 
 
 def existing_storage(out_dir: Path) -> str | None:
