@@ -21,8 +21,8 @@ logger = logging.getLogger(__name__)
 
 
 def worker_seed(seed: int, index: int) -> int:
-    """Each worker's sampler seed: worker 0 keeps the study seed, the others get their own."""
-    return seed + 7919 * index
+    """Each worker's sampler seed: worker 0 keeps the study seed, the others get their own (within 0 .. 2**32 - 1)."""
+    return (seed + 7919 * index) % 2**32
 
 
 def existing_storage(out_dir: Path) -> str | None:
