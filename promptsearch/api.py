@@ -25,6 +25,7 @@ import optuna
 
 from promptsearch.errors import ConfigError, PromptsearchError
 from promptsearch.experimental import experimental
+from promptsearch.files import creatable_folder
 from promptsearch.io.data import TaskData, TaskDataInput, load_task_data, task_data
 from promptsearch.io.export import (
     ExportedScores,
@@ -430,6 +431,7 @@ def _check_save_target(save_model: str | Path | None, space: SearchSpace, final_
     from promptsearch.inference.predict import check_save_target
 
     check_save_target(save_model)
+    creatable_folder(save_model, "--save-model")
     if final_seeds == 0 or space.spec.task.splits.test is None:
         raise ConfigError(
             "--save-model saves the model of the final evaluation: it needs a test split and --final-seeds >= 1"
@@ -479,6 +481,7 @@ def search(
         raise ConfigError("--workers needs the data as files, which every worker reads; leave data= out")
     out_dir = Path(out) if out is not None else default_out_dir(space)
     storage = choose_storage(out_dir, storage, workers)
+    creatable_folder(out_dir, "--out")  # before the study exists: a run never trains and then cannot write
     study = Study(space, data, storage=storage, name=study_name, device=device, seed=seed, heartbeat=heartbeat)
     out_dir.mkdir(parents=True, exist_ok=True)  # only once the inputs and the storage are good
     if warm_start is not None:
@@ -652,6 +655,7 @@ def report(
 ) -> Report:
     """Rebuild report.md/json from the storage; trains only for a final evaluation not stored yet."""
     space, study, out_dir = _open_existing(out, storage, study_name)
+    creatable_folder(out_dir, "--out")  # before a final evaluation trains
     data = load_task_data(space.spec.task, space.base_dir)
     stored_seeds = len(((stored_final_raw(study) or {}).get("best") or {}).get("seeds", []))
     seeds = final_seeds if final_seeds is not None else (stored_seeds or space.spec.search.final_seeds)
@@ -847,6 +851,7 @@ def train_config(
 
     if save_model is not None:
         check_save_target(save_model)
+        creatable_folder(save_model, "--save-model")
     model = _fit(space_or_path, None, device, seed)
     if save_model is not None:
         model.save(save_model)

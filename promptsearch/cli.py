@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -14,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from promptsearch.errors import PromptsearchError, SpaceError
+from promptsearch.space.config import SEED_MAX  # NumPy's range; pydantic only, so the CLI starts fast
 
 if TYPE_CHECKING:
     from promptsearch.space.search_space import SearchSpace
@@ -44,9 +46,19 @@ WorkersOpt = Annotated[
     int, typer.Option("--workers", min=1, help="Worker processes on this machine (several share a journal file).")
 ]
 HeartbeatOpt = Annotated[
-    float, typer.Option("--heartbeat", min=0.5, help="Seconds between heartbeats; a silent trial is stale after 3x.")
+    float,
+    typer.Option(
+        "--heartbeat", min=0.5, max=86400, help="Seconds between heartbeats; a silent trial is stale after 3x."
+    ),
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps.")]
+
+
+def _seed(value: int | None) -> int | None:
+    """A seed option's check: one message with the range and the value given."""
+    if value is not None and not 0 <= value <= SEED_MAX:
+        raise typer.BadParameter(f"expected an integer from 0 to {SEED_MAX} (2**32 - 1), but got {value}")
+    return value
 
 
 def say(text: str) -> None:
@@ -147,7 +159,10 @@ def render(
     set_: Annotated[list[str] | None, typer.Option("--set", help="Fix a parameter: key=value (repeatable).")] = None,
     n: Annotated[int, typer.Option("--n", min=1, help="Examples to render.")] = 3,
     split: Annotated[str, typer.Option("--split", help="train or dev.")] = "dev",
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the parameters not fixed with --set.")] = 0,
+    seed: Annotated[
+        int,
+        typer.Option("--seed", callback=_seed, help="Seed of the parameters not fixed with --set (0 to 2**32 - 1)."),
+    ] = 0,
 ) -> None:
     """Print rendered prompts for one point of the space, with token counts."""
     from promptsearch.api import load_any_space
@@ -193,7 +208,10 @@ def run(
     study_name: StudyOpt = None,
     out: OutOpt = None,
     device: DeviceOpt = "auto",
-    seed: Annotated[int | None, typer.Option("--seed", help="Sampler seed (default: search.seed).")] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option("--seed", callback=_seed, help="Sampler seed, 0 to 2**32 - 1 (default: search.seed)."),
+    ] = None,
     final_seeds: Annotated[
         int | None,
         typer.Option("--final-seeds", min=0, help="Seeds of the final test evaluation (0 = skip)."),
@@ -221,7 +239,10 @@ def run(
     """Run (or resume) a search, evaluate the best prompt on test, write the report and best_prompt.yaml."""
     from promptsearch.api import load_any_space, n_trials_for, search
     from promptsearch.reporting.progress import SearchProgress
+    from promptsearch.study.storage import parse_storage_url
 
+    if storage is not None:
+        parse_storage_url(storage)  # a URL that cannot be used is refused before the space and data are read
     space = load_any_space(path)
     plan = _warm_start_plan(space, warm_start, warm_start_study, warm_start_top)
     trackers = []
@@ -435,6 +456,26 @@ def predict(
     )
 
 
+_REFUSALS = {
+    errno.EACCES: "this user may not read or write it; check the permissions of the file and of its folders",
+    errno.EPERM: "this user may not read or write it; check the permissions of the file and of its folders",
+    errno.EROFS: "the file system is read-only; give a path on a writable one",
+    errno.ENOSPC: "the disk is full; free some space or give a path on another disk",
+    errno.EDQUOT: "this user's disk quota is used up; free some space or give another path",
+    errno.ENAMETOOLONG: "a name in the path is too long for the file system; give a shorter path",
+}
+
+
+def file_system_refusal(exc: OSError) -> str | None:
+    """One message for a file the system refuses (permissions, a read-only or full disk, a name too long):
+    wherever a path the user named is read or written (space, data, model and storage files, outputs),
+    the refusal names the file, what happened and the fix. None for any other error."""
+    fix = _REFUSALS.get(exc.errno) if exc.errno is not None else None
+    if fix is None or exc.filename is None:
+        return None
+    return f"{exc.filename}: {exc.strerror or 'refused'}: {fix}"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (0 ok, 2 bad input, 130 interrupted)."""
     try:
@@ -449,6 +490,12 @@ def main(argv: list[str] | None = None) -> int:
     except PromptsearchError as exc:
         for line in str(exc).splitlines():
             _error(line)
+        return 2
+    except OSError as exc:
+        message = file_system_refusal(exc)
+        if message is None:
+            raise  # not about a path the user gave: a bug, shown as one
+        _error(message)
         return 2
     except KeyboardInterrupt:
         err.print("interrupted")

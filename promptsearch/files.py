@@ -13,7 +13,7 @@ from pathlib import Path
 
 from promptsearch.errors import ConfigError, PromptsearchError
 
-__all__ = ["describe", "readable_file", "writable_file"]
+__all__ = ["creatable_folder", "describe", "readable_file", "writable_file"]
 
 
 def describe(path: Path) -> str:
@@ -61,3 +61,47 @@ def writable_file(path: str | Path, what: str) -> Path:
             "promptsearch never writes over anything else. Give another path"
         )
     return path.resolve() if path.is_symlink() else path
+
+
+def creatable_folder(path: str | Path, what: str) -> Path:
+    """``path`` if it is a folder this process may write in, or one ``mkdir -p`` can make; creates nothing.
+
+    Checked before any work, so that a run never trains (or creates its study) and then fails to write
+    its run folder: no name may be longer than the file system allows, every existing part of the path
+    must be a folder, and the deepest existing one writable.
+    """
+    path = Path(path)
+    parts = path.absolute().parts  # not normalised: "a/../b" needs "a" to be a folder, as mkdir does
+    _check_names(path, parts, what)
+    existing = Path(parts[0])
+    for i in range(1, len(parts) + 1):
+        here = Path(*parts[:i])
+        kind = describe(here)
+        if kind == "missing":
+            break
+        if kind != "a folder":
+            where = "it" if i == len(parts) else here
+            raise ConfigError(
+                f"{what} {path}: expected a folder (or a path where one can be made), but {where} is {kind}; "
+                "give another path"
+            )
+        existing = here
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"{what} {path}: this user may not write in the folder {existing}; give another path or change "
+            "its permissions"
+        )
+    return path
+
+
+def _check_names(path: Path, parts: tuple[str, ...], what: str) -> None:
+    try:
+        limit = os.pathconf(parts[0], "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    for name in parts[1:]:
+        if len(os.fsencode(name)) > limit:
+            raise ConfigError(
+                f"{what} {path}: the name {name[:40]}... is longer than the file system allows ({limit} bytes); "
+                "give a shorter path"
+            )

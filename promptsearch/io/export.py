@@ -7,16 +7,18 @@ the round trip is exact. ``export_to_space`` turns it into a one-point search sp
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
-from promptsearch.errors import ConfigError
-from promptsearch.files import describe, readable_file, writable_file
+from promptsearch.errors import ConfigError, SpaceError
+from promptsearch.files import creatable_folder, describe, readable_file, writable_file
 from promptsearch.space.config import CalibrationParams, PromptConfig, TrainConfig
 from promptsearch.space.search_space import SearchSpace, parse_space
 from promptsearch.space.spec import DataSource, FewShot, ModelSpec, Splits
@@ -25,6 +27,7 @@ from promptsearch.space.yamlsafe import EXPORT_LIMITS, load_yaml, read_text
 __all__ = ["EXPORT_FORMAT", "PromptExport", "export_to_space", "load_prompt_config", "write_prompt_config"]
 
 EXPORT_FORMAT = "promptsearch/best-prompt@1"
+_HAND_EDITED = "The file was changed by hand or truncated; export it again."
 
 
 class _Frozen(BaseModel):
@@ -84,6 +87,59 @@ class PromptExport(_Frozen):
     data_fingerprint: str
     versions: dict[str, str] = Field(default_factory=dict)
 
+    @field_validator("demonstration_pool")
+    @classmethod
+    def _pool_fits_the_task(cls, pool: list[dict[str, str]], info: ValidationInfo) -> list[dict[str, str]]:
+        """Each row holds exactly the task's text fields and label field, with a label of the task."""
+        task = info.data.get("task")
+        if task is None:
+            return pool  # the task itself is invalid, and reported
+        keys = [*task.text_fields, task.label_field]
+        for i, row in enumerate(pool):
+            unknown = [k for k in row if k not in keys]
+            if unknown:
+                raise _mismatch(
+                    (i, unknown[0]), f"unknown key; a row holds task.text_fields and task.label_field {keys}"
+                )
+            missing = [k for k in keys if k not in row]
+            if missing:
+                raise _mismatch((i, missing[0]), f"required key is missing; a row holds the keys {keys}")
+            empty = [k for k in task.text_fields if not row[k].strip()]
+            if empty:
+                raise _mismatch((i, empty[0]), "a text field must not be empty")
+            if row[task.label_field] not in task.labels:
+                raise _mismatch(
+                    (i, task.label_field), f"label {row[task.label_field]!r} is not in task.labels {task.labels}"
+                )
+        return pool
+
+    @field_validator("calibration")
+    @classmethod
+    def _offsets_fit_the_labels(cls, value: CalibrationParams | None, info: ValidationInfo) -> CalibrationParams | None:
+        """One finite offset per label, from the calibration method the prompt names."""
+        task, prompt = info.data.get("task"), info.data.get("prompt")
+        if value is None or task is None or prompt is None:
+            return value
+        if value.method != prompt.calibration:
+            raise _mismatch(("method",), f"{value.method!r}, but prompt.calibration is {prompt.calibration!r}")
+        if len(value.offsets) != len(task.labels):
+            raise _mismatch(
+                ("offsets",), f"{len(value.offsets)} offset(s), but task.labels has {len(task.labels)} labels"
+            )
+        if not all(math.isfinite(x) for x in value.offsets):
+            raise _mismatch(("offsets",), f"every offset must be a finite number, but found {value.offsets}")
+        return value
+
+
+def _mismatch(at: tuple[Any, ...], text: str) -> PydanticCustomError:
+    """A cross-field error whose key path goes below the field (``demonstration_pool.3.label``)."""
+    return PydanticCustomError("export_mismatch", "{text}", {"text": text, "at": at})
+
+
+def _error_line(path: Path, error: Any) -> str:
+    loc = (*error["loc"], *(error.get("ctx") or {}).get("at", ()))
+    return f"{path}: {'.'.join(map(str, loc)) or '(top level)'}: {str(error['msg']).removeprefix('Value error, ')}"
+
 
 def _str_presenter(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
     style = "|" if "\n" in data and not any(line != line.rstrip() for line in data.split("\n")) else None
@@ -103,6 +159,7 @@ def dump_yaml(data: Any) -> str:
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file in the same folder and an atomic rename."""
+    creatable_folder(path.parent, f"cannot write {path}: its folder")
     if path.is_dir():
         raise ConfigError(f"{path} is a folder; give the path of a file to write")
     path = writable_file(path, "cannot write")
@@ -152,10 +209,25 @@ def load_prompt_config(path: str | Path) -> PromptExport:
             f"{path}: not a promptsearch best-prompt file (expected format: {EXPORT_FORMAT}, found {found!r})"
         )
     try:
-        return PromptExport.model_validate(raw)
+        export = PromptExport.model_validate(raw, strict=True)  # no coercion: "yes" is no boolean, 2.0 no count
     except ValidationError as exc:
-        lines = [f"{path}: {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:10]]
-        raise ConfigError("\n".join(lines) + "\nThe file was changed by hand or truncated; export it again.") from None
+        lines = [_error_line(path, e) for e in exc.errors()[:10]]
+        raise ConfigError("\n".join(lines) + "\n" + _HAND_EDITED) from None
+    _check_as_space(export, path)
+    return export
+
+
+def _check_as_space(export: PromptExport, path: Path) -> None:
+    """The export's task, model, prompt and training, checked by the search-space rules themselves.
+
+    One set of rules: an exported prompt that ``promptsearch run`` or ``train`` would refuse (a template
+    without ``{label}``, label words that miss a label, a head that cannot read the template ...) is refused
+    when the file is read, by ``predict`` too, naming the file and the key.
+    """
+    try:
+        parse_space(export_to_space_text(export), where=str(path), data_in_code=True)
+    except SpaceError as exc:
+        raise ConfigError("\n".join(exc.messages[:10]) + "\n" + _HAND_EDITED) from None
 
 
 def is_export_file(path: str | Path) -> bool:

@@ -12,7 +12,8 @@ import json
 import logging
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,9 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from promptsearch.errors import ConfigError
+from promptsearch.files import describe, readable_file
 from promptsearch.redact import mask_url, scrub
+from promptsearch.space.config import SEED_MAX  # NumPy's RandomState, which seeds Optuna's samplers
 from promptsearch.space.registry import SAMPLERS
 from promptsearch.space.search_space import SearchSpace
 from promptsearch.space.spec import pruner_class
@@ -39,14 +42,19 @@ from promptsearch.study.records import (
 )
 
 __all__ = [
+    "SEED_MAX",
+    "StorageURL",
+    "check_seed",
     "default_out_dir",
     "make_storage",
     "open_study",
+    "parse_storage_url",
     "run_trials",
 ]
 
 logger = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 10.0
+MAX_HEARTBEAT = 86400.0  # a day; Optuna turns the interval and the grace period (3x) into whole seconds
 _STORAGE_SCHEMES = (
     "sqlite",
     "postgresql",
@@ -57,17 +65,104 @@ _STORAGE_SCHEMES = (
 )
 
 
+def check_seed(seed: int, name: str) -> int:
+    """``seed`` if a sampler takes it; else a :class:`ConfigError` naming ``name`` and the range."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+        raise ConfigError(f"{name} must be an integer from 0 to {SEED_MAX} (2**32 - 1), but got {seed!r}")
+    return seed
+
+
 def default_out_dir(space: SearchSpace) -> Path:
     return Path("runs") / space.name
 
 
-def _make_parent(path: Path, shown: str) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
+@dataclass(frozen=True)
+class StorageURL:
+    """A storage URL as every command reads it: its scheme, its file (SQLite, journal) and how to show it."""
+
+    url: str
+    scheme: str
+    file: Path | None  # the SQLite or journal file; None for a database server
+    shown: str  # the URL with its password masked, for messages
+    query: Mapping[str, Any] = field(default_factory=dict)  # SQLAlchemy's reading of ``?key=value``
+
+
+def _shown(url: str) -> str:
+    return scrub(mask_url(url), url)
+
+
+def parse_storage_url(url: str) -> StorageURL:
+    """Read a ``--storage`` URL the one way all commands do (``run``, ``worker``, ``report``, ``export``, warm start).
+
+    SQLite URLs are read by SQLAlchemy's own parser, which ``RDBStorage`` uses too, so the file checked
+    here is the file opened there: ``sqlite:///runs/x/study.db?timeout=30`` is the file
+    ``runs/x/study.db`` with a 30 s lock timeout. ``journal:///abs/path`` and ``journal://rel/path``
+    name a journal file. Neither takes a user, password, host or port: such a URL is refused (with the
+    password masked) before any folder is made, so no folder is ever named after a password.
+    """
+    shown = _shown(url)
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if scheme == "journal":
+        return StorageURL(url, scheme, _journal_file(url, shown), shown)
+    if scheme not in _STORAGE_SCHEMES:
         raise ConfigError(
-            f"--storage '{shown}': cannot create the folder {path.parent}: {exc.strerror or exc}"
-        ) from None
+            f"--storage '{shown}': expected a database URL such as sqlite:///runs/x/study.db, "
+            "postgresql://user@host:5432/db or journal:///runs/x/study.journal, but found "
+            + (f"the scheme '{scheme}'" if scheme else "no scheme")
+        )
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception as exc:  # SQLAlchemy raises ArgumentError or ValueError (a port that is no number)
+        first = scrub(str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__, url)
+        raise ConfigError(f"--storage '{shown}': not a valid database URL ({first}); check its syntax") from None
+    if scheme != "sqlite":
+        return StorageURL(url, scheme, None, shown, dict(parsed.query))
+    if parsed.username is not None or parsed.password is not None or parsed.host or parsed.port:
+        raise ConfigError(
+            f"--storage '{shown}': a SQLite URL names a file and takes no user, password, host or port; "
+            "give sqlite:///relative/path.db or sqlite:////absolute/path.db"
+        )
+    if not parsed.database or parsed.database == ":memory:":
+        raise ConfigError(
+            f"--storage '{shown}': an in-memory study is lost when the run ends and cannot be resumed; "
+            "give a file, e.g. sqlite:///runs/x/study.db"
+        )
+    return StorageURL(url, scheme, Path(parsed.database), shown, dict(parsed.query))
+
+
+def _journal_file(url: str, shown: str) -> Path:
+    """The file of ``journal://PATH``; a first part that looks like ``user:password@host:port`` is refused."""
+    path = url.removeprefix("journal://")
+    first = "" if path.startswith("/") else path.split("/", 1)[0]
+    if "@" in first or ":" in first:
+        raise ConfigError(
+            f"--storage '{shown}': a journal URL names a file and takes no user, password, host or port; "
+            "give journal:///absolute/path.journal or journal://relative/path.journal"
+        )
+    if not path:
+        raise ConfigError(f"--storage '{shown}': no file; give journal:///absolute/path.journal")
+    return Path(path)
+
+
+def _check_file(location: StorageURL, *, create: bool) -> None:
+    """The SQLite or journal file: an existing one must be a regular file this user may read; a new one needs
+    ``create``, and then its folder is made (the storage creates the file)."""
+    assert location.file is not None
+    flag = f"--storage '{location.shown}'"
+    kind = describe(location.file)
+    if kind != "missing" and not kind.startswith("unreadable"):
+        readable_file(location.file, flag)  # a folder, a FIFO, a device ... is refused, never opened
+        return
+    if not create:
+        what = "journal" if location.scheme == "journal" else "database"
+        found = "no such" if kind == "missing" else f"{kind}:"
+        raise ConfigError(f"{flag}: {found} {what} file; check the path")
+    try:
+        location.file.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{flag}: cannot create the folder {location.file.parent}: {exc.strerror or exc}") from None
 
 
 def make_storage(url: str, *, heartbeat: float = HEARTBEAT_SECONDS, create: bool = True) -> optuna.storages.BaseStorage:
@@ -77,36 +172,22 @@ def make_storage(url: str, *, heartbeat: float = HEARTBEAT_SECONDS, create: bool
     whose worker died is marked failed after ``3 x heartbeat`` seconds and retried once (Optuna's
     retry callback). ``journal:///path`` is a journal file (several processes on one host); it has no
     heartbeat, so :func:`fail_stale_journal_trials` does the same job. With ``create=False`` a
-    missing SQLite or journal file is an error instead of a new, empty database.
+    missing SQLite or journal file is an error instead of a new, empty database. Every command reads
+    the URL with :func:`parse_storage_url`.
     """
-    scheme = url.split("://", 1)[0] if "://" in url else ""
-    shown = mask_url(url)
-    if scheme == "journal":
-        path = Path(url.removeprefix("journal://"))
-        if not create and not path.is_file():
-            raise ConfigError(f"--storage '{shown}': no such journal file; check the path")
-        _make_parent(path, shown)
-        from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
-
-        return optuna.storages.JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
-    if scheme not in _STORAGE_SCHEMES:
+    location = parse_storage_url(url)
+    if not 0 < heartbeat <= MAX_HEARTBEAT:  # also refuses NaN
         raise ConfigError(
-            f"--storage '{shown}': expected a database URL such as sqlite:///runs/x/study.db, "
-            "postgresql://user@host:5432/db or journal:///runs/x/study.journal, but found "
-            + (f"the scheme '{scheme}'" if scheme else "no scheme")
+            f"--heartbeat must be a positive number of seconds up to {MAX_HEARTBEAT:g}, but got {heartbeat}"
         )
+    if location.file is not None:
+        _check_file(location, create=create)
+    if location.scheme == "journal":
+        return _journal_storage(location)
     engine_kwargs: dict[str, Any] = {}
-    if scheme == "sqlite":
-        db = url.removeprefix("sqlite:///")
-        if not db or db == ":memory:":
-            raise ConfigError(
-                f"--storage '{shown}': an in-memory study is lost when the run ends and cannot be resumed; "
-                "give a file, e.g. sqlite:///runs/x/study.db"
-            )
-        if not create and not Path(db).is_file():
-            raise ConfigError(f"--storage '{shown}': no such database file; check the path")
-        _make_parent(Path(db), shown)
-        engine_kwargs = {"connect_args": {"timeout": 60}}
+    if location.scheme == "sqlite" and "timeout" not in location.query:
+        engine_kwargs = {"connect_args": {"timeout": 60}}  # a URL's own ?timeout= wins
+    shown = location.shown
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -125,6 +206,21 @@ def make_storage(url: str, *, heartbeat: float = HEARTBEAT_SECONDS, create: bool
     except Exception as exc:  # SQLAlchemy raises many types for unreachable or bad databases
         first = scrub(str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__, url)
         raise ConfigError(f"--storage '{shown}': cannot open the database: {first}") from None
+
+
+def _journal_storage(location: StorageURL) -> optuna.storages.BaseStorage:
+    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+    path = str(location.file)
+    try:
+        return optuna.storages.JournalStorage(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)))
+    except OSError as exc:
+        raise ConfigError(
+            f"--storage '{location.shown}': cannot open the journal file: {exc.strerror or exc}"
+        ) from None
+    except Exception as exc:  # a damaged journal: Optuna fails replaying its log
+        first = scrub(str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__, location.url)
+        raise ConfigError(f"--storage '{location.shown}': cannot read the journal file: {first}") from None
 
 
 def make_sampler(space: SearchSpace, seed: int) -> optuna.samplers.BaseSampler:
@@ -168,7 +264,9 @@ def open_study(
     heartbeat: float = HEARTBEAT_SECONDS,
 ) -> optuna.Study:
     """Load the study, or create it (storing the space and enqueueing the baseline); no storage: in memory."""
-    shown = mask_url(storage) if storage is not None else "memory"
+    shown = _shown(storage) if storage is not None else "memory"
+    sampler_seed = space.spec.search.seed if seed is None else seed
+    check_seed(sampler_seed, "--seed" if seed is not None else "search.seed")
     if storage is None:
         store: optuna.storages.BaseStorage = optuna.storages.InMemoryStorage()
     else:
@@ -177,7 +275,6 @@ def open_study(
     exists = study_name in names
     if not exists and not create:
         raise ConfigError(f"--study-name '{study_name}': no such study in {shown}; studies there: {names or 'none'}")
-    sampler_seed = space.spec.search.seed if seed is None else seed
     objectives = objective_names(space.spec.search)
     study = optuna.create_study(
         storage=store,
