@@ -603,7 +603,7 @@ def test_files_this_user_may_not_read_or_write_are_one_message_each(
         (["validate", str(export)], str(export)),
         (["run", str(space), "--warm-start", str(export), "--out", str(root / "r1")], str(export)),
         ([*predict, str(rows), str(root / "model-locked-prompt")], "best_prompt.yaml"),
-        ([*predict, str(rows), str(root / "model-locked-weights")], "model.safetensors"),
+        ([*predict, str(rows), str(root / "model-locked-weights")], f"may not read {locked[4]}"),
         ([*predict, str(root / "locked-rows.jsonl"), str(root / "model")], "locked-rows.jsonl"),
         (["report", "--storage", f"sqlite:///{root / 'study.db'}", "--out", str(root / "r2")], "study.db"),
         (["report", "--storage", f"journal://{journal}", "--out", str(root / "r3")], "study.journal"),

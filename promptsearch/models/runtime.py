@@ -103,7 +103,21 @@ def _quiet_transformers() -> Iterator[None]:
         hf_logging.set_verbosity(level)
 
 
+def _unreadable(folder: str) -> list[str]:
+    """Files of a local model folder this user may not read (transformers reports them as missing)."""
+    path = Path(folder)
+    if not path.is_dir():
+        return []
+    return sorted(str(p) for p in path.iterdir() if p.is_file() and not os.access(p, os.R_OK))
+
+
 def _load_error(spec: ModelSpec, exc: BaseException) -> ConfigError:
+    locked = _unreadable(spec.name)
+    if locked:
+        return ConfigError(
+            f"model.name: could not load '{spec.name}': this user may not read {', '.join(locked[:3])}; "
+            "give it read permission (chmod a+r) or copy the model to a folder you own"
+        )
     first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
     return ConfigError(
         f"model.name: could not load '{spec.name}' ({first}); give a local folder in Hugging Face "
