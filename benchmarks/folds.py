@@ -219,7 +219,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--finalists", default="0,1,3", help="race sizes to compare (0: no race)")
     parser.add_argument("--max-test", type=int, default=500)
     parser.add_argument("--resume", action="store_true", help="keep the (task, seed) runs already in --out")
+    parser.add_argument("--merge", type=Path, nargs="+", help="join these folders' folds.json into --out")
     args = parser.parse_args(argv)
+    if args.merge:
+        return merge(args.merge, args.out)
     quiet(args.threads)
     tasks = [t for t in args.tasks.split(",") if t]
     unknown = [t for t in tasks if t not in TASKS]
@@ -267,6 +270,31 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         assert all(not math.isnan(c["test"]) for r in record["runs"].values() for p in r["protocols"].values()
                    for c in p["configs"])  # fmt: skip
+    return 0
+
+
+def merge(folders: list[Path], out: Path) -> int:
+    """Join the runs of several ``folds.json`` (one process per task and seed on a GPU machine) into ``out``."""
+    record: dict[str, Any] | None = None
+    for folder in folders:
+        path = folder / "folds.json"
+        if not path.is_file():
+            print(f"--merge: {path} is missing; skipped", file=sys.stderr)
+            continue
+        part = json.loads(path.read_text(encoding="utf-8"))
+        if record is None:
+            record = part
+        else:
+            record["runs"].update(part["runs"])
+    if record is None:
+        print("--merge: no folds.json found", file=sys.stderr)
+        return 2
+    finalists = record["finalists"]
+    record["runs"] = dict(sorted(record["runs"].items()))
+    rows = summarise(record["runs"], finalists)
+    record["summary"] = rows
+    write_results(out, "folds", record, _markdown(record, rows), title="Folds and finalists")
+    print(table(rows))
     return 0
 
 
