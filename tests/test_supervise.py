@@ -340,7 +340,8 @@ class Run:
         cmd = [
             sys.executable, "-m", "promptsearch.cli", "run", str(self.space), "--out", str(self.out),
             "--study-name", self.name, "--workers", "2", "--heartbeat", "1", "--restart-delay", "0.5",
-            "--device", "cpu", "--final-seeds", "0", *(["--storage", self.storage] if self.storage else []), *self.extra,
+            "--device", "cpu", "--final-seeds", "0", *(["--storage", self.storage] if self.storage else []),
+            *self.extra,
         ]  # fmt: skip
         env = {k: v for k, v in os.environ.items() if k != "PROMPTSEARCH_STORAGE"}
         log = (self.out.parent / f"{self.out.name}-run{self.runs}.txt").open("w")
