@@ -573,7 +573,9 @@ def _stop_incomplete(
     study: Study, out_dir: Path, outcome: Supervision, *, n_trials: int, max_restarts: int
 ) -> NoReturn:
     """The budget cannot be reached: record it, write reports that say so (no final evaluation), and raise."""
-    problems = outcome.problems(max_restarts)
+    problems = outcome.problems(max_restarts) or [
+        f"the workers exited before the budget was reached; their output: {out_dir / 'worker-*.log'}"
+    ]
     lines = [
         f"study '{study.name}' is incomplete: {outcome.done} of {outcome.target} trials counted "
         f"({outcome.missing} missing), so no final evaluation was run and no best prompt was exported",

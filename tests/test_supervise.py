@@ -244,16 +244,21 @@ except KeyboardInterrupt:
     sys.exit(130)
 """
 _COORDINATOR = """
-import os, subprocess, sys, time
+import os, signal, subprocess, sys, time
 env = {**os.environ, %r: str(os.getpid())}
-subprocess.Popen([sys.executable, "-c", sys.argv[1]], env=env)
+ignore = sys.argv[2] == "1"  # as a script's background job: Ctrl-C (SIGINT) ignored
+subprocess.Popen([sys.executable, "-c", sys.argv[1]], env=env,
+                 preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignore else None)
 time.sleep(60)
 """
 
 
-def test_a_worker_stops_when_its_coordinator_is_killed() -> None:
+@pytest.mark.parametrize("sigint_ignored", [False, True])
+def test_a_worker_stops_when_its_coordinator_is_killed(sigint_ignored: bool) -> None:
     coordinator = subprocess.Popen(
-        [sys.executable, "-c", _COORDINATOR % COORDINATOR_ENV, _CHILD], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", _COORDINATOR % COORDINATOR_ENV, _CHILD, str(int(sigint_ignored))],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert coordinator.stdout is not None
     assert coordinator.stdout.readline().strip() == "watching"

@@ -16,6 +16,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -543,9 +544,10 @@ def epoch_recorder(study: optuna.Study) -> Callable[[int, int, float], None]:
 
     def record(number: int, epoch: int, score: float) -> None:
         storage = study._storage
-        if number not in ids:
-            ids[number] = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
-        storage.set_trial_user_attr(ids[number], EPOCHS_RUN_ATTR, int(epoch))
+        with suppress(Exception):  # what it says is for a trial that dies: a storage hiccup must not kill it
+            if number not in ids:
+                ids[number] = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+            storage.set_trial_user_attr(ids[number], EPOCHS_RUN_ATTR, int(epoch))
 
     return record
 

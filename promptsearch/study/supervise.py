@@ -16,6 +16,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -137,13 +138,19 @@ class _Watch:
         self.running = [t for t in trials if t.state == TrialState.RUNNING]
         self._notify(trials)
 
-    def _notify(self, trials: list[FrozenTrial]) -> None:
+    def flush(self) -> None:
+        """Pass every finished trial not passed yet to the callbacks, without waiting for retries."""
+        with suppress(Exception):
+            self._notify(self.study.get_trials(deepcopy=False), wait=False)
+
+    def _notify(self, trials: list[FrozenTrial], *, wait: bool = True) -> None:
         now = time.monotonic()
         for trial in trials:
             if trial.state not in _FINISHED or trial.number in self._seen:
                 continue
             record = trial_record(self.study, trial)
-            if _awaits_retry(record) and now - self._failed_at.setdefault(trial.number, now) < 3 * self.heartbeat:
+            waited = now - self._failed_at.setdefault(trial.number, now)
+            if wait and _awaits_retry(record) and waited < 3 * self.heartbeat:
                 continue  # its retry is enqueued right after it fails: say "retried as trial N" when it is
             self._seen.add(trial.number)
             for callback in self.callbacks:
@@ -274,6 +281,7 @@ def _sweep(watch: _Watch, heartbeat: float, poll: float) -> None:
     while watch.running and watch.error is None and time.monotonic() < deadline:
         time.sleep(poll)
         watch.check()
+    watch.flush()
     for trial in watch.running:
         logger.warning("trial %d is still running on a worker this run did not start", trial.number)
 

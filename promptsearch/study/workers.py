@@ -140,6 +140,9 @@ def watch_coordinator(interval: float) -> threading.Thread | None:
     if not raw.isdigit():
         return None
     coordinator = int(raw)
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN and threading.current_thread() is threading.main_thread():
+        # started in the background of a script, which ignores Ctrl-C: the stop below is a SIGINT all the same
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def watch() -> None:
         while os.getppid() == coordinator:
