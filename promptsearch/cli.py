@@ -220,8 +220,9 @@ def run(
 ) -> None:
     """Run (or resume) a search, evaluate the best prompt on test, write the report and best_prompt.yaml.
 
-    Exit codes: 0 done; 2 bad input; 3 incomplete: the budget was not reached (workers kept dying), nothing
-    was evaluated on test, and the same command continues the study; 130 interrupted (Ctrl-C).
+    Exit codes: 0 done, 2 bad input, 130 interrupted (Ctrl-C),
+    3 incomplete: workers kept dying and the budget was not reached;
+    nothing was evaluated on test, and the same command continues the study.
     """
     from promptsearch.api import load_any_space, n_trials_for, search
     from promptsearch.reporting.progress import SearchProgress

@@ -28,7 +28,9 @@ from optuna.trial import TrialState
 from test_fuzz import fuzz
 from tiny import postgres_reachable, tiny_data, tiny_space_text
 
+from promptsearch.api import search
 from promptsearch.cli import EXIT_INCOMPLETE, main
+from promptsearch.errors import ConfigError
 from promptsearch.reporting.html import render_html
 from promptsearch.reporting.report import build_report, render_markdown
 from promptsearch.reporting.schema import Report
@@ -272,6 +274,31 @@ def test_a_worker_stops_when_its_coordinator_is_killed(sigint_ignored: bool) -> 
 def test_a_worker_started_by_hand_watches_no_coordinator(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(COORDINATOR_ENV, raising=False)
     assert watch_coordinator(0.1) is None
+
+
+def test_run_documents_its_exit_codes_and_restart_options(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    assert main(["run", "--help"]) == 0
+    shown = capsys.readouterr().out
+    assert "3 incomplete: workers kept dying and the budget was not reached" in shown
+    assert "--max-restarts" in shown and "--restart-delay" in shown
+    assert EXIT_INCOMPLETE == 3
+    for option in ("--max-restarts", "--restart-delay"):
+        assert main(["run", str(tmp_path / "x.yaml"), option, "-1"]) == 2
+        assert option in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [("max_restarts", "--max-restarts must be >= 0, but got -1"),
+     ("restart_delay", "--restart-delay must be >= 0 seconds, but got -1")],
+)  # fmt: skip
+def test_the_python_api_checks_the_restart_options(repo_root: Path, tmp_path: Path, option: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        search(repo_root / "search_spaces" / "sst2.yaml", out=tmp_path / "run", **{option: -1})
+    assert not (tmp_path / "run").exists()
 
 
 # --- an incomplete study in every report format -----------------------------------------------------------------
