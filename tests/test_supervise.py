@@ -139,6 +139,15 @@ def test_the_database_heartbeat_check_keeps_what_the_coordinator_noted(tmp_path:
     assert not note_lost(study, study.trials[0], worker=0, returncode=-9)  # a finished trial is not written
 
 
+def test_a_failure_without_evidence_is_not_blamed_on_a_dead_worker() -> None:
+    study = optuna.create_study()
+    trial = study.ask()
+    TrialWriter(trial).start(CONFIG, seed=0, device="cpu")
+    study.tell(trial, state=TrialState.FAIL)  # as Optuna fails a trial whose value it refuses
+    record = trial_records(study)[0]
+    assert not record.abandoned and record.failure == ""
+
+
 def test_exit_text_names_signals_and_codes() -> None:
     assert exit_text(-9) == "SIGKILL" and exit_text(-15) == "SIGTERM" and exit_text(-200) == "signal 200"
     assert exit_text(1) == "exit code 1" and exit_text(130) == "exit code 130"
@@ -557,10 +566,11 @@ def test_a_killed_coordinator_stops_its_workers_and_the_same_command_continues(
 
 @pytest.mark.slow
 @needs_postgres
-def test_a_killed_coordinator_on_postgresql(tiny_model: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("seed", [4, 5])
+def test_a_killed_coordinator_on_postgresql(tiny_model: Path, tmp_path: Path, seed: int) -> None:
     name = f"kill-{uuid.uuid4().hex[:8]}"
     try:
-        _scenario_coordinator_killed(tiny_model, tmp_path, PG, name, 4)
+        _scenario_coordinator_killed(tiny_model, tmp_path, PG, name, seed)
     finally:
         optuna.delete_study(study_name=name, storage=PG)
 
@@ -569,7 +579,7 @@ def test_a_killed_coordinator_on_postgresql(tiny_model: Path, tmp_path: Path) ->
 def test_restarts_used_up_stop_the_run_incomplete_and_the_same_command_finishes(
     tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    rng = random.Random(5)
+    rng = random.Random(6)
     run = Run(_space(tiny_model, tmp_path), tmp_path / "run", "kill", None, "--max-restarts", "0")
     proc = run.start()
     try:

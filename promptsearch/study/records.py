@@ -251,8 +251,10 @@ class TrialRecord:
 
         if self.state != TrialState.FAIL or self.error is not None or self.interrupted or self.surplus:
             return False
-        # the journal's check marks it stale; Optuna's RDB heartbeat check fails it without a word
-        return self.stale or self.lost is not None or self.fail_reason is None
+        # the journal's check marks it stale; Optuna's RDB heartbeat check fails it without a word, but retries it
+        # (a retry that fails without an error of its own was failed by that check too)
+        retried = self.retried_as is not None or self.retry_of is not None
+        return self.stale or self.lost is not None or retried
 
     @property
     def failure(self) -> str:

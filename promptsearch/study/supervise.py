@@ -170,7 +170,9 @@ class _Watch:
 
 
 def _awaits_retry(record: TrialRecord) -> bool:
-    return record.abandoned and record.retried_as is None and record.retry_of is None
+    """Failed by a heartbeat check (no error of its own) and not retried yet: the retry is on its way."""
+    own = record.error is not None or record.interrupted or record.surplus
+    return record.state == TrialState.FAIL and not own and record.retried_as is None and record.retry_of is None
 
 
 def supervise(
