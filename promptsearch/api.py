@@ -13,17 +13,15 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
-import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import optuna
 
-from promptsearch.errors import ConfigError, PromptsearchError
+from promptsearch.errors import ConfigError, IncompleteStudy, PromptsearchError
 from promptsearch.experimental import experimental
 from promptsearch.files import creatable_folder
 from promptsearch.io.data import TaskData, TaskDataInput, load_task_data, task_data
@@ -37,7 +35,7 @@ from promptsearch.io.export import (
     write_prompt_config,
 )
 from promptsearch.redact import mask_url
-from promptsearch.reporting.report import build_report, write_reports
+from promptsearch.reporting.report import build_report, incomplete_note, write_reports
 from promptsearch.reporting.schema import Finalist, Race, Report
 from promptsearch.space.config import TrialConfig
 from promptsearch.space.dimensions import Fixed
@@ -51,11 +49,14 @@ from promptsearch.study.final import final_evaluation, stored_final
 from promptsearch.study.finalists import race_finalists
 from promptsearch.study.objective import TrialRunner
 from promptsearch.study.records import (
+    RunStatus,
     TrialRecord,
     baseline_trial,
     best_trial,
     completed_trial_attrs,
     count_done,
+    epoch_recorder,
+    store_run,
     stored_final_raw,
     stored_space,
     trial_records,
@@ -66,7 +67,14 @@ from promptsearch.study.storage import (
     open_study,
     run_trials,
 )
-from promptsearch.study.workers import choose_storage, existing_storage, launch_workers, worker_seed
+from promptsearch.study.supervise import MAX_RESTARTS, RESTART_DELAY, Supervision, supervise
+from promptsearch.study.workers import (
+    WorkerLauncher,
+    choose_storage,
+    existing_storage,
+    watch_coordinator,
+    worker_seed,
+)
 from promptsearch.versions import versions
 
 if TYPE_CHECKING:
@@ -74,12 +82,6 @@ if TYPE_CHECKING:
 
     from promptsearch.inference.predict import Model
     from promptsearch.study.warmstart import WarmStartPlan
-
-_FINISHED = (
-    optuna.trial.TrialState.COMPLETE,
-    optuna.trial.TrialState.PRUNED,
-    optuna.trial.TrialState.FAIL,
-)
 
 __all__ = [
     "Evaluation",
@@ -457,6 +459,8 @@ def search(
     workers: int = 1,
     heartbeat: float = HEARTBEAT_SECONDS,
     warm_start: WarmStartPlan | None = None,
+    max_restarts: int = MAX_RESTARTS,
+    restart_delay: float = RESTART_DELAY,
 ) -> SearchResult:
     """Run (or resume) the search of a space, evaluate on test, write the report and the best prompt.
 
@@ -466,6 +470,11 @@ def search(
     With ``workers`` > 1, that many worker processes share the study (a journal file in the run folder
     unless ``storage`` names another). ``warm_start`` (:func:`promptsearch.study.warmstart.from_export`
     / ``from_study``) enqueues earlier configs as the first trials after the baseline.
+
+    A worker process that dies is restarted after ``restart_delay`` seconds (doubled for each further restart),
+    at most ``max_restarts`` times per worker. When the budget cannot be reached the run stops before the final
+    evaluation and raises :class:`~promptsearch.errors.IncompleteStudy` (the CLI exits 3); calling it again
+    continues the study.
     """
     t_start = time.perf_counter()
     space = _resolve_space(space_or_path)
@@ -474,6 +483,10 @@ def search(
     if final_seeds < 0:
         raise ConfigError(f"--final-seeds must be >= 0, but got {final_seeds}")
     timeout = space.spec.search.timeout if timeout is None else timeout
+    if max_restarts < 0:
+        raise ConfigError(f"--max-restarts must be >= 0, but got {max_restarts}")
+    if restart_delay < 0:
+        raise ConfigError(f"--restart-delay must be >= 0 seconds, but got {restart_delay}")
     _check_save_target(save_model, space, final_seeds)
     if workers > 1 and space.path is None:
         raise ConfigError("--workers needs the search space as a file, which every worker reads")
@@ -486,15 +499,17 @@ def search(
     out_dir.mkdir(parents=True, exist_ok=True)  # only once the inputs and the storage are good
     if warm_start is not None:
         study.enqueue(warm_start)
+    store_run(study.optuna_study, RunStatus(n_trials, "running"))  # a report meanwhile says it is incomplete
     if workers > 1:
-        assert space.path is not None
-        procs = launch_workers(
-            space.path, storage, study.name, workers=workers, n_trials=n_trials, device=device,
-            out_dir=out_dir, heartbeat=heartbeat, timeout=timeout,
+        outcome = _run_workers(
+            study, storage=storage, out_dir=out_dir, workers=workers, n_trials=n_trials, timeout=timeout,
+            max_restarts=max_restarts, restart_delay=restart_delay, callbacks=callbacks, progress=progress,
         )  # fmt: skip
-        _watch_workers(procs, study.optuna_study, callbacks, progress)
+        if not outcome.complete:
+            _stop_incomplete(study, out_dir, outcome, n_trials=n_trials, max_restarts=max_restarts)
     else:
         study.optimize(n_trials, timeout=timeout, callbacks=callbacks, on_epoch=on_epoch)
+    store_run(study.optuna_study, RunStatus(n_trials, "finished"))
     search_seconds = time.perf_counter() - t_start
     # optimize() has raced already (with workers, nobody has): the stored race is reused when no trial finished
     # since, so this call costs nothing then, and races the workers' trials otherwise
@@ -531,42 +546,54 @@ def search(
     )
 
 
-def _watch_workers(
-    procs: Sequence[tuple[subprocess.Popen[bytes], Path]],
-    study: optuna.Study,
+def _run_workers(
+    study: Study,
+    *,
+    storage: str,
+    out_dir: Path,
+    workers: int,
+    n_trials: int,
+    timeout: float | None,
+    max_restarts: int,
+    restart_delay: float,
     callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]],
     progress: Callable[[str], None] | None,
-) -> None:
-    """Wait for the worker processes, passing each newly finished trial to ``callbacks``."""
-    seen: set[int] = set()
+) -> Supervision:
+    """Start ``workers`` worker processes on the study and keep them alive until the budget is reached."""
+    assert study.space.path is not None
+    launcher = WorkerLauncher(
+        space_file=study.space.path, storage=storage, study_name=study.name, workers=workers, n_trials=n_trials,
+        device=study.device, out_dir=out_dir, heartbeat=study.heartbeat,
+    )  # fmt: skip
+    return supervise(
+        launcher, study.optuna_study, workers=workers, target=n_trials + 1, heartbeat=study.heartbeat,
+        max_restarts=max_restarts, restart_delay=restart_delay, timeout=timeout, callbacks=callbacks,
+        progress=progress, storage_url=storage,
+    )  # fmt: skip
 
-    def notify() -> None:
-        for trial in study.get_trials(deepcopy=False, states=_FINISHED):
-            if trial.number not in seen:
-                seen.add(trial.number)
-                for callback in callbacks:
-                    callback(study, trial)
 
+def _stop_incomplete(
+    study: Study, out_dir: Path, outcome: Supervision, *, n_trials: int, max_restarts: int
+) -> NoReturn:
+    """The budget cannot be reached: record it, write reports that say so (no final evaluation), and raise."""
+    problems = outcome.problems(max_restarts) or [
+        f"the workers exited before the budget was reached; their output: {out_dir / 'worker-*.log'}"
+    ]
+    lines = [
+        f"study '{study.name}' is incomplete: {outcome.done} of {outcome.target} trials counted "
+        f"({outcome.missing} missing), so no final evaluation was run and no best prompt was exported",
+        *problems,
+    ]
     try:
-        while any(p.poll() is None for p, _ in procs):
-            if progress is not None:
-                running = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
-                progress(f"{sum(p.poll() is None for p, _ in procs)} workers, {running} trials running")
-            notify()
-            time.sleep(1.0)
-        notify()
-    except KeyboardInterrupt:
-        for p, _ in procs:
-            p.send_signal(signal.SIGINT)  # each worker records its running trial as interrupted
-        for p, _ in procs:
-            try:
-                p.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        raise
-    for p, log in procs:
-        if p.returncode != 0:
-            logger.warning("a worker exited with code %s; its output is in %s", p.returncode, log)
+        store_run(study.optuna_study, RunStatus(n_trials, "incomplete", tuple(problems)))
+        records = trial_records(study.optuna_study)
+        rep = _build_report(study.space, study.optuna_study, None, records=records, best=best_trial(study.optuna_study))
+        write_reports(out_dir, study.optuna_study, rep, records=records)
+        lines.append(f"the report in {out_dir} says the study is incomplete")
+    except Exception as exc:  # the storage may be gone: the message above matters more than the report
+        logger.warning("could not write the report of the incomplete study: %s: %s", type(exc).__name__, exc)
+    lines.append("run the same command again to continue the study; its finished trials are kept")
+    raise IncompleteStudy("\n".join(lines), missing=outcome.missing)
 
 
 def work(
@@ -583,8 +610,11 @@ def work(
     """Join an existing study as one worker and run trials until the study has ``n_trials`` (+ baseline).
 
     Without a space file the space stored with the study is used. A worker whose space or data differ
-    from the study's refuses to join. Returns the number of trials this worker ran.
+    from the study's refuses to join. Each running trial keeps its epoch current in the storage, so a trial
+    whose worker dies says when. A worker started by ``run --workers N`` stops (its trial recorded as
+    interrupted) when that coordinator is gone. Returns the number of trials this worker ran.
     """
+    watch_coordinator(heartbeat)  # started by `run --workers N`: stop when it is gone
     threads = os.environ.get("PROMPTSEARCH_TORCH_THREADS")
     if threads:
         import torch
@@ -602,7 +632,7 @@ def work(
     n = n_trials_for(space, n_trials)
     space = ensure_candidates(space, study, data, device, wait=CANDIDATES_WAIT)
     runner = _make_runner(space, data, device)
-    return run_trials(runner, study, n_trials=n, heartbeat=heartbeat, timeout=timeout)
+    return run_trials(runner, study, n_trials=n, heartbeat=heartbeat, timeout=timeout, on_epoch=epoch_recorder(study))
 
 
 def _open_existing(
@@ -653,7 +683,11 @@ def report(
     device: str | None = "auto",
     final_seeds: int | None = None,
 ) -> Report:
-    """Rebuild report.md/json from the storage; trains only for a final evaluation not stored yet."""
+    """Rebuild report.md/json from the storage; trains only for a final evaluation not stored yet.
+
+    A study short of the budget of its last run is marked incomplete (``Report.incomplete``) and not evaluated on
+    test until it is complete.
+    """
     space, study, out_dir = _open_existing(out, storage, study_name)
     creatable_folder(out_dir, "--out")  # before a final evaluation trains
     data = load_task_data(space.spec.task, space.base_dir)
@@ -663,9 +697,9 @@ def report(
     best = best_trial(study, records)
     final = None
     if seeds > 0 and data.has_test and best is not None:
-        final = stored_final(study, space, data, seeds, best=best) or final_evaluation(
-            _make_runner(space, data, device), study, seeds=seeds, best=best
-        )
+        final = stored_final(study, space, data, seeds, best=best)
+        if final is None and incomplete_note(study, records) is None:  # an unfinished study is not tested yet
+            final = final_evaluation(_make_runner(space, data, device), study, seeds=seeds, best=best)
     result = _build_report(space, study, final, records=records, best=best)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_reports(out_dir, study, result, records=records)

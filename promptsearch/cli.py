@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from promptsearch.errors import PromptsearchError, SpaceError
+from promptsearch.errors import IncompleteStudy, PromptsearchError, SpaceError
 from promptsearch.space.config import SEED_MAX  # NumPy's range; pydantic only, so the CLI starts fast
 
 if TYPE_CHECKING:
@@ -28,6 +28,7 @@ app = typer.Typer(
 )
 console = Console()
 err = Console(stderr=True)
+EXIT_INCOMPLETE = 3  # `run` stopped before the study reached its budget (its workers died); the same command continues
 
 SpaceArg = Annotated[Path, typer.Argument(help="Search-space YAML file (or an exported best_prompt.yaml).")]
 OutOpt = Annotated[Path | None, typer.Option("--out", help="Run folder (default runs/<space name>/).")]
@@ -235,8 +236,20 @@ def run(
             "--mlflow", help="Log every trial to this MLflow tracking URI (pip install 'promptsearch[mlflow]')."
         ),
     ] = None,
+    max_restarts: Annotated[
+        int, typer.Option("--max-restarts", min=0, help="With --workers: restarts of a worker that dies, per worker.")
+    ] = 3,
+    restart_delay: Annotated[
+        float,
+        typer.Option("--restart-delay", min=0, help="Seconds before restarting a dead worker (doubled each time)."),
+    ] = 5.0,
 ) -> None:
-    """Run (or resume) a search, evaluate the best prompt on test, write the report and best_prompt.yaml."""
+    """Run (or resume) a search, evaluate the best prompt on test, write the report and best_prompt.yaml.
+
+    Exit codes: 0 done, 2 bad input, 130 interrupted (Ctrl-C),
+    3 incomplete: workers kept dying and the budget was not reached;
+    nothing was evaluated on test, and the same command continues the study.
+    """
     from promptsearch.api import load_any_space, n_trials_for, search
     from promptsearch.reporting.progress import SearchProgress
     from promptsearch.study.storage import parse_storage_url
@@ -272,6 +285,8 @@ def run(
                 workers=workers,
                 heartbeat=heartbeat,
                 warm_start=plan,
+                max_restarts=max_restarts,
+                restart_delay=restart_delay,
             )
         except KeyboardInterrupt:
             progress.stop()
@@ -385,6 +400,8 @@ def report_cmd(
     from promptsearch.api import report
 
     result = report(out=out, storage=storage, study_name=study_name, device=device, final_seeds=final_seeds)
+    if result.incomplete:
+        say(f"incomplete study: {result.incomplete}")
     say(f"wrote the report of study '{result.study}'")
 
 
@@ -477,7 +494,7 @@ def file_system_refusal(exc: OSError) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit code (0 ok, 2 bad input, 130 interrupted)."""
+    """Entry point; returns the exit code (0 ok, 2 bad input, 3 study incomplete, 130 interrupted)."""
     try:
         # standalone mode: typer itself reports usage errors (unknown option, bad value) and exits 2
         app(args=argv, standalone_mode=True)
@@ -487,6 +504,12 @@ def main(argv: list[str] | None = None) -> int:
         for line in exc.messages:
             _error(line)
         return 2
+    except IncompleteStudy as exc:
+        first, *rest = str(exc).splitlines()
+        _error(first)
+        for line in rest:
+            err.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
+        return EXIT_INCOMPLETE
     except PromptsearchError as exc:
         for line in str(exc).splitlines():
             _error(line)

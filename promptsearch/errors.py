@@ -8,6 +8,7 @@ from collections.abc import Iterable
 __all__ = [
     "ConfigError",
     "DataError",
+    "IncompleteStudy",
     "PromptsearchError",
     "SpaceError",
     "TemplateError",
@@ -37,6 +38,17 @@ class DataError(PromptsearchError):
 
 class ConfigError(PromptsearchError):
     """An exported prompt config, a storage URL or a command-line option is invalid."""
+
+
+class IncompleteStudy(PromptsearchError):
+    """A run stopped before its study reached the budget (its workers died); the same command continues it.
+
+    ``missing``: the counted trials the budget still needs. The CLI exits with its own code (3).
+    """
+
+    def __init__(self, message: str, *, missing: int) -> None:
+        self.missing = missing
+        super().__init__(message)
 
 
 def did_you_mean(name: str, options: Iterable[str]) -> str:

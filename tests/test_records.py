@@ -171,7 +171,7 @@ def test_the_report_round_trips_through_json(study: optuna.Study) -> None:
     assert list(data) == [
         "space", "study", "metric", "direction", "objectives", "best", "baseline", "models", "candidates",
         "trials", "top_trials", "failures", "seconds", "final_seeds", "versions", "created",
-        "evaluation", "race", "verdict", "gap_warning",
+        "evaluation", "race", "verdict", "gap_warning", "incomplete",
     ]  # fmt: skip
     assert data["seconds"] == {"trials": data["seconds"]["trials"], "final_evaluation": 3.5}  # no search/total
     assert "rule" not in data["objectives"]

@@ -32,7 +32,9 @@ __all__ = ["render_html", "write_html_report"]
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2733;background:#f5f7fa}
 header{background:#1d2733;color:#fff;padding:18px 32px}header h1{margin:0 0 4px;font-size:22px}
-header p{margin:0;color:#c9d3dd;font-size:14px}main{padding:8px 32px 40px;max-width:1400px}
+header p{margin:0;color:#c9d3dd;font-size:14px}
+header p.incomplete{margin-top:8px;padding:6px 10px;background:#b42318;color:#fff;border-radius:4px}
+main{padding:8px 32px 40px;max-width:1400px}
 section{background:#fff;border-radius:8px;box-shadow:0 1px 3px #0002;padding:14px 20px;margin:16px 0}
 h2{font-size:18px;margin:4px 0 10px}table{border-collapse:collapse;font-size:13px;width:100%}
 th,td{border-bottom:1px solid #e3e8ee;padding:5px 8px;text-align:left;vertical-align:top}
@@ -284,7 +286,7 @@ def _trials_section(report: Report, records: Sequence[TrialRecord]) -> str:
             params = "baseline (plain fine-tuning)"
         else:
             params = "<br>".join(f"{_e(k)}={_e(_short(v))}" for k, v in t.params.items())
-        reason = t.error or t.pruned_reason or ""
+        reason = t.failure or t.pruned_reason or ""
         state = t.state.name + (f'<br><span class="note">{_e(reason[:200])}</span>' if reason else "")
         example = t.prompt_example
         prompt = t.config.prompt.model_dump(mode="json") if t.config is not None else None
@@ -387,7 +389,9 @@ def render_html(study: optuna.Study, report: Report, records: Sequence[TrialReco
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>promptsearch report: {_e(report.space.name)}</title><style>{_CSS}</style>"
         f"<script>{_ERRORS_JS}</script><script>{get_plotlyjs()}</script></head><body>"
-        f"<header><h1>promptsearch report: {_e(report.space.name)}</h1><p>{summary}</p></header>"
+        f"<header><h1>promptsearch report: {_e(report.space.name)}</h1><p>{summary}</p>"
+        + (f'<p class="incomplete"><b>Incomplete study:</b> {_e(report.incomplete)}</p>' if report.incomplete else "")
+        + "</header>"
         f"<main>{''.join(sections)}<p class=note>Generated {_e(created)} with {_e(versions)}. "
         "This file is self-contained and works offline.</p></main>"
         f"<script>{_SORT_JS}</script></body></html>\n"

@@ -20,7 +20,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from promptsearch.study.records import TrialRecord, count_done
+from promptsearch.study.records import count_done, trial_record
 
 __all__ = ["SearchProgress", "stream_progress"]
 
@@ -73,7 +73,7 @@ class SearchProgress:
             status="",
         )
         if trial.state == TrialState.FAIL:
-            error = TrialRecord.from_trial(trial).failure or "unknown error"
+            error = trial_record(study, trial).failure or "unknown error"
             self.console.print(f"[yellow]trial {trial.number} failed:[/] {escape(str(error))}", highlight=False)
 
     def on_epoch(self, trial: int, epoch: int, score: float) -> None:

@@ -35,6 +35,7 @@ from promptsearch.study.records import (
     best_trial,
     objectives_info,
     stored_race,
+    stored_run,
     trial_config,
     trial_records,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "build_report",
     "fmt_score",
     "fmt_test",
+    "incomplete_note",
     "per_model",
     "render_markdown",
     "write_report",
@@ -158,6 +160,22 @@ def build_report(
         else None,
         verdict=VerdictPart.model_validate((final or {})["verdict"]) if (final or {}).get("verdict") else None,
         gap_warning=(final or {}).get("gap_warning"),
+        incomplete=incomplete_note(study, records),
+    )
+
+
+def incomplete_note(study: optuna.Study, records: Sequence[TrialRecord]) -> str | None:
+    """Why the study is short of the budget of its last run, or None when it is not (or no run stored one)."""
+    run = stored_run(study)
+    if run is None or run.state == "finished":  # finished: the budget or the time limit reached
+        return None
+    done = sum(1 for r in records if r.counts_towards_budget)
+    if done >= run.target:
+        return None
+    why = "; ".join(run.problems) if run.problems else "its run is still going, or was stopped before the budget"
+    return (
+        f"{done} of {run.target} trials counted ({run.target - done} missing): {why}. "
+        "Run the same command again to continue the study."
     )
 
 
@@ -220,6 +238,7 @@ def render_markdown(report: Report, images: Sequence[tuple[str, str]] = ()) -> s
     lines = [
         f"# promptsearch report: {report.space.name}",
         "",
+        *([f"**Incomplete study:** {report.incomplete}", ""] if report.incomplete else []),
         f"Space file: `{report.space.file}` · study `{report.study}` · metric **{report.metric}** "
         f"(×100; test: mean ± std over seeds)",
         "",

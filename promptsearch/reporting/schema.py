@@ -205,6 +205,7 @@ class Report(_Part):
     race: Race | None = None
     verdict: VerdictPart | None = None
     gap_warning: str | None = None
+    incomplete: str | None = None  # why the study is short of its run's budget (None: complete)
 
     @property
     def is_multi_objective(self) -> bool:

@@ -10,8 +10,13 @@ keys). Every key is defined here, written by the writers here, and read back int
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import signal
+import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -33,13 +38,18 @@ __all__ = [
     "CONFIG_ATTR",
     "EVALUATION_ATTR",
     "FINAL_ATTR",
+    "HEARTBEAT_ATTR",
+    "LOST_ATTR",
     "OBJECTIVES_ATTR",
     "RACE_ATTR",
+    "RUN_ATTR",
     "SPACE_ATTR",
     "STALE_ATTR",
     "SURPLUS_ATTR",
     "WARM_START_ATTR",
+    "WORKER_ATTR",
     "ObjectivesInfo",
+    "RunStatus",
     "StoredSpace",
     "TrialRecord",
     "TrialWriter",
@@ -51,20 +61,26 @@ __all__ = [
     "enqueue_baseline",
     "enqueue_retry",
     "enqueue_warm_start",
+    "epoch_recorder",
+    "exit_text",
     "finished_equal",
     "mark_stale",
+    "note_lost",
     "objectives_info",
     "searched_best_trial",
     "store_candidates",
     "store_final",
     "store_objectives",
     "store_race",
+    "store_run",
     "store_space",
     "stored_candidates_raw",
     "stored_final_raw",
     "stored_race",
+    "stored_run",
     "stored_space",
     "trial_config",
+    "trial_record",
     "trial_records",
     "warm_start_sources",
 ]
@@ -96,6 +112,9 @@ DEMOS_DROPPED_ATTR = "demos_dropped"
 EVALUATION_ATTR = "evaluation"  # how the trial was scored: mode, runs, rows, epoch, mean curve, per-fold values
 DUPLICATE_OF_ATTR = "duplicate_of"  # an in-context trial that took an earlier, equal trial's result
 FAIL_REASON_SYSTEM_ATTR = "fail_reason"  # Optuna's own (a system attribute)
+WORKER_ATTR = "worker"  # the process that runs the trial: {"pid", "host"}
+LOST_ATTR = "lost"  # written by the coordinator when the trial's worker died: {"worker", "exit", "what"}
+RETRIED_SYSTEM_ATTR = "retry_history"  # Optuna's retry callback (RDB storages): the trials this one retries
 
 # Study attributes
 SPACE_ATTR = "space"
@@ -103,6 +122,7 @@ OBJECTIVES_ATTR = "objectives"
 FINAL_ATTR = "final_evaluation"
 CANDIDATES_ATTR = "candidates"
 RACE_ATTR = "race"
+RUN_ATTR = "run"  # the last run's budget and how it ended (RunStatus)
 
 
 def _config(attrs: Mapping[str, Any]) -> TrialConfig | None:
@@ -156,6 +176,9 @@ class TrialRecord:
     demos_dropped: int = 0
     datetime_start: dt.datetime | None = None
     datetime_complete: dt.datetime | None = None
+    worker: dict[str, Any] | None = None  # {"pid", "host"} of the process that ran it
+    lost: dict[str, Any] | None = None  # what the coordinator saw when its worker died
+    retried_as: int | None = None  # the retry of this abandoned trial (set by trial_records)
 
     @classmethod
     def from_trial(cls, trial: FrozenTrial) -> TrialRecord:
@@ -180,7 +203,7 @@ class TrialRecord:
             interrupted=bool(a.get(INTERRUPTED_ATTR)),
             surplus=bool(a.get(SURPLUS_ATTR)),
             stale=bool(a.get(STALE_ATTR)),
-            retry_of=a.get(RETRY_OF_ATTR),
+            retry_of=_retry_of(trial),
             duplicate_of=a.get(DUPLICATE_OF_ATTR),
             warm_start=a.get(WARM_START_ATTR),
             heartbeat=a.get(HEARTBEAT_ATTR),
@@ -194,6 +217,8 @@ class TrialRecord:
             demos_dropped=int(a.get(DEMOS_DROPPED_ATTR) or 0),
             datetime_start=trial.datetime_start,
             datetime_complete=trial.datetime_complete,
+            worker=a.get(WORKER_ATTR),
+            lost=a.get(LOST_ATTR),
         )
 
     @property
@@ -220,9 +245,53 @@ class TrialRecord:
         return None
 
     @property
+    def abandoned(self) -> bool:
+        """Failed because its worker stopped (no heartbeat): not by its own error, Ctrl-C or a budget race."""
+        from optuna.trial import TrialState
+
+        if self.state != TrialState.FAIL or self.error is not None or self.interrupted or self.surplus:
+            return False
+        # the journal's check marks it stale; Optuna's RDB heartbeat check fails it without a word, but retries it
+        # (a retry that fails without an error of its own was failed by that check too)
+        retried = self.retried_as is not None or self.retry_of is not None
+        return self.stale or self.lost is not None or retried
+
+    @property
     def failure(self) -> str:
-        """Why a failed trial failed: its own error, else Optuna's fail reason."""
-        return self.error or self.fail_reason or ""
+        """Why a failed trial failed: its own error, what happened to its worker, or Optuna's fail reason."""
+        if self.error:
+            return self.error
+        if self.interrupted:
+            return "interrupted (Ctrl-C, or its worker was stopped); not counted, the study runs another trial"
+        if self.surplus:
+            return "started beyond the budget by a race between workers; not counted"
+        if self.abandoned:
+            return self.loss
+        return self.fail_reason or ""
+
+    @property
+    def loss(self) -> str:
+        """What happened to an abandoned trial: "worker 0 died (SIGKILL) during epoch 3; no heartbeat for 15 s;
+        retried as trial 12"."""
+        lost = self.lost or {}
+        what = lost.get("what")
+        if not what:
+            who = (
+                f"its worker (pid {self.worker.get('pid')} on {self.worker.get('host')})"
+                if self.worker
+                else "its worker"
+            )
+            what = f"{who} stopped sending heartbeats" + _during(self.epochs_run)
+        parts = [str(what)]
+        if self.heartbeat is not None and self.datetime_complete is not None:
+            silent = self.datetime_complete.timestamp() - float(self.heartbeat)
+            if silent >= 0:
+                parts.append(f"no heartbeat for {silent:.0f} s")
+        if self.retried_as is not None:
+            parts.append(f"retried as trial {self.retried_as}")
+        elif self.retry_of is not None:
+            parts.append(f"not retried again (it was the retry of trial {self.retry_of})")
+        return "; ".join(parts)
 
     @property
     def counts_towards_budget(self) -> bool:
@@ -237,10 +306,38 @@ class TrialRecord:
         return CalibrationParams.model_validate(self.calibration) if self.calibration is not None else None
 
 
+def _retry_of(trial: FrozenTrial) -> int | None:
+    """The trial that ``trial`` retries: ours (journal storages) or Optuna's retry callback's (RDB storages)."""
+    ours = trial.user_attrs.get(RETRY_OF_ATTR)
+    if ours is not None:
+        return int(ours)
+    history = trial.system_attrs.get(RETRIED_SYSTEM_ATTR)
+    return int(history[-1]) if isinstance(history, list) and history else None
+
+
+def _during(epochs_run: int | None) -> str:
+    return f" during epoch {int(epochs_run) + 1}" if epochs_run is not None else ""
+
+
+def _with_retries(records: list[TrialRecord]) -> list[TrialRecord]:
+    retries = {r.retry_of: r.number for r in records if r.retry_of is not None}
+    return [dataclasses.replace(r, retried_as=retries[r.number]) if r.number in retries else r for r in records]
+
+
 def trial_records(study: optuna.Study, states: Sequence[TrialState] | None = None) -> list[TrialRecord]:
-    """Every trial of ``study`` (or those in ``states``) as records, by trial number."""
-    trials = study.get_trials(deepcopy=False, states=tuple(states) if states is not None else None)
-    return [TrialRecord.from_trial(t) for t in trials]
+    """Every trial of ``study`` (or those in ``states``) as records, by trial number; an abandoned trial knows
+    its retry (``retried_as``)."""
+    every = _with_retries([TrialRecord.from_trial(t) for t in study.get_trials(deepcopy=False)])
+    return every if states is None else [r for r in every if r.state in tuple(states)]
+
+
+def trial_record(study: optuna.Study, trial: FrozenTrial) -> TrialRecord:
+    """One trial as a record that knows its retry (``retried_as``), as :func:`trial_records` reads it."""
+    record = TrialRecord.from_trial(trial)
+    if record.state.name != "FAIL":
+        return record
+    retry = next((t.number for t in study.get_trials(deepcopy=False) if _retry_of(t) == trial.number), None)
+    return dataclasses.replace(record, retried_as=retry) if retry is not None else record
 
 
 def trial_config(trial: FrozenTrial | TrialRecord) -> TrialConfig:
@@ -349,6 +446,12 @@ class TrialWriter:
         self.trial.set_user_attr(CONFIG_ATTR, config.model_dump(mode="json"))
         self.trial.set_user_attr(SEED_ATTR, seed)
         self.trial.set_user_attr(DEVICE_ATTR, device)
+        self.trial.set_user_attr(WORKER_ATTR, {"pid": os.getpid(), "host": socket.gethostname()})
+        copied = self.trial.user_attrs  # a retry made by Optuna's callback carries the dead trial's attributes
+        if copied.get(LOST_ATTR) is not None:
+            self.trial.set_user_attr(LOST_ATTR, None)
+        if EPOCHS_RUN_ATTR in copied:
+            self.trial.set_user_attr(EPOCHS_RUN_ATTR, 0)
 
     def heartbeat(self) -> None:
         self.trial.set_user_attr(HEARTBEAT_ATTR, time.time())
@@ -436,6 +539,45 @@ def warm_start_sources(study: optuna.Study) -> set[str]:
     return {s for t in study.get_trials(deepcopy=False) if (s := t.user_attrs.get(WARM_START_ATTR)) is not None}
 
 
+def epoch_recorder(study: optuna.Study) -> Callable[[int, int, float], None]:
+    """An ``on_epoch(trial_number, epoch, score)`` callback that keeps a running trial's ``epochs_run`` current,
+    so that a trial whose worker dies says in which epoch (a worker of ``run --workers N`` passes it)."""
+    ids: dict[int, int] = {}
+
+    def record(number: int, epoch: int, score: float) -> None:
+        storage = study._storage
+        with suppress(Exception):  # what it says is for a trial that dies: a storage hiccup must not kill it
+            if number not in ids:
+                ids[number] = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+            storage.set_trial_user_attr(ids[number], EPOCHS_RUN_ATTR, int(epoch))
+
+    return record
+
+
+def exit_text(returncode: int) -> str:
+    """A process's end as people say it: ``SIGKILL`` for -9, ``exit code 1``."""
+    if returncode < 0:
+        try:
+            return signal.Signals(-returncode).name
+        except ValueError:
+            return f"signal {-returncode}"
+    return f"exit code {returncode}"
+
+
+def note_lost(study: optuna.Study, trial: FrozenTrial, *, worker: int, returncode: int) -> bool:
+    """Write on the RUNNING ``trial`` that its worker died ("worker 0 died (SIGKILL) during epoch 3"), before the
+    heartbeat check fails it; False when it is finished already (then the check has said what it knows)."""
+    from optuna.exceptions import UpdateFinishedTrialError
+
+    what = f"worker {worker} died ({exit_text(returncode)})" + _during(trial.user_attrs.get(EPOCHS_RUN_ATTR))
+    note = {"worker": worker, "exit": returncode, "what": what}
+    try:
+        study._storage.set_trial_user_attr(trial._trial_id, LOST_ATTR, note)
+    except (UpdateFinishedTrialError, RuntimeError):
+        return False
+    return True
+
+
 def mark_stale(study: optuna.Study, trial: FrozenTrial) -> None:
     """Flag a RUNNING trial whose worker stopped sending heartbeats (before failing it)."""
     study._storage.set_trial_user_attr(trial._trial_id, STALE_ATTR, True)
@@ -487,6 +629,36 @@ def stored_space(study: optuna.Study) -> StoredSpace | None:
         text=raw.get("text"),
         fingerprint=raw.get("fingerprint"),
         data_fingerprint=raw.get("data_fingerprint"),
+    )
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """The budget of the last ``run`` on a study and how it ended: ``running`` (or killed), ``finished`` (the budget
+    or the time limit reached) or ``incomplete`` (its workers died; ``problems`` says how)."""
+
+    n_trials: int
+    state: str
+    problems: tuple[str, ...] = ()
+
+    @property
+    def target(self) -> int:
+        """Counted trials the run asked for: the sampled ones and the baseline."""
+        return self.n_trials + 1
+
+
+def store_run(study: optuna.Study, status: RunStatus) -> None:
+    study.set_user_attr(
+        RUN_ATTR, {"n_trials": status.n_trials, "state": status.state, "problems": list(status.problems)}
+    )
+
+
+def stored_run(study: optuna.Study) -> RunStatus | None:
+    raw = study.user_attrs.get(RUN_ATTR)
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("n_trials"), int):
+        return None
+    return RunStatus(
+        n_trials=raw["n_trials"], state=str(raw.get("state", "running")), problems=tuple(raw.get("problems") or ())
     )
 
 

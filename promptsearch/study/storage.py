@@ -49,6 +49,7 @@ __all__ = [
     "make_storage",
     "open_study",
     "parse_storage_url",
+    "recover_stale",
     "run_trials",
 ]
 
@@ -352,7 +353,8 @@ def fail_stale_journal_trials(study: optuna.Study, grace: float) -> list[int]:
     return failed
 
 
-def _recover_stale(study: optuna.Study, heartbeat: float) -> None:
+def recover_stale(study: optuna.Study, heartbeat: float) -> None:
+    """Fail the trials whose worker stopped sending heartbeats, and retry each once."""
     if isinstance(study._storage, optuna.storages.JournalStorage):
         fail_stale_journal_trials(study, 3 * heartbeat)
     else:
@@ -379,13 +381,13 @@ def run_trials(
     beyond the budget by a race is dropped (marked ``surplus``, not counted).
     """
     target = n_trials + 1
-    journal = isinstance(study._storage, optuna.storages.JournalStorage)
-    objective = Objective(runner, on_epoch=on_epoch, target=target, heartbeat=heartbeat if journal else None)
+    # the heartbeat attribute: the journal's stale check, and "no heartbeat for N s" when a worker died
+    objective = Objective(runner, on_epoch=on_epoch, target=target, heartbeat=heartbeat)
     started = time.monotonic()
     ran = 0
     stalled_since: float | None = None
     while True:
-        _recover_stale(study, heartbeat)
+        recover_stale(study, heartbeat)
         trials = study.get_trials(deepcopy=False)
         done = sum(1 for t in trials if counts_towards_budget(t))
         running = sum(1 for t in trials if t.state == TrialState.RUNNING)

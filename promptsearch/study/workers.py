@@ -1,22 +1,36 @@
 """Several worker processes on one study: storage choice, launching, and joining from any machine.
 
-Optuna's storages are the coordinator: every worker runs :func:`promptsearch.study.storage.run_trials`
+Workers meet in the study's storage: every worker runs :func:`promptsearch.study.storage.run_trials`
 against the same study. SQLite takes one writer, so several workers on one host use a journal
-file (``journal:///…/study.journal``) and several hosts use PostgreSQL.
+file (``journal:///…/study.journal``) and several hosts use PostgreSQL. ``run --workers N`` is the
+coordinator of the workers it starts (:class:`WorkerLauncher`): it restarts one that dies
+(:mod:`promptsearch.study.supervise`), and they stop when it is gone (:func:`watch_coordinator`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from promptsearch.errors import ConfigError
 from promptsearch.space.config import SEED_MAX
 
-__all__ = ["choose_storage", "existing_storage", "launch_workers", "worker_seed", "worker_threads_env"]
+__all__ = [
+    "COORDINATOR_ENV",
+    "WorkerLauncher",
+    "choose_storage",
+    "existing_storage",
+    "watch_coordinator",
+    "worker_seed",
+    "worker_threads_env",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -64,44 +78,87 @@ def choose_storage(out_dir: Path, storage: str | None, workers: int) -> str:
     return f"sqlite:///{(out_dir / 'study.db').resolve()}"
 
 
-def launch_workers(
-    space_file: Path,
-    storage: str,
-    study_name: str,
-    *,
-    workers: int,
-    n_trials: int,
-    device: str | None,
-    out_dir: Path,
-    heartbeat: float,
-    timeout: float | None = None,
-) -> list[tuple[subprocess.Popen[bytes], Path]]:
-    """Start ``workers`` ``promptsearch worker`` processes; their output goes to ``worker-<i>.log``.
+COORDINATOR_ENV = "PROMPTSEARCH_COORDINATOR_PID"  # set for the workers that ``run --workers N`` starts
 
-    The storage URL travels in the environment (PROMPTSEARCH_STORAGE), not on the command line, so a
-    password never shows in the process list. On a machine with several GPUs each worker gets its
-    own (CUDA_VISIBLE_DEVICES); on CPU the cores are split between the workers, and their OpenMP threads
-    wait passively (:func:`worker_threads_env`) unless the environment says otherwise.
+
+@dataclass(frozen=True)
+class WorkerLauncher:
+    """Starts (and restarts) the ``promptsearch worker`` processes of ``run --workers N``.
+
+    Worker ``i`` appends its output to ``worker-<i>.log`` in the run folder, after a line saying when it started,
+    so the output of a worker that died stays there. The storage URL travels in the environment
+    (PROMPTSEARCH_STORAGE), not on the command line, so a password never shows in the process list. On a
+    machine with several GPUs each worker gets its own (CUDA_VISIBLE_DEVICES); on CPU the cores are split between
+    the workers, and their OpenMP threads wait passively (:func:`worker_threads_env`) unless the environment
+    says otherwise. Each worker knows its coordinator (PROMPTSEARCH_COORDINATOR_PID) and stops when it is
+    gone (:func:`watch_coordinator`).
     """
-    gpus = _cuda_devices() if device in (None, "auto", "cuda") else 0
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    procs = []
-    for index in range(workers):
-        env = {**os.environ, "PROMPTSEARCH_STORAGE": storage, "PROMPTSEARCH_TORCH_THREADS": str(threads)}
+
+    space_file: Path
+    storage: str
+    study_name: str
+    workers: int
+    n_trials: int
+    device: str | None
+    out_dir: Path
+    heartbeat: float
+
+    def log(self, index: int) -> Path:
+        return self.out_dir / f"worker-{index}.log"
+
+    def start(self, index: int, *, timeout: float | None = None) -> subprocess.Popen[bytes]:
+        """Start worker ``index``; ``timeout``: the seconds left to start trials in (None: no limit)."""
+        gpus = _cuda_devices() if self.device in (None, "auto", "cuda") else 0
+        threads = max(1, (os.cpu_count() or 1) // self.workers)
+        env = {**os.environ, "PROMPTSEARCH_STORAGE": self.storage, "PROMPTSEARCH_TORCH_THREADS": str(threads)}
         env.update({k: v for k, v in worker_threads_env(threads).items() if k not in os.environ})
+        env[COORDINATOR_ENV] = str(os.getpid())
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = str(index % gpus)
         cmd = [
-            sys.executable, "-m", "promptsearch.cli", "worker", str(space_file),
-            "--study-name", study_name, "--n-trials", str(n_trials), "--worker-index", str(index),
-            "--device", device or "auto", "--heartbeat", str(heartbeat),
+            sys.executable, "-m", "promptsearch.cli", "worker", str(self.space_file),
+            "--study-name", self.study_name, "--n-trials", str(self.n_trials), "--worker-index", str(index),
+            "--device", self.device or "auto", "--heartbeat", str(self.heartbeat),
         ]  # fmt: skip
         if timeout is not None:
-            cmd += ["--timeout", str(timeout)]
-        log = out_dir / f"worker-{index}.log"
-        with log.open("wb") as fh:
-            procs.append((subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT), log))
-    return procs
+            cmd += ["--timeout", str(max(1.0, timeout))]
+        with self.log(index).open("ab") as fh:
+            fh.write(f"--- worker {index} started at {time.strftime('%Y-%m-%d %H:%M:%S')} ---\n".encode())
+            fh.flush()
+            return subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT)
+
+
+def watch_coordinator(interval: float) -> threading.Thread | None:
+    """In a worker started by ``run --workers N``: stop when the coordinator is gone (killed, even by SIGKILL).
+
+    Every ``interval`` seconds the worker compares its parent process with the coordinator that started it; once
+    the coordinator is gone the worker stops as Ctrl-C stops it: its running trial is recorded as interrupted
+    (it does not count) and the process exits with code 130. Nobody would restart it, run the final evaluation
+    or write the report, and a worker left running would compete with the workers of the next ``run``. The
+    same command then continues the study. Returns the watching thread (None for a worker started by hand).
+    """
+    raw = os.environ.get(COORDINATOR_ENV, "")
+    if not raw.isdigit():
+        return None
+    coordinator = int(raw)
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN and threading.current_thread() is threading.main_thread():
+        # started in the background of a script, which ignores Ctrl-C: the stop below is a SIGINT all the same
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def watch() -> None:
+        while os.getppid() == coordinator:
+            time.sleep(interval)
+        logger.warning(
+            "the coordinator (`promptsearch run`, pid %d) is gone; stopping this worker: its running trial is "
+            "recorded as interrupted and does not count; run the same command again to continue the study",
+            coordinator,
+        )
+        # a real SIGINT, as Ctrl-C sends: it also wakes a main thread that sleeps or waits on the storage
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+
+    thread = threading.Thread(target=watch, name="watch-coordinator", daemon=True)
+    thread.start()
+    return thread
 
 
 def worker_threads_env(threads: int) -> dict[str, str]:
