@@ -126,3 +126,39 @@ def test_a_link_to_a_regular_file_is_written_through(tmp_path: Path) -> None:
     link.symlink_to(real)
     atomic_write_text(link, "new\n")
     assert link.is_symlink() and real.read_text() == "new\n"
+
+
+@fresh
+@given(
+    kind=st.sampled_from(KINDS),
+    split=st.sampled_from(["train", "dev"]),
+    declared=st.sampled_from(["files", "dir"]),
+)
+def test_a_special_data_file_is_named_as_what_it_is_never_read(
+    tmp_path: Path, kind: str, split: str, declared: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A split's file given in ``task.data.files`` or found in ``task.data.dir`` that is a FIFO, a device, a
+    folder or a link (to one, or broken) is refused by ``validate`` with what it is: no hang, no 'does not exist'."""
+    from tiny import SST2
+
+    where = Path(os.path.realpath(tmp_path)) / f"d{len(list(tmp_path.iterdir()))}"
+    data = where / "data"
+    data.mkdir(parents=True)
+    for name in ("train", "dev", "test"):
+        if name != split:
+            (data / f"{name}.jsonl").write_text((SST2 / "16-13" / "train.jsonl").read_text(encoding="utf-8"))
+    special = make(kind, data, f"{split}.jsonl")
+    source = (
+        f"  data:\n    dir: {data}\n"
+        if declared == "dir"
+        else "  data:\n    files: {" + ", ".join(f"{n}: {data / f'{n}.jsonl'}" for n in ("train", "dev", "test")) + "}\n"
+    )
+    space = where / "space.yaml"
+    rest = "  labels: [negative, positive]\nprompt:\n  template: '{text} It was {label}.'\n"
+    space.write_text(f"name: s\ntask:\n{source}{rest}", encoding="utf-8")
+    with no_hang():
+        code = main(["validate", str(space)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err and str(special) in err
+    assert describe(special) in err and "does not exist" not in err

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from promptsearch.errors import DataError
+from promptsearch.files import describe, readable_file
 from promptsearch.io.rows import EXTENSIONS, describe_value, iter_rows, short_repr, text_problem
 from promptsearch.space.spec import TaskSpec
 
@@ -177,10 +178,12 @@ def read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
 
 
 def find_split_file(directory: Path, split: str) -> Path | None:
+    """``<split>.<ext>`` in ``directory``: the first name that exists, checked to be a readable regular file (a
+    FIFO, a device, a folder or a link to one is refused, never read); None when no such name exists."""
     for ext in EXTENSIONS:
         candidate = directory / f"{split}{ext}"
-        if candidate.is_file():
-            return candidate
+        if describe(candidate) != "missing":
+            return readable_file(candidate, f"task.data.dir: the {split} split,", error=DataError)
     return None
 
 
@@ -191,12 +194,12 @@ def split_path(task: TaskSpec, split: str, base_dir: Path) -> Path:
         raise _no_source(task)
     if split in src.files:
         path = _resolve(src.files[split], base_dir)
-        if not path.is_file():
+        if describe(path) == "missing":
             raise DataError(
                 f"task.data.files.{split}: file {path} does not exist; check the path "
                 "(relative paths start at the space file's folder)"
             )
-        return path
+        return readable_file(path, f"task.data.files.{split}:", error=DataError)  # a regular file, never a FIFO
     if src.dir:
         directory = _resolve(src.dir, base_dir)
         if not directory.is_dir():
