@@ -148,11 +148,8 @@ def test_a_special_data_file_is_named_as_what_it_is_never_read(
         if name != split:
             (data / f"{name}.jsonl").write_text((SST2 / "16-13" / "train.jsonl").read_text(encoding="utf-8"))
     special = make(kind, data, f"{split}.jsonl")
-    source = (
-        f"  data:\n    dir: {data}\n"
-        if declared == "dir"
-        else "  data:\n    files: {" + ", ".join(f"{n}: {data / f'{n}.jsonl'}" for n in ("train", "dev", "test")) + "}\n"
-    )
+    files = ", ".join(f"{n}: {data / f'{n}.jsonl'}" for n in ("train", "dev", "test"))
+    source = f"  data:\n    dir: {data}\n" if declared == "dir" else "  data:\n    files: {" + files + "}\n"
     space = where / "space.yaml"
     rest = "  labels: [negative, positive]\nprompt:\n  template: '{text} It was {label}.'\n"
     space.write_text(f"name: s\ntask:\n{source}{rest}", encoding="utf-8")

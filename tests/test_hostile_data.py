@@ -320,6 +320,33 @@ def test_csv_rows_load_exactly_or_the_first_bad_line_is_named(
     assert [(ex.row, ex.fields["text"], ex.label) for ex in examples] == [(s, r[1], r[0]) for s, r in readable_rows]
 
 
+@fuzz(60, 2000)
+@given(
+    texts=st.lists(
+        st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp"), blacklist_characters="\t"))
+        .map(lambda t: t.strip())
+        .filter(bool)
+        .map(lambda t: st_quote(t)),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_tsv_has_no_quoting_so_quotes_are_text(tmp_path_factory: pytest.TempPathFactory, texts: list[str]) -> None:
+    """GLUE-style TSV: one row per line, a quote anywhere (first included) is part of the text, as written."""
+    base = tmp_path_factory.mktemp("tsv")
+    path = base / "d" / "train.tsv"
+    path.parent.mkdir()
+    labels = [LABELS[i % 2] for i in range(len(texts))]
+    path.write_text("text\tlabel\n" + "".join(f"{t}\t{lab}\n" for t, lab in zip(texts, labels, strict=True)))
+    examples = load_split(TASK, "train", base)
+    assert [(ex.fields["text"], ex.label) for ex in examples] == list(zip(texts, labels, strict=True))
+
+
+def st_quote(text: str) -> str:
+    """Quotes where a CSV reader would take them as quoting: first, doubled, and unbalanced."""
+    return f'"{text}" and "" then "{text}'
+
+
 # --- training data: rows in memory ---------------------------------------------------------------------
 
 memory_values = st.one_of(
@@ -665,3 +692,25 @@ def test_cli_validate_refuses_a_lone_surrogate_that_would_crash_render(
     err = capsys.readouterr().err
     assert f"{train}: line 4: field 'text' holds a lone surrogate (U+D800 at character 2)" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("labels", "written", "read"),
+    [
+        ([0, 1], ["1.0", "0.0", "1"], ["1", "0", "1"]),
+        (["true", "false"], ["True", "FALSE", "true"], ["true", "false", "true"]),
+    ],
+)
+def test_csv_labels_written_as_a_typed_reader_reads_them_still_match(
+    tmp_path: Path, labels: list[Any], written: list[str], read: list[str]
+) -> None:
+    """Values are read as written, but a label column of 1.0/0.0 or True/False names the labels 1/0 and
+    true/false, as it did when a typed reader loaded CSV; text that names no label is still refused."""
+    task = TaskSpec.model_validate({"data": {"dir": "d"}, "labels": labels})
+    path = tmp_path / "d" / "train.csv"
+    path.parent.mkdir()
+    path.write_text("text,label\n" + "".join(f"row {i},{w}\n" for i, w in enumerate(written)))
+    assert [ex.label for ex in load_split(task, "train", tmp_path)] == read
+    path.write_text("text,label\nrow,1.5\n")
+    with pytest.raises(DataError, match=r"labels '1\.5' \(1 rows, first at row 2\) are not declared"):
+        load_split(task, "train", tmp_path)

@@ -99,6 +99,22 @@ def _normalise_label(value: Any) -> str | None:
     return str(value)
 
 
+def _typed_form(text: str, declared: set[str]) -> str:
+    """A label read as text (CSV, TSV) that names a declared label the way a typed reader would: ``1.0`` for
+    ``1``, ``True`` for ``true``. Other text stays as written (and is refused if it is not declared)."""
+    try:
+        number = float(text)
+    except ValueError:
+        number = None
+    if number is not None and number.is_integer() and abs(number) < 2**53:
+        typed = str(int(number))
+    elif text in ("True", "False", "TRUE", "FALSE"):
+        typed = text.lower()
+    else:
+        return text
+    return typed if typed in declared else text
+
+
 def make_examples(
     records: Iterable[tuple[int, Mapping[str, Any]]],
     task: TaskSpec,
@@ -126,6 +142,8 @@ def make_examples(
         if label_names is not None and isinstance(raw_label, int) and 0 <= raw_label < len(label_names):
             raw_label = label_names[raw_label]
         label = _normalise_label(raw_label)
+        if isinstance(raw_label, str) and label not in declared:
+            label = _typed_form(raw_label, declared)
         if label is None:
             problems.append(f"{source}: row {row}: label field '{task.label_field}' is missing or null")
         elif isinstance(raw_label, Mapping | list | tuple | set):

@@ -11,10 +11,11 @@ dropped silently. The rule:
   (±1.8e308), no lone surrogate (``"\\ud800"``: not Unicode text, it cannot be written as UTF-8), no key
   twice in one object, and no nesting deeper than :data:`MAX_DEPTH`.
 * A ``.json`` file that starts with ``[`` is one JSON array of such objects; any other is JSON Lines.
-* CSV and TSV are read with Python's ``csv`` module in strict mode, every value a string as written. A
-  quote that is opened and not closed where a field ends (it would merge the rows that follow into one
-  field) makes the whole file unreadable: :class:`DataError`, naming the lines. So does a header that
-  names a column twice.
+* CSV and TSV are read with Python's ``csv`` module in strict mode, every value a string as written. In a
+  CSV file, a quote that is opened and not closed where a field ends (it would merge the rows that follow
+  into one field) makes the whole file unreadable: :class:`DataError`, naming the lines. TSV has no
+  quoting (one row per line, as GLUE's files are written), so a quote there is part of the text. A header
+  that names a column twice is refused.
 * Parquet is read by record batches with pyarrow; a string that is not UTF-8 is that row's error.
 
 The text fields a prompt reads must be non-empty strings (:func:`text_problem`), whatever the source.
@@ -321,7 +322,9 @@ def _delimited(path: Path, delimiter: str, where: str, progress: Progress | None
     with path.open("rb") as raw:
         # bytes that are not UTF-8 become lone surrogates (U+DC80-U+DCFF), found per field below
         text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
-        reader = csv.reader(text, delimiter=delimiter, strict=True)
+        # TSV has no quoting (GLUE's and the Hub's readers use none): a text that starts with a quote is text
+        quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+        reader = csv.reader(text, delimiter=delimiter, strict=True, quoting=quoting)
         header, end = _header(reader, where)
         for i, (start, fields) in enumerate(_records(reader, where, end)):
             if progress is not None and i % 256 == 0:
