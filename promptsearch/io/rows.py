@@ -323,8 +323,8 @@ def _delimited(path: Path, delimiter: str, where: str, progress: Progress | None
         # bytes that are not UTF-8 become lone surrogates (U+DC80-U+DCFF), found per field below
         text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
         # TSV has no quoting (GLUE's and the Hub's readers use none): a text that starts with a quote is text
-        tsv = delimiter == "\t"
-        reader = csv.reader(text, delimiter=delimiter, strict=True, quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
+        quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+        reader = csv.reader(text, delimiter=delimiter, strict=True, quoting=quoting)  # type: ignore[arg-type]
         header, end = _header(reader, where)
         for i, (start, fields) in enumerate(_records(reader, where, end)):
             if progress is not None and i % 256 == 0:
