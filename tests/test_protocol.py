@@ -12,6 +12,7 @@ from promptsearch.api import search
 from promptsearch.io.data import load_task_data
 from promptsearch.models.device import resolve_device
 from promptsearch.models.runtime import ModelRuntime
+from promptsearch.space.config import TrialConfig
 from promptsearch.space.sampling import sample_config
 from promptsearch.space.search_space import load_space
 from promptsearch.study.objective import TrialRunner
@@ -170,12 +171,9 @@ def test_an_in_context_trial_spends_rows_as_its_pruning_resource(tiny_mlm: Path,
     assert len(scored) == 1  # one fold of four: a quarter of the rows
 
 
-def test_an_in_context_config_already_scored_takes_that_result(tiny_mlm: Path, tmp_path: Path) -> None:
-    """TPE proposes configs it has run; an in-context one is deterministic, so it is not scored again, and it
-    races once."""
-    from promptsearch.study.records import RACE_ATTR
-
-    _, path = _in_context_runner(tmp_path, tiny_mlm, "{folds: 2}")
+def _one_in_context_config(tmp_path: Path, model: Path, *, n_trials: int = 3) -> Path:
+    """A space whose sampled trials are all the same in-context config (every prompt choice fixed)."""
+    _, path = _in_context_runner(tmp_path, model, "{folds: 2}")
     text = path.read_text()
     for old, new in (
         ('instruction: ["", "Classify the review."]', 'instruction: "Classify the review."'),
@@ -183,16 +181,26 @@ def test_an_in_context_config_already_scored_takes_that_result(tiny_mlm: Path, t
         ("    - {negative: bad, positive: good}\n", ""),
         ("count: {low: 0, high: 2}", "count: 1"),
         ("selection: [random, balanced]", "selection: balanced"),
-        ("n_trials: 2", "n_trials: 3"),
+        ("n_trials: 2", f"n_trials: {n_trials}"),
     ):
         assert old in text
         text = text.replace(old, new)
     path.write_text(text)
+    return path
+
+
+def test_an_in_context_config_already_scored_takes_that_result(tiny_mlm: Path, tmp_path: Path) -> None:
+    """TPE proposes configs it has run; an in-context one is deterministic, so it is not scored again, and it
+    races once."""
+    from promptsearch.study.records import RACE_ATTR
+
+    path = _one_in_context_config(tmp_path, tiny_mlm)
     result = search(path, out=tmp_path / "run", device="cpu", final_seeds=0)
     searched = [t for t in result.study.trials if not t.user_attrs.get("baseline")]
     assert len(searched) == 3 and all(t.state == TrialState.COMPLETE for t in searched)
     first, *rest = searched
     assert first.user_attrs.get("duplicate_of") is None and "seconds" in first.user_attrs
+    assert sorted(first.intermediate_values) == [1, 2]  # one report per fold's rows
     for trial in rest:
         assert trial.user_attrs["duplicate_of"] == first.number
         assert trial.user_attrs["config"] == first.user_attrs["config"]
@@ -202,6 +210,59 @@ def test_an_in_context_config_already_scored_takes_that_result(tiny_mlm: Path, t
     race = result.study.user_attrs[RACE_ATTR]
     raced = {s["trial"] for s in race["standings"]}
     assert first.number in raced and not raced & {t.number for t in rest}
+    # the premise: the trial's own seed does not change an in-context score
+    runner = _in_context_runner(tmp_path / "again", tiny_mlm, "{folds: 2}")[0]
+    runner.space = load_space(path)
+    config = trial_config_of(first)
+    protocol = Protocol(runner)
+    assert {protocol.score(config, seed=s).value for s in (first.user_attrs["seed"], rest[0].user_attrs["seed"])} == {
+        first.value
+    }
+
+
+def trial_config_of(trial: optuna.trial.FrozenTrial) -> TrialConfig:
+    return TrialConfig.model_validate(trial.user_attrs["config"])
+
+
+def _objective_study(path: Path, pruner: optuna.pruners.BasePruner, n_trials: int) -> optuna.Study:
+    from promptsearch.study.objective import Objective
+
+    space = load_space(path)
+    data = load_task_data(space.spec.task, space.base_dir)
+    runner = TrialRunner(space=space, data=data, runtime=ModelRuntime(space.spec.model, ["negative", "positive"],
+                                                                       resolve_device("cpu"), head="mlm"))  # fmt: skip
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    study.optimize(Objective(runner), n_trials=n_trials)
+    return study
+
+
+def test_a_repeat_of_a_pruned_in_context_config_is_pruned_by_replaying_its_reports(
+    tiny_mlm: Path, tmp_path: Path
+) -> None:
+    path = _one_in_context_config(tmp_path, tiny_mlm)
+    study = _objective_study(path, optuna.pruners.ThresholdPruner(lower=1.1), n_trials=2)  # prunes every report
+    first, second = study.trials
+    assert first.state == second.state == TrialState.PRUNED
+    assert sorted(first.intermediate_values) == [1] and "seconds" in first.user_attrs
+    assert second.user_attrs["duplicate_of"] == first.number and "seconds" not in second.user_attrs
+    assert second.intermediate_values == first.intermediate_values
+
+
+def test_a_fully_scored_trial_is_never_pruned_at_its_last_step(tiny_model: Path, tmp_path: Path) -> None:
+    """A pruner that would stop every trial at step 2 (the last of 2 folds) stops none: its cost is spent."""
+    path = _space(tmp_path, tiny_model, "{folds: 2}")
+    space = load_space(path)
+    data = load_task_data(space.spec.task, space.base_dir)
+    from promptsearch.study.objective import Objective
+
+    runner = TrialRunner(space=space, data=data, runtime=ModelRuntime(space.spec.model, ["negative", "positive"],
+                                                                       resolve_device("cpu")))  # fmt: skip
+    study = optuna.create_study(
+        direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=1.1, n_warmup_steps=2)
+    )
+    study.optimize(Objective(runner), n_trials=2)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+    assert all(sorted(t.intermediate_values) == [1, 2] for t in study.trials)
 
 
 def test_the_gap_warning_weighs_test_against_the_race_mean(tiny_model: Path, tmp_path: Path) -> None:

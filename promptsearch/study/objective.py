@@ -258,13 +258,19 @@ class Objective:
         config = baseline_config(space) if writer.is_baseline else sample_config(trial, space)
         seed = self.seed_for(trial)
         writer.start(config, seed=seed, device=str(self.runner.device))
-        earlier = None if writer.is_baseline or config.train.trains else finished_equal(trial.study, config)
-        if earlier is not None and earlier.values:
+        last_step = self.protocol.steps(config)
+        replayed: set[int] = set()  # steps an earlier, equal trial already reported for this one
+        earlier = None if writer.is_baseline else finished_equal(trial.study, config)
+        if earlier is not None:
             # Nothing trains, the folds and the demonstration draws are the study's: the score would be the same
             logger.info("trial %d: the same in-context config as trial %d, whose result it takes", trial.number,
                         earlier.number)  # fmt: skip
-            writer.duplicate(earlier, intermediate=prunable)
-            return earlier.values[0] if prunable else list(earlier.values)
+            if writer.duplicate(earlier, intermediate=prunable, last_step=last_step):
+                raise optuna.TrialPruned(f"pruned as trial {earlier.number}, the same in-context config, was")
+            if earlier.values:
+                return earlier.values[0] if prunable else list(earlier.values)
+            writer.not_duplicate()  # pruned then, not now: score the rest
+            replayed = set(earlier.intermediate_values) if prunable else set()
         timings: dict[str, float] = {}
         reset_peak_memory(self.runner.device)
         state: dict[str, Any] = {}
@@ -277,8 +283,9 @@ class Objective:
         def report(value: float, step: int) -> None:  # the protocol says when (see study.protocol)
             if not prunable:
                 return  # several objectives: Optuna can neither report nor prune
-            trial.report(value, step)
-            if trial.should_prune():
+            if step not in replayed:
+                trial.report(value, step)
+            if step < last_step and trial.should_prune():  # never once fully scored: its cost is spent
                 raise optuna.TrialPruned(f"pruned at step {step} (value so far {value:.4f})")
 
         try:

@@ -112,6 +112,15 @@ class Protocol:
             return self.runner
         return self._view("final", self.rows, self.rows, test=True)
 
+    def steps(self, config: TrialConfig) -> int:
+        """The step of the last report :meth:`score` gives the pruner for ``config`` (its value is the trial's):
+        one per run in cv mode, one per fold's rows in context, one per epoch in mode dev (0: no report)."""
+        if not self.evaluation.cross_validated:
+            return config.train.epochs if config.train.trains else 0
+        if not config.train.trains:
+            return len(self.folds)
+        return len(plan_runs(len(self.folds), self.evaluation.seeds))
+
     def score(
         self,
         config: TrialConfig,

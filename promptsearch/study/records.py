@@ -14,6 +14,7 @@ import dataclasses
 import os
 import signal
 import socket
+import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
@@ -64,6 +65,7 @@ __all__ = [
     "epoch_recorder",
     "exit_text",
     "finished_equal",
+    "in_context_key",
     "mark_stale",
     "note_lost",
     "objectives_info",
@@ -352,14 +354,30 @@ def trial_config(trial: FrozenTrial | TrialRecord) -> TrialConfig:
 # Budget and the best trial
 
 
+def in_context_key(config: TrialConfig) -> str:
+    """What an in-context trial's score depends on: the model, its head and the prompt (the trial's seed, and
+    training settings that a trial which trains nothing still samples, do not change it)."""
+    return json.dumps(
+        [config.model, config.head, config.train.method, config.prompt.model_dump(mode="json")], sort_keys=True
+    )
+
+
 def finished_equal(study: optuna.Study, config: TrialConfig) -> FrozenTrial | None:
-    """The first complete trial of ``study`` that ran exactly ``config`` and computed its result itself."""
+    """The first finished (complete or pruned) trial of ``study`` that scored the same in-context config and
+    computed its result itself; None for a config that trains (another seed is another estimate)."""
     from optuna.trial import TrialState
 
-    wanted = config.model_dump(mode="json")
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+    if config.train.trains:
+        return None
+    wanted = in_context_key(config)
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
         a = trial.user_attrs
-        if a.get(CONFIG_ATTR) == wanted and not a.get(BASELINE_ATTR) and a.get(DUPLICATE_OF_ATTR) is None:
+        if a.get(BASELINE_ATTR) or a.get(DUPLICATE_OF_ATTR) is not None:
+            continue
+        if trial.state == TrialState.PRUNED and not trial.intermediate_values:
+            continue  # pruned for another reason (out of memory, a non-finite loss): nothing to replay
+        earlier = _config(a)
+        if earlier is not None and not earlier.train.trains and in_context_key(earlier) == wanted:
             return trial
     return None
 
@@ -493,17 +511,27 @@ class TrialWriter:
     def error(self, message: str) -> None:
         self.trial.set_user_attr(ERROR_ATTR, message[:2000])
 
-    def duplicate(self, earlier: FrozenTrial, *, intermediate: bool = True) -> None:
+    def duplicate(self, earlier: FrozenTrial, *, intermediate: bool = True, last_step: int | None = None) -> bool:
         """Take ``earlier``'s result (an equal in-context config: deterministic, so not computed again): what it
-        recorded about its score and prompt, its intermediate values (so pruners compare it as they did), and
-        which trial it came from."""
+        recorded about its score and prompt, and which trial it came from. Its intermediate values are reported
+        again, one step at a time, so the pruner judges them as it judges this study now: True when it prunes
+        them (the caller raises ``TrialPruned``); never at ``last_step``, where the trial is fully scored.
+        Single-objective studies only report (``intermediate``)."""
         for key in _RESULT_ATTRS:
             if key in earlier.user_attrs:
                 self.trial.set_user_attr(key, earlier.user_attrs[key])
-        if intermediate:  # single-objective studies only: Optuna takes no reports with several objectives
-            for step, value in sorted(earlier.intermediate_values.items()):
-                self.trial.report(value, step)
         self.trial.set_user_attr(DUPLICATE_OF_ATTR, earlier.number)
+        if not intermediate:
+            return False
+        for step, value in sorted(earlier.intermediate_values.items()):
+            self.trial.report(value, step)
+            if (last_step is None or step < last_step) and self.trial.should_prune():
+                return True
+        return False
+
+    def not_duplicate(self) -> None:
+        """The earlier trial was pruned, but the pruner lets this one go on: it is scored after all."""
+        self.trial.set_user_attr(DUPLICATE_OF_ATTR, None)
 
     def resources(self, timings: Mapping[str, float], *, peak_memory_mb: float) -> None:
         self.trial.set_user_attr(SECONDS_ATTR, {k: round(v, 4) for k, v in timings.items()})
