@@ -11,10 +11,10 @@ keys). Every key is defined here, written by the writers here, and read back int
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 import socket
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
