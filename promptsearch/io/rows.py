@@ -24,6 +24,7 @@ The text fields a prompt reads must be non-empty strings (:func:`text_problem`),
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import math
@@ -205,12 +206,16 @@ def json_row_problem(value: Any) -> str | None:
     return None
 
 
+@functools.cache
+def _decoder() -> json.JSONDecoder:
+    """One decoder with the rule's hooks for every row (``json.loads`` with hooks builds one per call)."""
+    return json.JSONDecoder(parse_constant=_constant, parse_float=_float, parse_int=_int, object_pairs_hook=_object)
+
+
 def parse_json_object(text: str) -> tuple[dict[str, Any] | None, str | None]:
     """``(record, None)`` for a JSON object that meets the rule, else ``(None, what is wrong and how to fix it)``."""
     try:
-        value = json.loads(
-            text, parse_constant=_constant, parse_float=_float, parse_int=_int, object_pairs_hook=_object
-        )
+        value = _decoder().decode(text)
     except json.JSONDecodeError as exc:
         return None, f"not valid JSON ({exc.msg} at column {exc.colno}); each line must be one JSON object"
     except RecursionError:
@@ -285,9 +290,7 @@ def _json_array(path: Path, where: str) -> Iterator[Row]:
         line = data[: exc.start].count(b"\n") + 1
         raise DataError(f"{where}: line {line}: not UTF-8 ({exc.reason}); re-save the file as UTF-8") from None
     try:
-        value = json.loads(
-            text, parse_constant=_constant, parse_float=_float, parse_int=_int, object_pairs_hook=_object
-        )
+        value = _decoder().decode(text)
     except json.JSONDecodeError as exc:
         raise DataError(
             f"{where}: line {exc.lineno}: not valid JSON ({exc.msg} at column {exc.colno}); a .json file holds "
