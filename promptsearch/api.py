@@ -44,7 +44,7 @@ from promptsearch.space.sampling import baseline_config
 from promptsearch.space.search_space import SearchSpace, load_space, parse_space
 from promptsearch.space.spec import DataSource, ModelSpec
 from promptsearch.study.candidates import ensure_candidates, generated_parts, stored_candidates
-from promptsearch.study.checks import check_space_data
+from promptsearch.study.checks import check_space_data, check_test_split
 from promptsearch.study.final import final_evaluation, stored_final
 from promptsearch.study.finalists import race_finalists
 from promptsearch.study.objective import TrialRunner
@@ -256,10 +256,11 @@ def _resolve_space(space_or_path: SearchSpace | str | Path) -> SearchSpace:
 
 
 def _load_data(space: SearchSpace, data: TaskDataInput | None) -> TaskData:
-    """The task's data: passed in code (checked like files), else read from the files the space names."""
-    if data is not None:
-        return task_data(space.spec.task, data)
-    return load_task_data(space.spec.task, space.base_dir)
+    """The task's data: passed in code (checked like files), else read from the files the space names. The test
+    split is read too, before any training (:func:`~promptsearch.study.checks.check_test_split`)."""
+    loaded = task_data(space.spec.task, data) if data is not None else load_task_data(space.spec.task, space.base_dir)
+    check_test_split(loaded)
+    return loaded
 
 
 @dataclass(frozen=True)
@@ -636,8 +637,11 @@ def work(
 
 
 def _open_existing(
-    out: str | Path | None, storage: str | None, study_name: str | None
+    out: str | Path | None, storage: str | None, study_name: str | None, *, read_only: bool = False
 ) -> tuple[SearchSpace, optuna.Study, Path]:
+    """The space, study and run folder of an existing study; a storage that holds none is refused unchanged
+    (:func:`~promptsearch.study.storage.make_storage` with ``create=False``); ``read_only``: the database
+    itself refuses writes while it is open."""
     if storage is None:
         if out is None:
             raise ConfigError("give --out DIR (a run folder) or --storage URL with --study-name NAME")
@@ -652,7 +656,7 @@ def _open_existing(
         out_dir = Path(out) if out is not None else Path("runs") / (study_name or "study")
     from promptsearch.study.storage import make_storage
 
-    store = make_storage(storage, create=False)
+    store = make_storage(storage, create=False, read_only=read_only)
     names = [s.study_name for s in optuna.get_all_study_summaries(store, include_best_trial=False)]
     if study_name is None:
         if len(names) != 1:
@@ -699,6 +703,7 @@ def report(
     if seeds > 0 and data.has_test and best is not None:
         final = stored_final(study, space, data, seeds, best=best)
         if final is None and incomplete_note(study, records) is None:  # an unfinished study is not tested yet
+            check_test_split(data)  # before the final evaluation trains
             final = final_evaluation(_make_runner(space, data, device), study, seeds=seeds, best=best)
     result = _build_report(space, study, final, records=records, best=best)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -714,7 +719,7 @@ def export_best(
     output: str | Path | None = None,
 ) -> Path:
     """Write the best prompt of a stored study to ``output`` (default ``<out>/best_prompt.yaml``)."""
-    space, study, out_dir = _open_existing(out, storage, study_name)
+    space, study, out_dir = _open_existing(out, storage, study_name, read_only=True)
     data = load_task_data(space.spec.task, space.base_dir)
     target = Path(output) if output is not None else out_dir / "best_prompt.yaml"
     return write_prompt_config(build_export(space, study, data), target)

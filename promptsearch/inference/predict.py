@@ -12,39 +12,41 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from promptsearch.errors import ConfigError, DataError
+from promptsearch.inference.manifest import (
+    ADAPTER_FILE,
+    MANIFEST_FILE,
+    PROMPT_FILE,
+    check_agrees,
+    listed_files,
+    verify_folder,
+    write_manifest,
+)
 from promptsearch.io.data import Example
 from promptsearch.io.export import PromptExport, load_prompt_config, write_prompt_config
 from promptsearch.io.rows import text_problem
+from promptsearch.versions import versions
 
 if TYPE_CHECKING:
     import numpy as np
 
     from promptsearch.models.runtime import ModelRuntime
 
-__all__ = ["Model", "Prediction", "Predictor", "check_save_target", "save_model", "save_runtime"]
+__all__ = [
+    "ADAPTER_FILE",
+    "MODEL_MARKER",
+    "PROMPT_FILE",
+    "Model",
+    "Prediction",
+    "Predictor",
+    "check_save_target",
+    "save_model",
+    "save_runtime",
+]
 
-PROMPT_FILE = "best_prompt.yaml"
-ADAPTER_FILE = "adapter_config.json"
-
-
-MODEL_MARKER = ".promptsearch-model.json"
-"""Written last by a save, and only by a save: the list of files that save wrote. A folder is replaced
-only when it holds exactly those files (and the marker); everything else is refused."""
-
-
-def _saved_files(directory: Path) -> set[str] | None:
-    """The files the previous save in ``directory`` wrote, or None when it is not (exactly) a save of ours."""
-    marker = directory / MODEL_MARKER
-    if not marker.is_file() or marker.is_symlink():
-        return None
-    try:
-        recorded = json.loads(marker.read_text(encoding="utf-8"))
-        written = {str(name) for name in recorded["files"]}
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    present = {str(p.relative_to(directory)) for p in directory.rglob("*") if not p.is_dir() or p.is_symlink()}
-    present.discard(MODEL_MARKER)
-    return written if present == written else None
+MODEL_MARKER = MANIFEST_FILE
+"""Written last by a save, and only by a save: the files that save wrote, with their sizes and SHA-256
+(:mod:`promptsearch.inference.manifest`). A folder is replaced only when it holds exactly those files (and the
+manifest); everything else is refused. ``predict`` and ``load`` check the folder against it."""
 
 
 def check_save_target(directory: str | Path) -> Path:
@@ -63,7 +65,7 @@ def check_save_target(directory: str | Path) -> Path:
         raise ConfigError(
             f"{flag}: this is the current folder (or holds it); give a new folder path, e.g. {flag}/model"
         )
-    if directory.is_dir() and any(directory.iterdir()) and _saved_files(directory) is None:
+    if directory.is_dir() and any(directory.iterdir()) and listed_files(directory) is None:
         raise ConfigError(
             f"{flag}: the folder is not empty and is not (exactly) an earlier promptsearch model save, which is "
             f"the only folder a save replaces; give a new or empty folder. Nothing was changed"
@@ -71,9 +73,11 @@ def check_save_target(directory: str | Path) -> Path:
     return directory
 
 
-def _write_marker(tmp: Path) -> None:
-    files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if not p.is_dir())
-    (tmp / MODEL_MARKER).write_text(json.dumps({"files": files}, indent=1) + "\n", encoding="utf-8")
+def _write_marker(tmp: Path, export: PromptExport) -> None:
+    model = export.model
+    write_manifest(
+        tmp, labels=export.task.labels, model=model.name, head=model.head, version=versions()["promptsearch"]
+    )
 
 
 def _make_readable(tmp: Path) -> None:
@@ -113,35 +117,31 @@ def save_runtime(runtime: ModelRuntime, export: PromptExport, directory: str | P
         runtime.tokenizer.save_pretrained(tmp)
         write_prompt_config(export, tmp / PROMPT_FILE)
 
-    return _write_save(Path(directory), fill)
+    return _write_save(Path(directory), fill, export)
 
 
-def _copy_save(source: Path, directory: str | Path) -> Path:
-    """Copy the files an earlier save wrote in ``source`` (its marker lists them) to ``directory``."""
-    written = _saved_files(source)
-    if written is None:
-        raise ConfigError(
-            f"{source}: expected exactly the files its {MODEL_MARKER} lists (a save by this version of "
-            "promptsearch), but the marker is missing or the folder changed since it was loaded; save the model "
-            "from training, or copy the folder yourself"
-        )
+def _copy_save(source: Path, export: PromptExport, directory: str | Path) -> Path:
+    """Copy the files an earlier save wrote in ``source`` (checked against its manifest again now) to ``directory``,
+    with a new manifest (so a save by an earlier version gains sizes and hashes)."""
+    written = verify_folder(source, warn=False).names  # warned when it was loaded
 
     def fill(tmp: Path) -> None:
         for name in sorted(written):
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source / name, tmp / name)
 
-    return _write_save(Path(directory), fill)
+    return _write_save(Path(directory), fill, export)
 
 
-def _write_save(directory: Path, fill: Callable[[Path], None]) -> Path:
-    """Build the save in a new folder next to ``directory`` with ``fill``, then move it into place."""
+def _write_save(directory: Path, fill: Callable[[Path], None], export: PromptExport) -> Path:
+    """Build the save in a new folder next to ``directory`` with ``fill``, then its manifest, then move it into
+    place."""
     directory = check_save_target(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
         fill(tmp)
-        _write_marker(tmp)
+        _write_marker(tmp, export)
         _make_readable(tmp)
         if directory.exists() and any(directory.iterdir()):
             _replace_previous_save(directory, tmp)
@@ -157,7 +157,7 @@ def _write_save(directory: Path, fill: Callable[[Path], None]) -> Path:
 
 def _replace_previous_save(directory: Path, tmp: Path) -> None:
     """Swap in the new save, deleting only the files the previous save listed (checked again just now)."""
-    written = _saved_files(directory)
+    written = listed_files(directory)
     if written is None:
         raise ConfigError(
             f"--save-model {directory}: the folder changed during training and is no longer exactly an earlier "
@@ -172,6 +172,61 @@ def _replace_previous_save(directory: Path, tmp: Path) -> None:
     for sub in sorted((p for p in old.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
         sub.rmdir()
     old.rmdir()
+
+
+def _checked_folder(directory: Path) -> PromptExport:
+    """The prompt config of a saved model folder, once the folder is complete and consistent; else one message.
+
+    The prompt config is checked on its own first (its labels, label words and demonstrations must agree, named by
+    key), then the folder against its manifest (every file present and unchanged, nothing added, weights in
+    safetensors), then the two against each other and against the saved head's labels.
+    """
+    prompt_file = directory / PROMPT_FILE
+    if not prompt_file.exists() and not prompt_file.is_symlink() and not (directory / MANIFEST_FILE).exists():
+        raise ConfigError(
+            f"{directory}: not a promptsearch model folder (no {PROMPT_FILE}); "
+            "create one with `promptsearch train best_prompt.yaml --save-model DIR`"
+        )
+    export = load_prompt_config(prompt_file) if prompt_file.exists() or prompt_file.is_symlink() else None
+    manifest = verify_folder(directory)
+    export = export or load_prompt_config(prompt_file)
+    model = export.model
+    check_agrees(manifest, directory, labels=export.task.labels, model=model.name, head=model.head)
+    _check_head_labels(directory, export)
+    return export
+
+
+def _check_head_labels(directory: Path, export: PromptExport) -> None:
+    """A head with one output per class (classification, embedding) stores the class names in ``config.json``; they
+    must be the prompt config's labels in the same order, or every prediction would carry another label's name."""
+    from promptsearch.models.heads import get_head
+
+    config = directory / "config.json"
+    labels = export.task.labels
+    if "id2label" not in get_head(export.model.head).model_kwargs(labels) or not config.is_file():
+        return
+    try:
+        saved = json.loads(config.read_text(encoding="utf-8")).get("id2label")
+        names = [saved[key] for key in sorted(saved, key=int)] if isinstance(saved, dict) else None
+    except (OSError, ValueError, TypeError, AttributeError):
+        names = None
+    if names is not None and names != list(labels):
+        raise ConfigError(
+            f"{directory / PROMPT_FILE}: task.labels is {list(labels)}, but the model's {export.model.head} head "
+            f"was saved with the classes {names} (config.json id2label); restore the prompt config, or save the "
+            "model again"
+        )
+
+
+def _check_tokenizer(directory: Path, runtime: ModelRuntime) -> None:
+    """A tokenizer whose vocabulary files are gone loads as its special tokens alone (every word unknown)."""
+    tokenizer = runtime.tokenizer
+    specials = set(tokenizer.all_special_tokens)
+    if len(tokenizer) <= len(specials):
+        raise ConfigError(
+            f"{directory}: the tokenizer has no vocabulary beyond its {len(specials)} special tokens, so every word "
+            "would be unknown; its vocabulary file (tokenizer.json, vocab.txt ...) is missing. Save the model again"
+        )
 
 
 @dataclass(frozen=True)
@@ -189,13 +244,7 @@ class Predictor:
         from promptsearch.models.runtime import ModelRuntime
 
         self.directory = Path(directory)
-        prompt_file = self.directory / PROMPT_FILE
-        if not prompt_file.is_file():
-            raise ConfigError(
-                f"{self.directory}: not a promptsearch model folder (no {PROMPT_FILE}); "
-                "create one with `promptsearch train best_prompt.yaml --save-model DIR`"
-            )
-        self.export = load_prompt_config(prompt_file)
+        self.export = _checked_folder(self.directory)
         labels = self.export.task.labels
         if (self.directory / ADAPTER_FILE).is_file():  # LoRA: the base model, then the adapter
             self.runtime = ModelRuntime(self.export.model, labels, resolve_device(device), warn_missing=False)
@@ -203,7 +252,8 @@ class Predictor:
         else:
             update = {"name": str(self.directory), "revision": None, "gguf_file": None}
             self.runtime = ModelRuntime(self.export.model.model_copy(update=update), labels, resolve_device(device))
-        self._prepare(str(prompt_file))
+        _check_tokenizer(self.directory, self.runtime)
+        self._prepare(str(self.directory / PROMPT_FILE))
 
     def _prepare(self, where: str) -> None:
         """The calibration offsets and the demonstration pool, from the prompt config."""
@@ -345,5 +395,5 @@ class Model(Predictor):
         replaces); a file promptsearch did not write is never deleted.
         """
         if self.directory is not None:
-            return _copy_save(self.directory, directory)
+            return _copy_save(self.directory, self.export, directory)
         return save_runtime(self.runtime, self.export, directory)

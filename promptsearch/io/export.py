@@ -43,6 +43,14 @@ class ExportedTask(_Frozen):
     splits: Splits = Field(default_factory=Splits)
     few_shot: FewShot | None = None
 
+    @field_validator("label_field")
+    @classmethod
+    def _label_is_no_text(cls, label_field: str, info: ValidationInfo) -> str:
+        """The label cannot also be a text of the prompt (predict would need the answer as input)."""
+        if label_field in (info.data.get("text_fields") or []):
+            raise ValueError(f"'{label_field}' is also in task.text_fields; the label field must be another column")
+        return label_field
+
 
 class TestScores(_Frozen):
     mean: float
@@ -71,6 +79,7 @@ class PromptExport(_Frozen):
     prompt: PromptConfig
     demonstration_pool: list[dict[str, str]] = Field(
         default_factory=list,
+        validate_default=True,  # a pool left out is an empty pool, checked against the count alike
         description="Train rows the demonstrations are drawn from (empty when count is 0).",
     )
     calibration: CalibrationParams | None = Field(
@@ -91,9 +100,11 @@ class PromptExport(_Frozen):
     @classmethod
     def _pool_fits_the_task(cls, pool: list[dict[str, str]], info: ValidationInfo) -> list[dict[str, str]]:
         """Each row holds exactly the task's text fields and label field, with a label of the task."""
-        task = info.data.get("task")
+        task, prompt = info.data.get("task"), info.data.get("prompt")
         if task is None:
             return pool  # the task itself is invalid, and reported
+        if prompt is not None:
+            _pool_fits_the_count(pool, prompt.demonstrations.count)
         keys = [*task.text_fields, task.label_field]
         for i, row in enumerate(pool):
             unknown = [k for k in row if k not in keys]
@@ -129,6 +140,19 @@ class PromptExport(_Frozen):
         if not all(math.isfinite(x) for x in value.offsets):
             raise _mismatch(("offsets",), f"every offset must be a finite number, but found {value.offsets}")
         return value
+
+
+def _pool_fits_the_count(pool: list[dict[str, str]], count: int) -> None:
+    """Each prompt draws ``count`` demonstrations from the pool, as in training; a pool too small (or left over
+    with a count of 0) contradicts the prompt it was exported with."""
+    if count > len(pool):
+        raise _mismatch(
+            (),
+            f"{len(pool)} row(s), but prompt.demonstrations.count is {count}: every prompt draws that many "
+            "demonstrations from this pool, as it did in training",
+        )
+    if count == 0 and pool:
+        raise _mismatch((), f"{len(pool)} row(s), but prompt.demonstrations.count is 0, so no prompt would use them")
 
 
 def _mismatch(at: tuple[Any, ...], text: str) -> PydanticCustomError:

@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from promptsearch.errors import ConfigError, SpaceError
+from promptsearch.errors import ConfigError, DataError, SpaceError
 from promptsearch.io.data import Example, TaskData
 from promptsearch.space.config import LoraConfig, PromptConfig
 from promptsearch.space.dimensions import Categorical, Fixed, IntRange
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from promptsearch.models.pool import RuntimePool
     from promptsearch.models.runtime import ModelRuntime
 
-__all__ = ["ModelChecks", "check_label_words", "check_models", "check_space_data", "data_summary"]
+__all__ = ["ModelChecks", "check_label_words", "check_models", "check_space_data", "check_test_split", "data_summary"]
 
 
 @dataclass(frozen=True)
@@ -146,8 +146,25 @@ def check_space_data(space: SearchSpace, data: TaskData) -> None:
             f"{where}: task.splits.test: no '{test}' split in the data, so the final report has no test score; "
             "add task.data.files.test or set task.splits.test: null"
         )
+    problems.extend(_test_split_problems(data))
     if problems:
         raise SpaceError(problems)
+
+
+def _test_split_problems(data: TaskData) -> list[str]:
+    try:
+        check_test_split(data)
+    except DataError as exc:
+        return str(exc).splitlines()
+    return []
+
+
+def check_test_split(data: TaskData) -> None:
+    """Read the test split now, under the rules of train and dev (fields, labels, encoding): a bad test file is found
+    before any training, not at the final evaluation after the search. Raises :class:`DataError` naming the file, row
+    and field. No score is looked at; ``data`` keeps the rows for the final evaluation."""
+    if data.has_test:
+        data.test  # noqa: B018 (the property loads and checks the split)
 
 
 def data_summary(data: TaskData) -> str:
@@ -155,4 +172,5 @@ def data_summary(data: TaskData) -> str:
         c = Counter(ex.label for ex in rows)
         return ", ".join(f"{k} {v}" for k, v in sorted(c.items()))
 
-    return f"train {len(data.train)} ({counts(data.train)}); dev {len(data.dev)} ({counts(data.dev)})"
+    test = f"; test {len(data.test)} ({counts(data.test)})" if data.has_test else ""
+    return f"train {len(data.train)} ({counts(data.train)}); dev {len(data.dev)} ({counts(data.dev)}){test}"

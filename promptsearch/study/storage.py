@@ -10,12 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import sqlite3
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -44,6 +46,7 @@ from promptsearch.study.records import (
 __all__ = [
     "SEED_MAX",
     "StorageURL",
+    "check_existing",
     "check_seed",
     "default_out_dir",
     "make_storage",
@@ -130,6 +133,12 @@ def parse_storage_url(url: str) -> StorageURL:
             f"--storage '{shown}': an in-memory study is lost when the run ends and cannot be resumed; "
             "give a file, e.g. sqlite:///runs/x/study.db"
         )
+    if "uri" in parsed.query:  # SQLite would read the path as a URI: another file, or memory (mode=memory)
+        raise ConfigError(
+            f"--storage '{shown}': SQLite URI file names (?uri=...) are not supported: the file promptsearch checks "
+            "would not be the one SQLite opens, and mode=memory would keep the study in memory, where it cannot "
+            "be resumed; give the file as sqlite:///relative/path.db or sqlite:////absolute/path.db"
+        )
     return StorageURL(url, scheme, Path(parsed.database), shown, dict(parsed.query))
 
 
@@ -166,15 +175,22 @@ def _check_file(location: StorageURL, *, create: bool) -> None:
         raise ConfigError(f"{flag}: cannot create the folder {location.file.parent}: {exc.strerror or exc}") from None
 
 
-def make_storage(url: str, *, heartbeat: float = HEARTBEAT_SECONDS, create: bool = True) -> optuna.storages.BaseStorage:
+def make_storage(
+    url: str, *, heartbeat: float = HEARTBEAT_SECONDS, create: bool = True, read_only: bool = False
+) -> optuna.storages.BaseStorage:
     """The Optuna storage for ``url``, with a clear error for URLs it cannot use.
 
     ``sqlite:///``, ``postgresql://`` and ``mysql://`` URLs are RDB storages with heartbeats: a trial
     whose worker died is marked failed after ``3 x heartbeat`` seconds and retried once (Optuna's
     retry callback). ``journal:///path`` is a journal file (several processes on one host); it has no
-    heartbeat, so :func:`fail_stale_journal_trials` does the same job. With ``create=False`` a
-    missing SQLite or journal file is an error instead of a new, empty database. Every command reads
-    the URL with :func:`parse_storage_url`.
+    heartbeat, so :func:`fail_stale_journal_trials` does the same job. Every command reads the URL with
+    :func:`parse_storage_url`.
+
+    Only ``create=True`` (``run``) may make a storage: Optuna adds its tables to any database it opens.
+    With ``create=False`` (``report``, ``export``, ``worker``, a warm start) the storage must exist and
+    hold Optuna's tables: it is first opened read-only, so a database that holds something else is
+    refused and left exactly as it was (:func:`check_existing`). ``read_only=True`` returns that
+    read-only storage itself, for commands that only read.
     """
     location = parse_storage_url(url)
     if not 0 < heartbeat <= MAX_HEARTBEAT:  # also refuses NaN
@@ -182,31 +198,142 @@ def make_storage(url: str, *, heartbeat: float = HEARTBEAT_SECONDS, create: bool
             f"--heartbeat must be a positive number of seconds up to {MAX_HEARTBEAT:g}, but got {heartbeat}"
         )
     if location.file is not None:
-        _check_file(location, create=create)
+        _check_file(location, create=create and not read_only)
     if location.scheme == "journal":
-        return _journal_storage(location)
+        return _journal_storage(location)  # opening a journal only reads it
+    if read_only:
+        return check_existing(location)
+    if not create:
+        check_existing(location).engine.dispose()  # what this open reads, the read-write one reads alike
     engine_kwargs: dict[str, Any] = {}
     if location.scheme == "sqlite" and "timeout" not in location.query:
         engine_kwargs = {"connect_args": {"timeout": 60}}  # a URL's own ?timeout= wins
-    shown = location.shown
+    try:
+        return _rdb_storage(location, engine_kwargs, heartbeat=heartbeat)
+    except ConfigError:
+        raise
+    except Exception as exc:  # SQLAlchemy raises many types for unreachable or bad databases
+        raise ConfigError(
+            f"--storage '{location.shown}': cannot open the database: {_first_line(exc, location.url)}"
+        ) from None
+
+
+def _rdb_storage(
+    location: StorageURL, engine_kwargs: dict[str, Any], *, heartbeat: float | None = None
+) -> optuna.storages.RDBStorage:
+    """Optuna's ``RDBStorage`` for ``location`` (with heartbeats when given); a missing driver is one message."""
+    options: dict[str, Any] = {}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
-                url,
-                engine_kwargs=engine_kwargs,
-                heartbeat_interval=max(1, round(heartbeat)),
-                grace_period=max(2, round(3 * heartbeat)),
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
-            )
+            if heartbeat is not None:
+                options = {
+                    "heartbeat_interval": max(1, round(heartbeat)),
+                    "grace_period": max(2, round(3 * heartbeat)),
+                    "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
+                }
+            return optuna.storages.RDBStorage(location.url, engine_kwargs=engine_kwargs, **options)
     except ImportError as exc:
         raise ConfigError(
-            f"--storage '{shown}': the database driver is not installed ({scrub(str(exc), url)}); "
+            f"--storage '{location.shown}': the database driver is not installed "
+            f"({scrub(str(exc), location.url)}); for PostgreSQL: pip install 'promptsearch[postgres]'"
+        ) from None
+
+
+def _first_line(exc: BaseException, url: str) -> str:
+    text = str(exc).strip()
+    return scrub(text.splitlines()[0][:300] if text else type(exc).__name__, url)
+
+
+# Tables every Optuna RDB storage has; a database with none of them holds no study, promptsearch's or any other
+OPTUNA_TABLES = ("studies", "trials", "version_info")
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _read_only_engine_kwargs(location: StorageURL) -> dict[str, Any]:
+    """Engine options under which the database itself refuses every write (and SQLite creates no file)."""
+    if location.scheme == "sqlite":
+        from sqlalchemy.engine import make_url
+
+        url = make_url(location.url)
+        # the driver's options as SQLAlchemy reads them from the URL (?timeout=, ...), so both opens behave alike
+        cargs, cparams = url.get_dialect()().create_connect_args(url)
+        if "timeout" not in location.query:
+            cparams["timeout"] = 60
+        cparams.setdefault("check_same_thread", False)  # as SQLAlchemy sets for a file
+        file = Path(cargs[0]).absolute()
+        params = "mode=ro"
+        if _wal_without_log(file):
+            params += "&immutable=1"  # a read-only open of a WAL database would leave -wal and -shm files behind
+        uri = f"file:{quote(str(file))}?{params}"
+
+        def connect() -> sqlite3.Connection:
+            return sqlite3.connect(uri, uri=True, **cparams)
+
+        return {"creator": connect}
+    if location.scheme.startswith("postgresql"):
+        own = str(location.query.get("options", "")).strip()  # e.g. -csearch_path=... given in the URL
+        return {"connect_args": {"options": f"{own} -c default_transaction_read_only=on".strip()}}
+    if location.scheme.startswith("mysql"):
+        return {"connect_args": {"init_command": "SET SESSION TRANSACTION READ ONLY"}}
+    raise AssertionError(location.scheme)
+
+
+def _wal_without_log(file: Path) -> bool:
+    """Whether ``file`` is a SQLite database in WAL mode with no ``-wal`` file (so no writer has it open)."""
+    try:
+        with file.open("rb") as fh:
+            header = fh.read(20)
+    except OSError:
+        return False
+    return header.startswith(_SQLITE_HEADER) and header[18:20] == b"\x02\x02" and not Path(f"{file}-wal").exists()
+
+
+def check_existing(location: StorageURL) -> optuna.storages.RDBStorage:
+    """The existing Optuna storage at ``location``, opened read-only; anything else is refused, unchanged.
+
+    Optuna's ``RDBStorage`` creates its tables and version rows in whatever database it opens. Here the
+    database is opened so that it refuses writes itself (SQLite ``mode=ro``, PostgreSQL
+    ``default_transaction_read_only``, MySQL ``READ ONLY`` sessions): a database with none of Optuna's
+    tables (someone else's application database, a file that is no database) is refused with what it
+    holds, and one that Optuna would have to change to open (part of its tables, another Optuna
+    version's schema) is refused by that read-only open. Either way nothing in it changes.
+    """
+    import sqlalchemy
+
+    shown = location.shown
+    unchanged = "promptsearch changed nothing in it"
+    try:
+        kwargs = _read_only_engine_kwargs(location)
+        engine = sqlalchemy.create_engine(location.url, **kwargs)
+        try:
+            tables = sorted(sqlalchemy.inspect(engine).get_table_names())
+        finally:
+            engine.dispose()
+    except ImportError as exc:
+        raise ConfigError(
+            f"--storage '{shown}': the database driver is not installed ({scrub(str(exc), location.url)}); "
             "for PostgreSQL: pip install 'promptsearch[postgres]'"
         ) from None
-    except Exception as exc:  # SQLAlchemy raises many types for unreachable or bad databases
-        first = scrub(str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__, url)
-        raise ConfigError(f"--storage '{shown}': cannot open the database: {first}") from None
+    except Exception as exc:  # a bad option, not a database, unreachable, access refused: as the read-write open says
+        raise ConfigError(f"--storage '{shown}': cannot open the database: {_first_line(exc, location.url)}") from None
+    ours = [t for t in tables if t in OPTUNA_TABLES]
+    if not ours:
+        found = f"its tables: {', '.join(tables[:10])}{' ...' if len(tables) > 10 else ''}" if tables else "no tables"
+        raise ConfigError(
+            f"--storage '{shown}': expected the storage of a promptsearch study (Optuna's tables), but this "
+            f"database holds something else ({found}); {unchanged}. Give the --storage of a promptsearch run"
+        )
+    try:
+        return _rdb_storage(location, kwargs)
+    except ConfigError:
+        raise
+    except Exception as exc:  # the database refused a write Optuna needed, or Optuna refused the schema
+        raise ConfigError(
+            f"--storage '{shown}': this database holds tables with Optuna's names ({', '.join(ours)}), but Optuna "
+            f"cannot open it without changing it ({_first_line(exc, location.url)}): part of its tables are missing, "
+            f"or it has another Optuna version's schema (`optuna storage upgrade` upgrades one); {unchanged}"
+        ) from None
 
 
 def _journal_storage(location: StorageURL) -> optuna.storages.BaseStorage:
@@ -220,8 +347,9 @@ def _journal_storage(location: StorageURL) -> optuna.storages.BaseStorage:
             f"--storage '{location.shown}': cannot open the journal file: {exc.strerror or exc}"
         ) from None
     except Exception as exc:  # a damaged journal: Optuna fails replaying its log
-        first = scrub(str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__, location.url)
-        raise ConfigError(f"--storage '{location.shown}': cannot read the journal file: {first}") from None
+        raise ConfigError(
+            f"--storage '{location.shown}': cannot read the journal file: {_first_line(exc, location.url)}"
+        ) from None
 
 
 def make_sampler(space: SearchSpace, seed: int) -> optuna.samplers.BaseSampler:
