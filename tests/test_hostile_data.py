@@ -617,15 +617,15 @@ def test_jsonl_to_csv_a_row_with_columns_the_first_row_lacks_gets_an_error(
 
 
 def test_a_model_that_gives_nan_gives_a_row_error_not_a_nan(model_dir: Path, tmp_path: Path) -> None:
-    from safetensors.torch import load_file, save_file
+    import torch
 
-    broken = tmp_path / "broken"
-    shutil.copytree(model_dir, broken)
-    weights = load_file(str(broken / "model.safetensors"))
-    save_file(
-        {k: v.fill_(float("nan")) if v.is_floating_point() else v for k, v in weights.items()},
-        str(broken / "model.safetensors"),
-    )
+    from promptsearch.inference.predict import save_runtime
+
+    loaded = Predictor(model_dir, device="cpu")
+    with torch.no_grad():
+        for weight in loaded.runtime.model.parameters():
+            weight.fill_(float("nan"))
+    broken = save_runtime(loaded.runtime, loaded.export, tmp_path / "broken")  # saved so: its manifest agrees
     src = tmp_path / "in.jsonl"
     src.write_text('{"text": "a fine film"}\n{"text": "a dull mess"}\n', encoding="utf-8")
     stats = predict_file_streaming(Predictor(broken, device="cpu"), src, tmp_path / "out.jsonl")

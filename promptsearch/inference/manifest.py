@@ -154,7 +154,7 @@ def _file_problem(folder: Path, name: str, recorded: FileDigest | None) -> str |
         return f"this user may not read {path}; give it read permission (chmod a+r)"
     if recorded is not None and found is not None:
         if found.size < recorded.size:
-            return f"{name} is truncated ({found.size} of {recorded.size} bytes)"
+            return f"{name} is shorter than saved ({found.size} of {recorded.size} bytes: truncated or edited)"
         if found != recorded:
             return f"{name} changed since the save (its size or SHA-256 differs from the one recorded)"
     if name.endswith(".safetensors"):

@@ -3,7 +3,9 @@ in memory.
 
 Local files are read by :mod:`promptsearch.io.rows`, under the same rule as ``predict``'s input, so that a
 broken row is named by file, line and field; the Hub goes through ``datasets``. Each split becomes a list
-of :class:`Example`. The test split is loaded only when :attr:`TaskData.test` is first read.
+of :class:`Example`. The test split is loaded when :attr:`TaskData.test` is first read, which ``validate``, ``run``
+and ``train`` do before any training (:func:`promptsearch.study.checks.check_test_split`), so a bad test file is
+found before the search; no search looks at its rows.
 """
 
 from __future__ import annotations
@@ -173,7 +175,7 @@ def make_examples(
             f"{short_repr(lab)} ({n} rows, first at row {first_unknown[lab]})" for lab, n in unknown_labels.items()
         )
         raise DataError(
-            f"{source}: labels {listed} are not declared in task.labels {task.labels}; "
+            f"{source}: labels {listed} in field '{task.label_field}' are not declared in task.labels {task.labels}; "
             "add them to task.labels or remove those rows"
         )
     if not out:
