@@ -120,22 +120,32 @@ def test_interrupted_trial_is_recorded_and_the_same_command_continues(tiny_space
 def test_the_search_never_reads_the_test_split(
     tiny_space: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The test file is checked before the first trial (a bad one fails at once, not after the search), but no test
+    row reaches the search: the rows are handed out (``TaskData.test``) only after the last trial."""
     events: list[str] = []
     real_load_split = data_module.load_split
+    real_test = data_module.TaskData.test
 
     def recording_load_split(task, split, base_dir):  # type: ignore[no-untyped-def]
         events.append(f"load:{split}")
         return real_load_split(task, split, base_dir)
 
+    def recording_test(data: data_module.TaskData) -> list[data_module.Example]:
+        events.append("rows:test")
+        return real_test.fget(data)  # type: ignore[attr-defined,no-any-return]
+
     monkeypatch.setattr(data_module, "load_split", recording_load_split)
+    monkeypatch.setattr(data_module.TaskData, "test", property(recording_test))
 
     def trial_done(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         events.append(f"trial:{trial.number}")
 
     search(tiny_space, out=tmp_path / "run", n_trials=2, final_seeds=1, device="cpu", callbacks=[trial_done])
-    assert "load:test" in events
-    last_trial = max(i for i, e in enumerate(events) if e.startswith("trial:"))
-    assert all(i > last_trial for i, e in enumerate(events) if e == "load:test"), events
+    trials = [i for i, e in enumerate(events) if e.startswith("trial:")]
+    assert events.index("load:test") < trials[0], events  # checked up front, once
+    assert events[: trials[0]].count("load:test") == 1, events
+    assert "rows:test" in events
+    assert all(i > trials[-1] for i, e in enumerate(events) if e == "rows:test"), events
 
 
 def test_trials_share_the_loaded_model_and_the_tokenized_splits(tiny_space: Path) -> None:

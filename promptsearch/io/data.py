@@ -3,9 +3,9 @@ in memory.
 
 Local files are read by :mod:`promptsearch.io.rows`, under the same rule as ``predict``'s input, so that a
 broken row is named by file, line and field; the Hub goes through ``datasets``. Each split becomes a list
-of :class:`Example`. The test split is loaded when :attr:`TaskData.test` is first read, which ``validate``, ``run``
-and ``train`` do before any training (:func:`promptsearch.study.checks.check_test_split`), so a bad test file is
-found before the search; no search looks at its rows.
+of :class:`Example`. The test split is checked before any training (:meth:`TaskData.check_test`, which ``validate``,
+``run`` and ``train`` call), so a bad test file is found before the search, and its rows are kept only when
+:attr:`TaskData.test` is first read, for the final evaluation: no search holds them.
 """
 
 from __future__ import annotations
@@ -64,10 +64,19 @@ class TaskData:
     dev: list[Example]
     _load_test: Callable[[], list[Example]] | None = None
     _test: list[Example] | None = field(default=None, repr=False)
+    _test_checked: bool = field(default=False, repr=False)
 
     @property
     def has_test(self) -> bool:
         return self._load_test is not None or self._test is not None
+
+    def check_test(self) -> None:
+        """Read the test split once and check it as train and dev are checked (fields, labels, encoding), without
+        keeping its rows: a bad test file is found before a search, which never holds a test row (:attr:`test` reads
+        them again, for the final evaluation). Raises :class:`DataError` naming the file, row and field."""
+        if self._test is None and self._load_test is not None and not self._test_checked:
+            self._load_test()
+        self._test_checked = True
 
     @property
     def test(self) -> list[Example]:

@@ -162,9 +162,8 @@ def _test_split_problems(data: TaskData) -> list[str]:
 def check_test_split(data: TaskData) -> None:
     """Read the test split now, under the rules of train and dev (fields, labels, encoding): a bad test file is found
     before any training, not at the final evaluation after the search. Raises :class:`DataError` naming the file, row
-    and field. No score is looked at; ``data`` keeps the rows for the final evaluation."""
-    if data.has_test:
-        data.test  # noqa: B018 (the property loads and checks the split)
+    and field. The rows are not kept (:meth:`~promptsearch.io.data.TaskData.check_test`): no search holds them."""
+    data.check_test()
 
 
 def data_summary(data: TaskData) -> str:
