@@ -116,7 +116,7 @@ def test_label_not_declared(tmp_path: Path, write_jsonl: WriteJsonl) -> None:
     with pytest.raises(
         DataError,
         match=re.escape(
-            f"{path}: labels 'neutral' (2 rows, first at row 5) in field 'label' are not declared in task.labels "
+            f"{path}: labels 'neutral' (2 rows, first at row 5) are not declared in task.labels "
             "['negative', 'positive']; add them to task.labels or remove those rows"
         ),
     ):

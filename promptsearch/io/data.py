@@ -184,8 +184,8 @@ def make_examples(
             f"{short_repr(lab)} ({n} rows, first at row {first_unknown[lab]})" for lab, n in unknown_labels.items()
         )
         raise DataError(
-            f"{source}: labels {listed} in field '{task.label_field}' are not declared in task.labels {task.labels}; "
-            "add them to task.labels or remove those rows"
+            f"{source}: labels {listed} are not declared in task.labels {task.labels}; "
+            f"add them to task.labels or remove those rows (field '{task.label_field}')"
         )
     if not out:
         raise DataError(f"{source}: no rows; the split needs at least one labelled example")
