@@ -179,7 +179,7 @@ def from_study(space: SearchSpace, storage: str, study_name: str, *, top: int = 
 
     if top < 1:
         raise ConfigError(f"--warm-start-top must be at least 1, but got {top}")
-    store = make_storage(storage, create=False)
+    store = make_storage(storage, create=False, read_only=True)  # it only reads the earlier study
     names = [s.study_name for s in optuna.get_all_study_summaries(store, include_best_trial=False)]
     if study_name not in names:
         raise ConfigError(
