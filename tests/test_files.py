@@ -131,7 +131,7 @@ def test_a_link_to_a_regular_file_is_written_through(tmp_path: Path) -> None:
 @fresh
 @given(
     kind=st.sampled_from(KINDS),
-    split=st.sampled_from(["train", "dev"]),
+    split=st.sampled_from(["train", "dev", "test"]),
     declared=st.sampled_from(["files", "dir"]),
 )
 def test_a_special_data_file_is_named_as_what_it_is_never_read(

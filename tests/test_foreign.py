@@ -706,3 +706,20 @@ def test_run_and_train_refuse_a_bad_test_split_before_any_training(
     err = _refused(["train", str(export), "--device", "cpu", "--save-model", str(tmp_path / "model")], capsys)
     assert str(test) in err
     assert not (tmp_path / "model").exists()
+
+
+def test_a_model_folder_whose_safetensors_file_is_a_pickle_is_one_message(
+    tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``model.name`` a local folder whose ``model.safetensors`` holds a pickle (torch.save): refused with one
+    message by ``run`` before any trial, never unpickled, no traceback."""
+    import torch
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    torch.save({"weight": torch.zeros(2)}, model / "model.safetensors")
+    space = tmp_path / "space.yaml"
+    space.write_text(tiny_space_text(model, tiny_data(tmp_path / "data"), n_trials=1), encoding="utf-8")
+    assert main(["run", str(space), "--out", str(tmp_path / "run"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and f"model.name: could not load '{model}'" in err

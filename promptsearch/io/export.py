@@ -19,6 +19,7 @@ from pydantic_core import PydanticCustomError
 
 from promptsearch.errors import ConfigError, SpaceError
 from promptsearch.files import creatable_folder, describe, readable_file, writable_file
+from promptsearch.io.rows import text_problem
 from promptsearch.space.config import CalibrationParams, PromptConfig, TrainConfig
 from promptsearch.space.search_space import SearchSpace, parse_space
 from promptsearch.space.spec import DataSource, FewShot, ModelSpec, Splits
@@ -115,9 +116,10 @@ class PromptExport(_Frozen):
             missing = [k for k in keys if k not in row]
             if missing:
                 raise _mismatch((i, missing[0]), f"required key is missing; a row holds the keys {keys}")
-            empty = [k for k in task.text_fields if not row[k].strip()]
-            if empty:
-                raise _mismatch((i, empty[0]), "a text field must not be empty")
+            for name in task.text_fields:  # the data loader's rule: non-empty Unicode text (no lone surrogate)
+                problem = text_problem(name, row)
+                if problem is not None:
+                    raise _mismatch((i, name), problem)
             if row[task.label_field] not in task.labels:
                 raise _mismatch(
                     (i, task.label_field), f"label {row[task.label_field]!r} is not in task.labels {task.labels}"

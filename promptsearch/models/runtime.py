@@ -171,6 +171,7 @@ class ModelRuntime:
         warn_missing: bool = True,
     ) -> None:
         import torch
+        from safetensors import SafetensorError
 
         self.head = head or spec.head
         self.answer = get_head(self.head)
@@ -201,7 +202,7 @@ class ModelRuntime:
                 model, info = _auto_class(self.answer).from_pretrained(
                     self.name, output_loading_info=True, **model_kwargs
                 )
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, SafetensorError) as exc:  # a weights file that is not what its name says too
             raise _load_error(spec, exc) from None
         model.config.pad_token_id = self.tokenizer.pad_token_id
         self.model: PreTrainedModel = model.to(device)
