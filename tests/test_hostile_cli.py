@@ -428,7 +428,7 @@ EDITS = [  # (where, how, value), the key the message names
     (("demonstration_pool", 0, "text"), "drop", None, "demonstration_pool.0.text: required key is missing"),
     (("demonstration_pool", 1, "text"), "set", 3, "demonstration_pool.1.text: Input should be a valid string"),
     (("demonstration_pool", 1, "text"), "set", "   ", "demonstration_pool.1.text: text field 'text' must be a non-emp"),
-    (("demonstration_pool", 1, "text"), "set", "ok \ud800", "demonstration_pool.1.text: text field 'text' holds a lone"),
+    (("demonstration_pool", 1, "text"), "set", "ok \ud800", "demonstration_pool.1.text: text field 'text' holds a"),
     (("task", "labels"), "set", ["negative", "neutral"], ".label: label 'positive' is not in task.labels"),
     (("prompt", "label_words"), "set", {"negative": "terrible"}, "prompt.label_words"),
     (("calibration",), "set", {"method": "mean", "offsets": [0.1]}, "calibration.method: 'mean', but prompt"),
