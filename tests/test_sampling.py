@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
 import optuna
 import pytest
 
+from promptsearch.errors import SpaceError
 from promptsearch.space.config import DemoConfig, PromptConfig, TrainConfig, TrialConfig
+from promptsearch.space.dimensions import Categorical
 from promptsearch.space.sampling import baseline_config, sample_config
 from promptsearch.space.search_space import SearchSpace, load_space, parse_space
 
@@ -214,3 +217,40 @@ def test_a_conditional_demonstration_count_is_zero_when_its_condition_is_false()
         else:
             assert cfg.prompt.demonstrations.count in (1, 2)
     assert seen == {"cloze", "review"}
+
+
+FIXED_SETS = """\
+name: sets
+task:
+  data: {dir: sst2}
+  labels: [negative, positive]
+prompt:
+  template: "{text} It was {label}."
+  label_words: {negative: bad, positive: good}
+  demonstrations:
+    count: [0, 2]
+    selection: [random, fixed]
+    sets: 3
+"""
+
+
+def test_the_demonstration_set_is_sampled_only_for_selection_fixed(write_space: WriteSpace) -> None:
+    space = load_space(write_space(FIXED_SETS))
+    assert space.params["prompt.demonstrations.set"] == Categorical((0, 1, 2))
+    seen = set()
+    for trial in random_trials(60, seed=5):
+        demos = sample_config(trial, space).prompt.demonstrations
+        if demos.count and demos.selection == "fixed":
+            assert trial.params["prompt.demonstrations.set"] == demos.set
+            seen.add(demos.set)
+        else:
+            assert "prompt.demonstrations.set" not in trial.params and demos.set == 0
+    assert seen == {0, 1, 2}
+    one = load_space(write_space(FIXED_SETS.replace("    sets: 3\n", "")))
+    assert "prompt.demonstrations.set" not in one.params  # one set: nothing to search
+
+
+def test_sets_without_selection_fixed_are_refused(write_space: WriteSpace) -> None:
+    text = FIXED_SETS.replace("[random, fixed]", "[random, similar]")
+    with pytest.raises(SpaceError, match=re.escape("sets is 3, but selection cannot be 'fixed'")):
+        load_space(write_space(text))

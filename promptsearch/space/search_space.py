@@ -468,6 +468,7 @@ def _parameters(
         "prompt.demonstrations.count": demos.count,
         "prompt.demonstrations.selection": demos.selection,
         "prompt.demonstrations.separator": demos.separator,
+        **({"prompt.demonstrations.set": Categorical(tuple(range(demos.sets)))} if demos.sets > 1 else {}),
     }
     if any(head_traits(h).chat for h in heads):  # the other heads are refused a chat template (see _check_heads)
         params["prompt.chat"] = spec.prompt.chat

@@ -260,9 +260,26 @@ class DemoSpec(_Strict):
     count: IntDim = Field(default=Fixed(0), description="Demonstrations per prompt (0 = none).")
     selection: Annotated[Dimension, _dim("str", SELECTORS)] = Field(
         default=Fixed("random"),
-        description="random | balanced (round-robin over classes) | similar (TF-IDF).",
+        description="random | balanced (round-robin over classes) | similar (TF-IDF) | fixed (one set for every "
+        "query, so a causal model reads it once).",
     )
     separator: StrDim = Field(default=Fixed("\n\n"), description="Text between demonstrations and the query.")
+    sets: int = Field(
+        1,
+        ge=1,
+        le=100,
+        description="selection fixed: demonstration sets drawn once per study; which one a trial shows is searched.",
+    )
+
+    @model_validator(mode="after")
+    def _sets_need_fixed(self) -> DemoSpec:
+        choices = self.selection.values() if isinstance(self.selection, (Fixed, Categorical)) else ()
+        if self.sets > 1 and "fixed" not in choices:
+            raise ValueError(
+                f"sets is {self.sets}, but selection cannot be 'fixed', the only selection with sets; "
+                "add fixed to selection or remove sets"
+            )
+        return self
 
 
 _BOOL_HINT = ' (YAML reads bare yes/no/true/false/on/off as booleans: quote the word, e.g. "yes")'
