@@ -20,7 +20,7 @@ from promptsearch.io.data import Example
 from promptsearch.models.calibration import apply_calibration
 from promptsearch.models.features import Encoded, PromptEncoder, SharedPrefix, shared_prefix
 from promptsearch.models.runtime import load_tokenizer
-from promptsearch.models.trainer import EVAL_BATCH_SIZE, predict_proba, predict_scores, scores
+from promptsearch.models.trainer import EVAL_BATCH_SIZE, length_batches, predict_proba, predict_scores, scores
 from promptsearch.space.config import CalibrationParams, DemoConfig, PromptConfig
 from promptsearch.space.spec import ModelSpec
 
@@ -189,6 +189,29 @@ def test_a_head_that_reads_prompts_whole_ignores_the_prefix(tiny_mlm: Path, labe
 
 
 # --- length-bucketed batches ----------------------------------------------------------------------------------
+
+
+@fuzz(300, 20000)
+@given(
+    lengths=st.lists(st.integers(1, 60), max_size=40),
+    batch_size=st.integers(1, 9),
+    max_padding=st.sampled_from([None, 0.0, 0.25, 1.0]),
+)
+def test_length_batches_hold_every_row_once_in_buckets(
+    lengths: list[int], batch_size: int, max_padding: float | None
+) -> None:
+    rows = [i for i in range(len(lengths)) if i % 3 != 1]  # a subset, as after a shared prefix
+    got = length_batches(rows, lengths, batch_size, max_padding=max_padding)
+    assert sorted(i for batch in got for i in batch) == rows
+    flat = [lengths[i] for batch in got for i in batch]
+    assert flat == sorted(flat)  # shortest first
+    for batch in got:
+        assert 1 <= len(batch) <= batch_size
+        if max_padding is not None and len(batch) > 1:
+            real = sum(lengths[i] for i in batch)
+            assert len(batch) * max(lengths[i] for i in batch) <= real * (1 + max_padding)
+    if max_padding is None:  # fixed-size batches: all full but the last
+        assert all(len(batch) == batch_size for batch in got[:-1])
 
 
 def test_length_buckets_give_each_row_its_own_score_in_the_original_order(

@@ -34,7 +34,7 @@ __all__ = ["MIN_SHARED_TOKENS", "Encoded", "FeatureCache", "PromptEncoder", "Sha
 
 # A shared prefix shorter than this is read with each prompt: reading it once would save less than the extra pass
 # and the cache copies cost.
-MIN_SHARED_TOKENS = 16
+MIN_SHARED_TOKENS = 8
 
 
 @dataclass

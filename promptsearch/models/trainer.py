@@ -41,6 +41,9 @@ __all__ = [
 ]
 
 EVAL_BATCH_SIZE = 64
+# On a CPU a padded token costs as much as a real one, so evaluation batches hold rows of similar length (padding
+# at most this share of the real tokens); on an accelerator a batch's launch costs more than its padding.
+MAX_PADDING_CPU = 0.25
 
 
 class NonFiniteLoss(ArithmeticError):
@@ -83,10 +86,28 @@ def batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator | 
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def length_batches(rows: Sequence[int], lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-    """``rows`` in batches of similar ``lengths[row]`` (shortest first), so little of a batch is padding."""
-    ordered = sorted(rows, key=lambda i: lengths[i])
-    return [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
+def length_batches(
+    rows: Sequence[int], lengths: Sequence[int], batch_size: int, *, max_padding: float | None = None
+) -> list[list[int]]:
+    """``rows`` in batches of at most ``batch_size`` and of similar ``lengths[row]`` (shortest first); with
+    ``max_padding``, a batch also ends before a longer row would make padding more than that share of its real
+    tokens (a bucket of similar lengths)."""
+    out: list[list[int]] = []
+    real = 0
+    for i in sorted(rows, key=lambda i: lengths[i]):
+        batch = out[-1] if out else []
+        padded = (len(batch) + 1) * lengths[i]  # sorted: the new row is the batch's longest
+        if (
+            not batch
+            or len(batch) == batch_size
+            or (max_padding is not None and padded > (real + lengths[i]) * (1 + max_padding))
+        ):
+            out.append([i])
+            real = lengths[i]
+        else:
+            batch.append(i)
+            real += lengths[i]
+    return out
 
 
 def scores(
@@ -125,10 +146,11 @@ def predict_scores(
 ) -> np.ndarray:
     """Class scores ``[rows, classes]`` (as :meth:`.heads.Head.scores`), in the order of ``encoded``.
 
-    Rows are scored in batches of similar length. With a head that reuses a prefix (the causal head) and
-    ``reuse_prefix``, the leading tokens that most rows share (:func:`~promptsearch.models.features.shared_prefix`)
-    are read once, and those rows read only their own tokens after them; the others are read whole. The scores
-    are the same either way, to float rounding (``reuse_prefix=False`` reads every row whole).
+    Rows are scored in batches of similar length (:func:`length_batches`; on a CPU, buckets of at most
+    :data:`MAX_PADDING_CPU` padding). With a head that reuses a prefix (the causal head) and ``reuse_prefix``, the
+    leading tokens that most rows share (:func:`~promptsearch.models.features.shared_prefix`) are read once, and
+    those rows read only their own tokens after them; the others are read whole. The scores are the same either
+    way, to float rounding (``reuse_prefix=False`` reads every row whole).
     """
     import torch
 
@@ -136,17 +158,18 @@ def predict_scores(
     classes = len(encoded.tokens.ids) if encoded.tokens is not None else int(model.config.num_labels or 2)
     out = np.zeros((len(encoded), classes), dtype=np.float32)
     head = get_head(encoded.head)
-    lengths = encoded.lengths
+    padding = MAX_PADDING_CPU if device.type == "cpu" else None
     with torch.inference_mode(), autocast(device, precision):
         shared = shared_prefix(encoded.input_ids) if reuse_prefix and head.reuses_prefix else None
         after = set(shared.rows) if shared is not None else set()
         whole = [i for i in range(len(encoded)) if i not in after]
-        for idx in length_batches(whole, lengths, EVAL_BATCH_SIZE):
+        for idx in length_batches(whole, encoded.lengths, EVAL_BATCH_SIZE, max_padding=padding):
             out[idx] = scores(model, encoded, idx, device, pad_id).float().cpu().numpy()
         if shared is not None:
             prefix = head.read_prefix(model, torch.tensor([shared.ids], dtype=torch.long, device=device))
             start = len(shared.ids)
-            for idx in length_batches(shared.rows, lengths, EVAL_BATCH_SIZE):
+            own = [n - start for n in encoded.lengths]  # what each row reads after the prefix
+            for idx in length_batches(shared.rows, own, EVAL_BATCH_SIZE, max_padding=padding):
                 logits = scores(model, encoded, idx, device, pad_id, prefix=prefix, start=start)
                 out[idx] = logits.float().cpu().numpy()
     return out

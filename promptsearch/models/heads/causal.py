@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from promptsearch.prompts.render import RenderedPrompt
 
-__all__ = ["CausalLMHead"]
+__all__ = ["CausalLMHead", "Prefix"]
 
 _NO_KEEP: set[str] = set()  # model classes whose logits_to_keep takes no per-row positions
 
