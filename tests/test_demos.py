@@ -9,8 +9,11 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.metrics.pairwise import cosine_similarity
+from test_fuzz import fuzz
 
 from promptsearch.io.data import Example, TaskData
 from promptsearch.prompts import demos
@@ -183,3 +186,31 @@ def test_fixed_replaces_a_query_in_its_set_in_place_with_its_class(sst2_data: Ta
             assert shown[:at] == the_set[:at] and shown[at + 1 :] == the_set[at + 1 :]
             assert shown[at].label == the_set[at].label and shown[at] not in the_set
     assert changed == k  # all other queries share the whole set
+
+
+@fuzz(200, 10000)
+@given(
+    rows=st.lists(st.tuples(st.integers(0, 12), st.sampled_from(["a", "b", "c"])), min_size=1, max_size=14),
+    k=st.integers(0, 6),
+    seed=st.integers(0, 3),
+    demo_set=st.integers(0, 3),
+)
+def test_fixed_is_one_set_with_each_query_replaced_in_place(
+    rows: list[tuple[int, str]], k: int, seed: int, demo_set: int
+) -> None:
+    pool = [Example(fields={"text": f"t{t}"}, label=label) for t, label in rows]  # repeated texts included
+    selector = get_selector("fixed", pool, seed=seed, demo_set=demo_set)
+    the_set = selector.select(Example(fields={"text": "unseen"}, label="a"), k)
+    assert the_set == [pool[i] for i in selector.order[:k]] and len(the_set) == min(k, len(pool))
+    members = {id(d) for d in the_set}  # by identity: the pool may hold equal rows
+    for query in pool:
+        shown = selector.select(query, k)
+        assert query.key not in {d.key for d in shown}
+        kept = [id(d) for d in the_set if d.key != query.key]
+        assert [id(d) for d in shown if id(d) in members] == kept  # the rest of the set, in its order
+        spare = [pool[i] for i in selector.order[k:] if pool[i].key != query.key]
+        assert len(shown) == len(kept) + min(len(the_set) - len(kept), len(spare))  # replaced while rows remain
+        at = next((i for i, d in enumerate(the_set) if d.key == query.key), None)
+        if at is not None and len(shown) == k:  # the first replacement takes the query's first place in the set
+            same = [r for r in spare if r.label == the_set[at].label]
+            assert id(shown[at]) not in members and (shown[at].label == the_set[at].label or not same)
