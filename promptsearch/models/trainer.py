@@ -161,12 +161,14 @@ def predict_scores(
     padding = MAX_PADDING_CPU if device.type == "cpu" else None
     with torch.inference_mode(), autocast(device, precision):
         shared = shared_prefix(encoded.input_ids) if reuse_prefix and head.reuses_prefix else None
-        after = set(shared.rows) if shared is not None else set()
+        prefix = None
+        if shared is not None:
+            prefix = head.read_prefix(model, torch.tensor([shared.ids], dtype=torch.long, device=device))
+        after = set(shared.rows) if shared is not None and prefix is not None else set()
         whole = [i for i in range(len(encoded)) if i not in after]
         for idx in length_batches(whole, encoded.lengths, EVAL_BATCH_SIZE, max_padding=padding):
             out[idx] = scores(model, encoded, idx, device, pad_id).float().cpu().numpy()
-        if shared is not None:
-            prefix = head.read_prefix(model, torch.tensor([shared.ids], dtype=torch.long, device=device))
+        if shared is not None and prefix is not None:
             start = len(shared.ids)
             own = [n - start for n in encoded.lengths]  # what each row reads after the prefix
             for idx in length_batches(shared.rows, own, EVAL_BATCH_SIZE, max_padding=padding):

@@ -224,7 +224,8 @@ class Head(ABC):
 
     def read_prefix(self, model: PreTrainedModel, ids: torch.Tensor) -> Any:
         """What the model keeps after reading ``ids`` ``[1, length]`` once: the tokens that many prompts start with
-        (for :meth:`scores_after`; only a head with ``reuses_prefix`` has it)."""
+        (for :meth:`scores_after`; only a head with ``reuses_prefix`` has it). ``None``: this model cannot reuse
+        it, and the prompts are read whole."""
         raise NotImplementedError(f"the {self.name} head reads every prompt whole (reuses_prefix is false)")
 
     def scores_after(

@@ -96,10 +96,12 @@ class CausalLMHead(LabelWordHead):
     ) -> torch.Tensor:
         return _causal_scores(model, batch, slots, tokens)
 
-    def read_prefix(self, model: PreTrainedModel, ids: torch.Tensor) -> Prefix:
+    def read_prefix(self, model: PreTrainedModel, ids: torch.Tensor) -> Prefix | None:
         body = getattr(model, model.base_model_prefix)  # no vocabulary projection: only the cache is kept
-        out = body(input_ids=ids, use_cache=True)
-        return Prefix(cache=_cache_of(out), length=int(ids.shape[1]))
+        cache = _cache_of(body(input_ids=ids, use_cache=True))
+        if cache is None or not hasattr(cache, "batch_repeat_interleave"):
+            return None  # a model whose cache cannot serve several rows: its prompts are read whole
+        return Prefix(cache=cache, length=int(ids.shape[1]))
 
     def word_scores_after(
         self,
@@ -126,7 +128,7 @@ def _keep_positions(model: PreTrainedModel, last: torch.Tensor) -> dict[str, Any
 def _cache_of(out: Any) -> Any:
     """The key/value cache a forward pass returned (``cache`` in transformers 5, ``past_key_values`` before)."""
     cache = getattr(out, "cache", None)
-    return cache if cache is not None else out.past_key_values
+    return cache if cache is not None else getattr(out, "past_key_values", None)
 
 
 def _cache_arg(model: PreTrainedModel) -> str:
