@@ -49,6 +49,19 @@ def test_heads_benchmark_smoke() -> None:
 
 
 @pytest.mark.slow
+def test_throughput_benchmark_smoke() -> None:
+    cases = ["loo, 0 demonstrations", "loo, 2 per query (random)", "loo, 2 fixed", "final, 4 fixed"]
+    tables: dict[str, list[list[str]]] = {}  # each case has a row in the timing table, then in the tokens table
+    for row in _smoke("throughput.py"):
+        cells = [cell.strip() for cell in row.split("|")[1:-1]]
+        tables.setdefault(cells[0], []).append(cells)
+    assert [name for name in tables if name in cases] == cases
+    assert all(tables[name][0][8] == "yes" for name in cases)  # the same predictions on every path
+    before, new = (float(x) for x in tables["final, 4 fixed"][1][5].split("/"))  # tokens read per prompt
+    assert new < before / 2  # one demonstration set for all: its tokens are read once
+
+
+@pytest.mark.slow
 def test_overhead_benchmark_smoke() -> None:
     rows = _smoke("overhead.py")
     assert [row.split("|")[1].strip() for row in rows[1:]] == ["promptsearch", "bare", "trainer"]

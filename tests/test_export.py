@@ -70,6 +70,21 @@ def test_run_accepts_an_exported_config(finished_run: Path, tmp_path: Path) -> N
     assert result.report.best is not None and result.best_test is not None
 
 
+def test_an_exported_fixed_demonstration_set_is_the_one_rerun(finished_run: Path) -> None:
+    import optuna
+
+    from promptsearch.io.export import export_to_space
+    from promptsearch.space.dimensions import Fixed
+    from promptsearch.space.sampling import sample_config
+
+    exported = promptsearch.load_prompt_config(finished_run / "best_prompt.yaml")
+    demos = exported.prompt.demonstrations.model_copy(update={"selection": "fixed", "set": 2})
+    fixed = exported.model_copy(update={"prompt": exported.prompt.model_copy(update={"demonstrations": demos})})
+    space = export_to_space(fixed)
+    assert space.params["prompt.demonstrations.set"] == Fixed(2)  # `sets: [2]`: that set, not the first
+    assert sample_config(optuna.trial.FixedTrial({}), space).prompt.demonstrations == demos
+
+
 def test_train_save_model_then_predict(finished_run: Path, tmp_path: Path) -> None:
     exported = promptsearch.load_prompt_config(finished_run / "best_prompt.yaml")
     assert exported.prompt.template is not None and exported.prompt.demonstrations.count == 1

@@ -201,5 +201,5 @@ def test_an_unknown_selector_gets_did_you_mean_from_the_registry(tiny_model: Pat
 
         assert "first" in str(registry.SELECTORS.names())
         parse_space(text)
-    with pytest.raises(SpaceError, match=re.escape("supported values ['random', 'balanced', 'similar']")):
+    with pytest.raises(SpaceError, match=re.escape("supported values ['random', 'balanced', 'similar', 'fixed']")):
         parse_space(text)

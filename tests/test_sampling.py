@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -9,7 +10,9 @@ import optuna
 import pytest
 import yaml
 
+from promptsearch.errors import SpaceError
 from promptsearch.space.config import DemoConfig, PromptConfig, TrainConfig, TrialConfig
+from promptsearch.space.dimensions import Categorical, Fixed
 from promptsearch.space.sampling import baseline_config, sample_config
 from promptsearch.space.search_space import SearchSpace, load_space, parse_space
 
@@ -220,3 +223,61 @@ def test_a_conditional_demonstration_count_is_zero_when_its_condition_is_false()
         else:
             assert cfg.prompt.demonstrations.count in (1, 2)
     assert seen == {"cloze", "review"}
+
+
+FIXED_SETS = """\
+name: sets
+task:
+  data: {dir: sst2}
+  labels: [negative, positive]
+prompt:
+  template: "{text} It was {label}."
+  label_words: {negative: bad, positive: good}
+  demonstrations:
+    count: [0, 2]
+    selection: [random, fixed]
+    sets: 3
+"""
+
+
+def test_the_demonstration_set_is_sampled_only_for_selection_fixed(write_space: WriteSpace) -> None:
+    space = load_space(write_space(FIXED_SETS))
+    assert space.params["prompt.demonstrations.set"] == Categorical((0, 1, 2))
+    seen = set()
+    for trial in random_trials(60, seed=5):
+        demos = sample_config(trial, space).prompt.demonstrations
+        if demos.count and demos.selection == "fixed":
+            assert trial.params["prompt.demonstrations.set"] == demos.set
+            seen.add(demos.set)
+        else:
+            assert "prompt.demonstrations.set" not in trial.params and demos.set == 0
+    assert seen == {0, 1, 2}
+    one = load_space(write_space(FIXED_SETS.replace("    sets: 3\n", "")))
+    assert "prompt.demonstrations.set" not in one.params  # one set: nothing to search
+
+
+def test_sets_may_be_listed_by_number(write_space: WriteSpace) -> None:
+    space = load_space(write_space(FIXED_SETS.replace("sets: 3", "sets: [4, 1]")))
+    assert space.params["prompt.demonstrations.set"] == Categorical((4, 1))
+    one = load_space(write_space(FIXED_SETS.replace("sets: 3", "sets: [7]")))
+    assert one.params["prompt.demonstrations.set"] == Fixed(7)  # what an exported best prompt re-runs
+    trial = optuna.trial.FixedTrial({"prompt.demonstrations.count": 2, "prompt.demonstrations.selection": "fixed"})
+    assert sample_config(trial, one).prompt.demonstrations.set == 7
+
+
+@pytest.mark.parametrize(
+    ("sets", "found"),
+    [("0", "0"), ("101", "101"), ("[]", "[]"), ("[1, 1]", "[1, 1]"), ("[-1]", "[-1]"), ("true", "True"),
+     ("[2.5]", "[2.5]"), ("two", "'two'")],
+)  # fmt: skip
+def test_bad_sets_are_one_clear_message(write_space: WriteSpace, sets: str, found: str) -> None:
+    path = write_space(FIXED_SETS.replace("sets: 3", f"sets: {sets}"))
+    with pytest.raises(SpaceError, match=re.escape(f"but found {found}")) as info:
+        load_space(path)
+    assert "prompt.demonstrations.sets" in str(info.value) and "sets must be a number from 1 to 100" in str(info.value)
+
+
+def test_sets_without_selection_fixed_are_refused(write_space: WriteSpace) -> None:
+    text = FIXED_SETS.replace("[random, fixed]", "[random, similar]")
+    with pytest.raises(SpaceError, match=re.escape("sets is 3, but selection cannot be 'fixed'")):
+        load_space(write_space(text))

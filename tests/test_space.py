@@ -431,7 +431,7 @@ def test_unknown_selection_suggests_the_closest(write_space: WriteSpace) -> None
     assert_one_problem(
         path,
         f"{path}:7: prompt.demonstrations.selection: 'similr' is not one of the supported values "
-        "['random', 'balanced', 'similar']. did you mean 'similar'?",
+        "['random', 'balanced', 'similar', 'fixed']. did you mean 'similar'?",
     )
 
 

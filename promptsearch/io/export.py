@@ -285,6 +285,7 @@ def export_to_space_text(export: PromptExport) -> str:
                 "count": demos.count,
                 "selection": demos.selection,
                 "separator": demos.separator,
+                **({"sets": [demos.set]} if demos.selection == "fixed" else {}),
             },
             "chat": export.prompt.chat,
             "calibration": export.prompt.calibration,

@@ -4,10 +4,15 @@
 so ``promptsearch render`` uses it too); the head (:mod:`promptsearch.models.heads`) decides how. The cache key
 is the prompt config, the split, the tokenizer, the head, the max length and the label slot, so trials that share
 a prompt (and differ only in training) tokenize once.
+
+:func:`shared_prefix` finds, from the token ids alone, the leading tokens that many prompts share (an instruction,
+one demonstration set for every query), which a head that reuses a prefix reads once for all of them;
+:func:`collate` pads a batch of rows, from their first token or from after such a prefix.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,7 +30,11 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedTokenizerBase
 
-__all__ = ["Encoded", "FeatureCache", "PromptEncoder", "collate"]
+__all__ = ["MIN_SHARED_TOKENS", "Encoded", "FeatureCache", "PromptEncoder", "SharedPrefix", "collate", "shared_prefix"]
+
+# A shared prefix shorter than this is read with each prompt: reading it once would save less than the extra pass
+# and the cache copies cost.
+MIN_SHARED_TOKENS = 8
 
 
 @dataclass
@@ -173,20 +182,81 @@ class FeatureCache:
         return encoded
 
 
-def collate(encoded: Encoded, index: Sequence[int], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
-    """Pad the examples at ``index`` to their longest (dynamic padding) and move them to ``device``."""
+@dataclass(frozen=True)
+class SharedPrefix:
+    """The leading token ids ``ids`` that the prompts at ``rows`` (ascending) all start with; each of them has at
+    least one token of its own after them (its last token predicts the answer)."""
+
+    ids: tuple[int, ...]
+    rows: tuple[int, ...]
+
+    @property
+    def saved(self) -> int:
+        """Tokens not read again: the prefix is read once instead of once per row."""
+        return len(self.ids) * (len(self.rows) - 1)
+
+
+def shared_prefix(input_ids: Sequence[Sequence[int]], *, min_tokens: int = MIN_SHARED_TOKENS) -> SharedPrefix | None:
+    """The prefix whose single reading saves the most tokens: of all groups of prompts, the one that maximises
+    (rows - 1) x the length of the group's longest common prefix; ``None`` when that prefix is shorter than
+    ``min_tokens`` (or fewer than two prompts share one).
+
+    Found from the token ids alone, so it works for any prompt: the instruction shared by all, or one
+    demonstration set shared by every query but the few whose set had to change (their own row was in it). In
+    lexicographic order, a run of rows shares the minimum of the common prefixes of neighbours, so the best group
+    is the largest rectangle under that histogram (one pass with a stack).
+
+    >>> shared_prefix([[1, 2, 3, 4], [1, 2, 3, 5], [9, 9]], min_tokens=2)
+    SharedPrefix(ids=(1, 2, 3), rows=(0, 1))
+    """
+    order = sorted(range(len(input_ids)), key=lambda i: list(input_ids[i]))
+    heights = [_common_length(input_ids[a], input_ids[b]) for a, b in itertools.pairwise(order)]
+    best, best_left, best_right = 0, 0, -1  # area, and the bars heights[left..right]: rows order[left..right + 1]
+    stack: list[int] = []  # bars of increasing height
+    for j in range(len(heights) + 1):
+        height = heights[j] if j < len(heights) else -1
+        while stack and heights[stack[-1]] >= height:
+            top = stack.pop()
+            left = stack[-1] + 1 if stack else 0
+            area = heights[top] * (j - left)
+            if area > best:
+                best, best_left, best_right = area, left, j - 1
+        stack.append(j)
+    if best_right < best_left:
+        return None
+    length = min(heights[best_left : best_right + 1])
+    if length < max(1, min_tokens):
+        return None
+    rows = tuple(sorted(order[best_left : best_right + 2]))
+    return SharedPrefix(ids=tuple(input_ids[rows[0]][:length]), rows=rows)
+
+
+def _common_length(a: Sequence[int], b: Sequence[int]) -> int:
+    """Leading tokens ``a`` and ``b`` share, leaving each at least one of its own."""
+    cap = min(len(a), len(b)) - 1
+    n = 0
+    while n < cap and a[n] == b[n]:
+        n += 1
+    return n
+
+
+def collate(
+    encoded: Encoded, index: Sequence[int], pad_id: int, device: torch.device, *, start: int = 0
+) -> dict[str, torch.Tensor]:
+    """Pad the examples at ``index`` to their longest (dynamic padding) and move them to ``device``; with
+    ``start``, each example's tokens from that position on (after a shared prefix of that length)."""
     import torch
 
-    width = max(len(encoded.input_ids[i]) for i in index)
+    width = max(len(encoded.input_ids[i]) - start for i in index)
     ids = torch.full((len(index), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(index), width), dtype=torch.long)
     types = torch.zeros((len(index), width), dtype=torch.long) if encoded.token_type_ids is not None else None
     for row, i in enumerate(index):
-        seq = encoded.input_ids[i]
+        seq = encoded.input_ids[i][start:]
         ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
         mask[row, : len(seq)] = 1
         if types is not None and encoded.token_type_ids is not None:
-            types[row, : len(seq)] = torch.tensor(encoded.token_type_ids[i], dtype=torch.long)
+            types[row, : len(seq)] = torch.tensor(encoded.token_type_ids[i][start:], dtype=torch.long)
     batch = {"input_ids": ids, "attention_mask": mask}
     if types is not None:
         batch["token_type_ids"] = types

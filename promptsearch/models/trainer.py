@@ -1,9 +1,10 @@
 """The fine-tuning loop: AdamW, linear warmup then decay, gradient clipping, dev after every epoch.
 
 Read it top to bottom: :func:`fine_tune` trains (its settings in one :class:`FitOptions` record), :func:`evaluate`
-scores, :func:`predict_proba` gives class probabilities. ``on_epoch(epoch, score, progress)`` is where a trial
-reports to Optuna and may raise ``optuna.TrialPruned``; ``progress`` is the :class:`FitResult` so far, so a caller
-still has the epochs and seconds of a pruned fit.
+scores, :func:`predict_proba` gives class probabilities (in batches of similar length; with a head that reuses a
+prefix, the tokens most prompts start with are read once: :func:`promptsearch.models.features.shared_prefix`).
+``on_epoch(epoch, score, progress)`` is where a trial reports to Optuna and may raise ``optuna.TrialPruned``;
+``progress`` is the :class:`FitResult` so far, so a caller still has the epochs and seconds of a pruned fit.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from promptsearch.models.device import autocast
-from promptsearch.models.features import Encoded, collate
+from promptsearch.models.features import Encoded, collate, shared_prefix
 from promptsearch.models.heads import get_head
 from promptsearch.models.metrics import compute_metric
 from promptsearch.space.config import TrainConfig
@@ -32,12 +33,17 @@ __all__ = [
     "NonFiniteLoss",
     "evaluate",
     "fine_tune",
+    "length_batches",
     "make_optimizer",
     "predict_proba",
+    "predict_scores",
     "score_epoch",
 ]
 
 EVAL_BATCH_SIZE = 64
+# On a CPU a padded token costs as much as a real one, so evaluation batches hold rows of similar length (padding
+# at most this share of the real tokens); on an accelerator a batch's launch costs more than its padding.
+MAX_PADDING_CPU = 0.25
 
 
 class NonFiniteLoss(ArithmeticError):
@@ -80,33 +86,112 @@ def batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator | 
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
+def length_batches(
+    rows: Sequence[int], lengths: Sequence[int], batch_size: int, *, max_padding: float | None = None
+) -> list[list[int]]:
+    """``rows`` in batches of at most ``batch_size`` and of similar ``lengths[row]`` (shortest first); with
+    ``max_padding``, a batch also ends before a longer row would make padding more than that share of its real
+    tokens (a bucket of similar lengths)."""
+    out: list[list[int]] = []
+    real = 0
+    for i in sorted(rows, key=lambda i: lengths[i]):
+        batch = out[-1] if out else []
+        padded = (len(batch) + 1) * lengths[i]  # sorted: the new row is the batch's longest
+        if (
+            not batch
+            or len(batch) == batch_size
+            or (max_padding is not None and padded > (real + lengths[i]) * (1 + max_padding))
+        ):
+            out.append([i])
+            real = lengths[i]
+        else:
+            batch.append(i)
+            real += lengths[i]
+    return out
+
+
 def scores(
-    model: PreTrainedModel, encoded: Encoded, index: Sequence[int], device: torch.device, pad_id: int
+    model: PreTrainedModel,
+    encoded: Encoded,
+    index: Sequence[int],
+    device: torch.device,
+    pad_id: int,
+    *,
+    prefix: Any = None,
+    start: int = 0,
 ) -> torch.Tensor:
-    """Class scores ``[len(index), classes]`` of the rows at ``index`` (see :meth:`.heads.Head.scores`)."""
+    """Class scores ``[len(index), classes]`` of the rows at ``index`` (see :meth:`.heads.Head.scores`); with
+    ``prefix`` (what the head kept of the first ``start`` tokens, which these rows share), only their own tokens
+    are read (:meth:`.heads.Head.scores_after`)."""
     import torch
 
-    batch = collate(encoded, index, pad_id, device)
+    batch = collate(encoded, index, pad_id, device, start=start)
     slots = None
     if encoded.slots is not None:
-        slots = torch.tensor([encoded.slots[i] for i in index], dtype=torch.long).to(device)
-    return get_head(encoded.head).scores(model, batch, slots, encoded.tokens)
+        slots = torch.tensor([encoded.slots[i] - start for i in index], dtype=torch.long).to(device)
+    head = get_head(encoded.head)
+    if prefix is not None:
+        return head.scores_after(model, prefix, batch, slots, encoded.tokens)
+    return head.scores(model, batch, slots, encoded.tokens)
 
 
-def predict_proba(
-    model: PreTrainedModel, encoded: Encoded, device: torch.device, pad_id: int, precision: str = "auto"
+def predict_scores(
+    model: PreTrainedModel,
+    encoded: Encoded,
+    device: torch.device,
+    pad_id: int,
+    precision: str = "auto",
+    *,
+    reuse_prefix: bool = True,
 ) -> np.ndarray:
-    """Class probabilities, in the order of ``encoded`` (``precision``: see :mod:`promptsearch.models.device`)."""
+    """Class scores ``[rows, classes]`` (as :meth:`.heads.Head.scores`), in the order of ``encoded``.
+
+    Rows are scored in batches of similar length (:func:`length_batches`; on a CPU, buckets of at most
+    :data:`MAX_PADDING_CPU` padding). With a head that reuses a prefix (the causal head) and ``reuse_prefix``, the
+    leading tokens that most rows share (:func:`~promptsearch.models.features.shared_prefix`) are read once, and
+    those rows read only their own tokens after them; the others are read whole. The scores are the same either
+    way, to float rounding (``reuse_prefix=False`` reads every row whole).
+    """
     import torch
 
     model.eval()
     classes = len(encoded.tokens.ids) if encoded.tokens is not None else int(model.config.num_labels or 2)
     out = np.zeros((len(encoded), classes), dtype=np.float32)
+    head = get_head(encoded.head)
+    padding = MAX_PADDING_CPU if device.type == "cpu" else None
     with torch.inference_mode(), autocast(device, precision):
-        for idx in batches(encoded.lengths, EVAL_BATCH_SIZE, None):
-            logits = scores(model, encoded, idx, device, pad_id)
-            out[idx] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+        shared = shared_prefix(encoded.input_ids) if reuse_prefix and head.reuses_prefix else None
+        prefix = None
+        if shared is not None:
+            prefix = head.read_prefix(model, torch.tensor([shared.ids], dtype=torch.long, device=device))
+        after = set(shared.rows) if shared is not None and prefix is not None else set()
+        whole = [i for i in range(len(encoded)) if i not in after]
+        for idx in length_batches(whole, encoded.lengths, EVAL_BATCH_SIZE, max_padding=padding):
+            out[idx] = scores(model, encoded, idx, device, pad_id).float().cpu().numpy()
+        if shared is not None and prefix is not None:
+            start = len(shared.ids)
+            own = [n - start for n in encoded.lengths]  # what each row reads after the prefix
+            for idx in length_batches(shared.rows, own, EVAL_BATCH_SIZE, max_padding=padding):
+                logits = scores(model, encoded, idx, device, pad_id, prefix=prefix, start=start)
+                out[idx] = logits.float().cpu().numpy()
     return out
+
+
+def predict_proba(
+    model: PreTrainedModel,
+    encoded: Encoded,
+    device: torch.device,
+    pad_id: int,
+    precision: str = "auto",
+    *,
+    reuse_prefix: bool = True,
+) -> np.ndarray:
+    """Class probabilities, in the order of ``encoded`` (``precision``: see :mod:`promptsearch.models.device`): the
+    softmax of :func:`predict_scores`, which says how rows are batched and when a shared prefix is read once."""
+    import torch
+
+    logits = predict_scores(model, encoded, device, pad_id, precision, reuse_prefix=reuse_prefix)
+    return torch.softmax(torch.from_numpy(logits), dim=-1).numpy()
 
 
 def evaluate(

@@ -4,6 +4,11 @@ Selectors plug in through :func:`register_selector` (the names live in
 :data:`promptsearch.space.registry.SELECTORS`, where the search space reads them). Every selector is
 deterministic given the seed and the query's text, draws from the train pool only, and never returns the query itself
 (nor any pool row with the same texts).
+
+``random``, ``balanced`` and ``similar`` choose per query. ``fixed`` shows every query the same set (a DSPy-style
+demo set), so all prompts start with the same tokens and a causal model reads them once
+(:func:`promptsearch.models.features.shared_prefix`); which of the study's sets a trial shows is itself searched
+(``prompt.demonstrations.sets``).
 """
 
 from __future__ import annotations
@@ -37,11 +42,12 @@ def selector_names() -> list[str]:
     return sorted(SELECTORS)
 
 
-def get_selector(name: str, pool: Sequence[Example], *, seed: int) -> DemoSelector:
+def get_selector(name: str, pool: Sequence[Example], *, seed: int, demo_set: int = 0) -> DemoSelector:
+    """The selector ``name`` over ``pool``; ``demo_set`` is the set number of a selector with sets (``fixed``)."""
     if name not in SELECTORS:
         raise ValueError(f"unknown selection '{name}'.{did_you_mean(name, SELECTORS)} Available: {selector_names()}")
     cls: type[DemoSelector] = SELECTORS[name]
-    return cls(pool, seed=seed)
+    return cls(pool, seed=seed, demo_set=demo_set)
 
 
 def _stable_int(*parts: object) -> int:
@@ -54,9 +60,10 @@ class DemoSelector(ABC):
 
     name: ClassVar[str] = ""
 
-    def __init__(self, pool: Sequence[Example], *, seed: int) -> None:
+    def __init__(self, pool: Sequence[Example], *, seed: int, demo_set: int = 0) -> None:
         self.pool = list(pool)
         self.seed = seed
+        self.demo_set = demo_set  # which of the seed's sets (selectors with sets; the others ignore it)
 
     def candidates(self, query: Example) -> list[int]:
         """Pool indices that may be shown for ``query``: every row except the query's own texts."""
@@ -80,33 +87,77 @@ class RandomSelector(DemoSelector):
         return [self.pool[cand[i]] for i in picked]
 
 
+def _round_robin(pool: Sequence[Example], indices: Sequence[int], rng: np.random.Generator) -> list[int]:
+    """``indices`` shuffled within each class and dealt one class at a time (classes in a seeded order), so any
+    first k of them cover min(k, classes) classes, each class taking the floor or the ceiling of k / classes."""
+    by_label: dict[str, list[int]] = {}
+    for i in indices:
+        by_label.setdefault(pool[i].label, []).append(i)
+    for idx in by_label.values():
+        rng.shuffle(idx)
+    labels = sorted(by_label)
+    rng.shuffle(labels)
+    out: list[int] = []
+    while any(by_label.values()):
+        for label in labels:
+            if by_label[label]:
+                out.append(by_label[label].pop())
+    return out
+
+
 @register_selector("balanced")
 class BalancedSelector(DemoSelector):
     """Round-robin over the classes (in a seeded order), so k >= number of classes covers every class."""
 
     def select(self, query: Example, k: int) -> list[Example]:
-        rng = self.rng(query)
-        by_label: dict[str, list[int]] = {}
-        for i in self.candidates(query):
-            by_label.setdefault(self.pool[i].label, []).append(i)
-        for idx in by_label.values():
-            rng.shuffle(idx)
-        order = sorted(by_label)
-        rng.shuffle(order)
-        out: list[Example] = []
-        while len(out) < k and any(by_label.values()):
-            for label in order:
-                if by_label[label] and len(out) < k:
-                    out.append(self.pool[by_label[label].pop()])
-        return out
+        order = _round_robin(self.pool, self.candidates(query), self.rng(query)) if k > 0 else []
+        return [self.pool[i] for i in order[:k]]
+
+
+@register_selector("fixed")
+class FixedSelector(DemoSelector):
+    """The same demonstrations for every query: set ``demo_set`` of those the seed draws from the pool.
+
+    Set s is the pool in a round-robin order over the classes (as ``balanced``, drawn from the seed and s, not
+    from the query), and its first k rows are the demonstrations: balanced over the classes when k >= the
+    number of classes, and the set for k is the start of the set for k + 1. The sets are drawn once per study
+    (the seed is the study's), so every trial that picks set s shows the same rows.
+
+    A query whose own texts are in the set (leave-one-out scoring, where every labelled row is a query and in the
+    pool) sees the set with that row replaced, in its place, by the set's next row of the same class (or of any
+    class when its class has none left): the query is never shown, the set keeps its size, balance and order, and
+    the prompt still starts with the instruction and the demonstrations before the replaced one. Every other
+    query, that is all but at most k of them, shares the whole prefix up to its own text.
+    """
+
+    def __init__(self, pool: Sequence[Example], *, seed: int, demo_set: int = 0) -> None:
+        super().__init__(pool, seed=seed, demo_set=demo_set)
+        rng = np.random.default_rng(_stable_int(seed, self.name, demo_set))
+        self.order = _round_robin(self.pool, range(len(self.pool)), rng)  # set demo_set: its first k rows
+
+    def select(self, query: Example, k: int) -> list[Example]:
+        if k <= 0:
+            return []
+        chosen = self.order[:k]
+        spare = [i for i in self.order[k:] if self.pool[i].key != query.key]
+        out: list[int] = []
+        for i in chosen:
+            if self.pool[i].key != query.key:
+                out.append(i)
+                continue
+            same = [j for j in spare if self.pool[j].label == self.pool[i].label]
+            if same or spare:
+                out.append((same or spare)[0])
+                spare.remove(out[-1])
+        return [self.pool[i] for i in out]
 
 
 @register_selector("similar")
 class SimilarSelector(DemoSelector):
     """The k nearest pool rows to the query by TF-IDF cosine similarity (scikit-learn)."""
 
-    def __init__(self, pool: Sequence[Example], *, seed: int) -> None:
-        super().__init__(pool, seed=seed)
+    def __init__(self, pool: Sequence[Example], *, seed: int, demo_set: int = 0) -> None:
+        super().__init__(pool, seed=seed, demo_set=demo_set)
         from sklearn.feature_extraction.text import TfidfVectorizer
 
         # one-character words count too: short texts and some scripts have nothing longer

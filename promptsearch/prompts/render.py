@@ -77,7 +77,8 @@ class PromptRenderer:
             self._has_instruction = "instruction" in names
             self._has_demos = "demos" in names
             if config.demonstrations.count > 0:
-                self._selector = get_selector(config.demonstrations.selection, pool, seed=config.seed)
+                demos = config.demonstrations
+                self._selector = get_selector(demos.selection, pool, seed=config.seed, demo_set=demos.set)
 
     def render(self, query: Example) -> RenderedPrompt:
         """Render ``query`` (deterministic), fitting ``max_length`` when a token counter is given."""

@@ -41,8 +41,9 @@ class _Frozen(BaseModel):
 
 class DemoConfig(_Frozen):
     count: int = Field(0, ge=0, le=MAX_DEMONSTRATIONS, description="Demonstrations per prompt.")
-    selection: str = Field("random", description="random | balanced | similar")
+    selection: str = Field("random", description="random | balanced | similar | fixed")
     separator: str = Field("\n\n", description="Text after each demonstration.")
+    set: int = Field(0, ge=0, description="selection fixed: which of the study's demonstration sets (0 = the first).")
 
 
 class PromptConfig(_Frozen):

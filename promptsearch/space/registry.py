@@ -220,6 +220,7 @@ SELECTORS: Registry[Any] = Registry(
         "random": "promptsearch.prompts.demos:RandomSelector",
         "balanced": "promptsearch.prompts.demos:BalancedSelector",
         "similar": "promptsearch.prompts.demos:SimilarSelector",
+        "fixed": "promptsearch.prompts.demos:FixedSelector",
     },
 )
 # A sampler entry is a factory ``(seed, n_trials) -> optuna sampler``; a pruner entry is the pruner class (its

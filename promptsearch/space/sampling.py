@@ -27,6 +27,7 @@ _TEMPLATE_PARAMS = (
     "prompt.demonstrations.count",
     "prompt.demonstrations.selection",
     "prompt.demonstrations.separator",
+    "prompt.demonstrations.set",
 )
 
 
@@ -59,6 +60,8 @@ def is_meaningless(name: str, values: dict[str, Any], heads: dict[str, str] | No
         return True  # an embedding head reads the instruction and the text alone
     if name in ("prompt.demonstrations.selection", "prompt.demonstrations.separator"):
         return not values.get("prompt.demonstrations.count")
+    if name == "prompt.demonstrations.set":  # one of the sets of selection fixed
+        return not values.get("prompt.demonstrations.count") or values.get("prompt.demonstrations.selection") != "fixed"
     if name == "prompt.chat" and head is not None:
         return not head_traits(head).chat
     method = values.get(_train_key(values, "method"))
@@ -103,6 +106,7 @@ def sample_config(trial: optuna.trial.BaseTrial, space: SearchSpace) -> TrialCon
             count=values.get("prompt.demonstrations.count", 0),  # absent when its condition is false
             selection=values.get("prompt.demonstrations.selection", demo_defaults.selection),
             separator=values.get("prompt.demonstrations.separator", demo_defaults.separator),
+            set=values.get("prompt.demonstrations.set", demo_defaults.set),
         ),
         seed=space.spec.search.seed,
         chat=bool(values.get("prompt.chat", False)) and head_traits(head).chat,

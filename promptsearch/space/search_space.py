@@ -456,6 +456,8 @@ def _parameters(
         "prompt.demonstrations.selection": demos.selection,
         "prompt.demonstrations.separator": demos.separator,
     }
+    if demos.set_numbers != (0,):  # selection fixed: which of the study's demonstration sets
+        params["prompt.demonstrations.set"] = _keys_dim(dict.fromkeys(demos.set_numbers))
     if any(head_traits(h).chat for h in heads):  # the other heads are refused a chat template (see _check_heads)
         params["prompt.chat"] = spec.prompt.chat
     if any(head_traits(h).label_words for h in heads):  # a classifier has no label words to calibrate

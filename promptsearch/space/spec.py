@@ -84,6 +84,7 @@ EMBEDDING_METHODS = ("embedding", "contrastive")  # the head fitted on pooled em
 EMBEDDED_MODELS = (DEFAULT_MODEL, "minilm", "smollm2")
 CALIBRATIONS = choices_of(PromptConfig, "calibration")
 MAX_EVALUATION_SEEDS = 100  # each is a training run per fold and trial; a trial plans all of its runs at once
+MAX_DEMO_SETS = 100  # prompt.demonstrations.sets
 AUTO = "auto"  # the reserved key of generated candidates in prompt.instruction and prompt.label_words
 
 
@@ -344,9 +345,43 @@ class DemoSpec(_TrialValues):
     count: IntDim = Field(default=Fixed(0), description="Demonstrations per prompt (0 = none).")
     selection: Annotated[Dimension, _dim("str", SELECTORS)] = Field(
         default=Fixed("random"),
-        description="random | balanced (round-robin over classes) | similar (TF-IDF).",
+        description="random | balanced (round-robin over classes) | similar (TF-IDF) | fixed (one set for every "
+        "query, so a causal model reads it once).",
     )
     separator: StrDim = Field(default=Fixed("\n\n"), description="Text between demonstrations and the query.")
+    sets: int | list[int] = Field(
+        1,
+        description="selection fixed: the demonstration sets (drawn once per study) a trial chooses from: a number N "
+        "(sets 0 to N-1) or a list of set numbers (an exported best prompt names its one set).",
+    )
+
+    @field_validator("sets", mode="before")
+    @classmethod
+    def _valid_sets(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_DEMO_SETS:
+            return value
+        numbers = isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        if numbers and value and 0 <= min(value) <= max(value) < MAX_DEMO_SETS and len(set(value)) == len(value):
+            return value
+        raise ValueError(
+            f"sets must be a number from 1 to {MAX_DEMO_SETS} or a list of distinct set numbers from 0 to "
+            f"{MAX_DEMO_SETS - 1}, but found {value!r}"
+        )
+
+    @model_validator(mode="after")
+    def _sets_need_fixed(self) -> DemoSpec:
+        choices = self.selection.values() if isinstance(self.selection, (Fixed, Categorical)) else ()
+        if self.set_numbers != (0,) and "fixed" not in choices:
+            raise ValueError(
+                f"sets is {self.sets}, but selection cannot be 'fixed', the only selection with sets; "
+                "add fixed to selection or remove sets"
+            )
+        return self
+
+    @property
+    def set_numbers(self) -> tuple[int, ...]:
+        """The sets a trial with selection fixed chooses from."""
+        return tuple(range(self.sets)) if isinstance(self.sets, int) else tuple(self.sets)
 
 
 _BOOL_HINT = ' (YAML reads bare yes/no/true/false/on/off as booleans: quote the word, e.g. "yes")'

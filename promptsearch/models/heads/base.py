@@ -146,6 +146,8 @@ class Head(ABC):
     name: ClassVar[str] = ""
     traits: ClassVar[HeadTraits]
     auto_class: ClassVar[str] = "AutoModel"
+    # whether prompts that start with the same tokens can share one reading of them (read_prefix, scores_after)
+    reuses_prefix: ClassVar[bool] = False
 
     # --- what it needs from the model --------------------------------------------------------------------------
 
@@ -220,6 +222,24 @@ class Head(ABC):
     ) -> torch.Tensor:
         """Scores ``[batch, classes]`` (logits or log-probabilities: cross-entropy and argmax treat them alike)."""
 
+    def read_prefix(self, model: PreTrainedModel, ids: torch.Tensor) -> Any:
+        """What the model keeps after reading ``ids`` ``[1, length]`` once: the tokens that many prompts start with
+        (for :meth:`scores_after`; only a head with ``reuses_prefix`` has it). ``None``: this model cannot reuse
+        it, and the prompts are read whole."""
+        raise NotImplementedError(f"the {self.name} head reads every prompt whole (reuses_prefix is false)")
+
+    def scores_after(
+        self,
+        model: PreTrainedModel,
+        prefix: Any,
+        batch: Mapping[str, torch.Tensor],
+        slots: torch.Tensor | None,
+        tokens: LabelTokens | None,
+    ) -> torch.Tensor:
+        """:meth:`scores` of prompts that all start with the tokens ``prefix`` was read from (:meth:`read_prefix`):
+        ``batch`` holds each prompt's own tokens after them, and ``slots`` count from there."""
+        raise NotImplementedError(f"the {self.name} head reads every prompt whole (reuses_prefix is false)")
+
 
 class LabelWordHead(Head):
     """A language model's head that scores each class's label word at the ``{label}`` slot."""
@@ -266,18 +286,44 @@ class LabelWordHead(Head):
         tokens: LabelTokens | None,
     ) -> torch.Tensor:
         assert slots is not None and tokens is not None
-        out = self.word_scores(model, batch, slots, tokens)
-        if tokens.offsets is not None:
-            import torch
+        return _calibrated(self.word_scores(model, batch, slots, tokens), tokens)
 
-            out = out - torch.tensor(tokens.offsets, dtype=out.dtype, device=out.device)
-        return out
+    def scores_after(
+        self,
+        model: PreTrainedModel,
+        prefix: Any,
+        batch: Mapping[str, torch.Tensor],
+        slots: torch.Tensor | None,
+        tokens: LabelTokens | None,
+    ) -> torch.Tensor:
+        assert slots is not None and tokens is not None
+        return _calibrated(self.word_scores_after(model, prefix, batch, slots, tokens), tokens)
 
     @abstractmethod
     def word_scores(
         self, model: PreTrainedModel, batch: Mapping[str, torch.Tensor], slots: torch.Tensor, tokens: LabelTokens
     ) -> torch.Tensor:
         """Uncalibrated class scores from the label words' tokens."""
+
+    def word_scores_after(
+        self,
+        model: PreTrainedModel,
+        prefix: Any,
+        batch: Mapping[str, torch.Tensor],
+        slots: torch.Tensor,
+        tokens: LabelTokens,
+    ) -> torch.Tensor:
+        """:meth:`word_scores` of prompts after a shared prefix (see :meth:`Head.scores_after`)."""
+        raise NotImplementedError(f"the {self.name} head reads every prompt whole (reuses_prefix is false)")
+
+
+def _calibrated(scores: torch.Tensor, tokens: LabelTokens) -> torch.Tensor:
+    """``scores`` less the calibration offsets of ``tokens`` (when it has them)."""
+    if tokens.offsets is None:
+        return scores
+    import torch
+
+    return scores - torch.tensor(tokens.offsets, dtype=scores.dtype, device=scores.device)
 
 
 def combine(logp: torch.Tensor, tokens: LabelTokens) -> torch.Tensor:
