@@ -119,8 +119,13 @@ def cap_lines(path: Path, n: int | None, out: Path, *, seed: int = 0) -> Path:
 
 
 def smoke_space(raw: dict[str, Any], tmp: Path, *, epochs: int = 1) -> dict[str, Any]:
-    """``raw`` (a parsed space file) on a tiny random BERT built offline, ``epochs`` epochs (baseline too): CI."""
-    raw["model"]["name"] = tiny_bert(tmp)
+    """``raw`` (a parsed space file) on a tiny random BERT built offline, ``epochs`` epochs (baseline too): CI.
+
+    A space with a list of models keeps the list; every model reads the same tiny BERT.
+    """
+    tiny = tiny_bert(tmp)
+    for model in raw["model"] if isinstance(raw["model"], list) else [raw["model"]]:
+        model["name"] = tiny
     raw["train"]["epochs"] = epochs
     raw["baseline"] = {**raw.get("baseline", {}), "epochs": epochs}
     return raw

@@ -9,8 +9,8 @@ On CUDA the trials run under bf16 autocast, and the figure is set next to the de
 
     python benchmarks/gpu_search.py --device cuda --n-trials 20 --timeout 240 --out benchmarks/results/gpu
 
-``--smoke`` runs 2 trials of a tiny random BERT on the CPU (seconds; for CI). ``benchmarks/gpu.sh`` runs this
-after ``overhead.py --device cuda``.
+A space with a list of models is measured on its first model. ``--smoke`` runs 2 trials of a tiny random
+BERT on the CPU (seconds; for CI). ``benchmarks/gpu.sh`` runs this after ``overhead.py --device cuda``.
 """
 
 from __future__ import annotations
@@ -66,6 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     from promptsearch.models.runtime import resolve_model_name
 
     raw = yaml.safe_load(args.space.read_text(encoding="utf-8"))
+    if isinstance(raw["model"], list):  # the training throughput of one model: the first of a model list
+        first = raw["model"][0]
+        raw["model"] = {key: value for key, value in first.items() if key != "id"}
+        raw["train"] = first.get("train", raw["train"])
+        raw.get("baseline", {}).pop("model", None)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         if args.smoke:
