@@ -713,3 +713,18 @@ def test_csv_labels_written_as_a_typed_reader_reads_them_still_match(
     path.write_text("text,label\nrow,1.5\n")
     with pytest.raises(DataError, match=r"labels '1\.5' \(1 rows, first at row 2\) are not declared"):
         load_split(task, "train", tmp_path)
+
+
+def test_cli_predict_to_stdout_says_which_rows_were_written_before_a_late_clash(
+    model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"text": "good"}\n{"text": "bad"}\n{"text": "fine", "prediction": "positive"}\n', encoding="utf-8")
+    args = ["predict", str(model_dir), "--input", str(src), "--device", "cpu", "--batch-size", "1"]
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    printed = [json.loads(line) for line in captured.out.splitlines() if line.startswith("{")]
+    assert [row["text"] for row in printed] == ["good", "bad"]  # complete rows, in order, nothing of row 3
+    assert "row 3: the column(s) ['prediction'] have" in captured.err
+    assert "The first 2 row(s) were already written to standard output" in captured.err
+    assert "Traceback" not in captured.err

@@ -113,6 +113,7 @@ class _Writer:
         self._columns: list[str] | None = None  # CSV: the input's columns, from the first row that has any
         self._csv_writer: csv.DictWriter[str] | None = None
         self._held: list[dict[str, Any]] = []  # CSV rows before the columns are known
+        self.written = 0  # rows handed to the output so far
         if target is None:
             assert stream is not None
             self.fh = stream
@@ -142,7 +143,7 @@ class _Writer:
                 f"--input {source}: row {row.number}: the column(s) {clash} have the names of columns that predict "
                 f"writes ({', '.join(self.outputs)}) and would be overwritten; rename them in the input "
                 "(e.g. 'prediction' to 'previous_prediction') and run again"
-                + (". Nothing was written to --output" if self._tmp is not None else "")
+                + (". Nothing was written to --output" if self._tmp is not None else self._already_out())
             )
         if not self.csv or not row.record:
             return
@@ -156,7 +157,17 @@ class _Writer:
                 "come from the first row; give every row the same columns, or write JSON Lines (--output x.jsonl)"
             )
 
+    def _already_out(self) -> str:
+        """For standard output, which can't take back a line: how many complete rows came before the refusal."""
+        if not self.written:
+            return ". Nothing was written"
+        return (
+            f". The first {self.written} row(s) were already written to standard output, complete and in order; "
+            "discard them, or pass --output FILE so that a refused input leaves nothing behind"
+        )
+
     def write(self, row: Row, prediction: Prediction | None) -> None:
+        self.written += 1
         out = dict(row.record)
         out["prediction"] = prediction.label if prediction else None
         out["probability"] = round(prediction.probability, 6) if prediction else None

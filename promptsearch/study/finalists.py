@@ -1,5 +1,7 @@
 """Racing the finalists on the labelled rows: the top ``search.finalists`` trials and the baseline, scored
-again with fresh seeds (and, in context, fresh demonstration draws), before one of them goes to test.
+again with fresh training seeds, before one of them goes to test. An in-context finalist trains nothing and
+its demonstrations are drawn with the study's seed, so its race score repeats its search score: the race
+re-estimates the trained finalists, and compares every finalist on the same rows, fold for fold.
 
 The race runs once per search (after the last trial, before the final evaluation) and is stored in the study;
 the study's best trial (:func:`promptsearch.study.records.best_trial`) is then its winner, as long as no trial

@@ -336,12 +336,19 @@ def check_existing(location: StorageURL) -> optuna.storages.RDBStorage:
         ) from None
 
 
+JOURNAL_LOCK_GRACE_S = 10
+
+
 def _journal_storage(location: StorageURL) -> optuna.storages.BaseStorage:
     from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
     path = str(location.file)
+    # A worker killed while it held the lock leaves the lock file behind; the others wait grace_period seconds
+    # before they take it over. Optuna's 30 s stalls every worker after each such death; a journal write holds
+    # the lock for milliseconds, so 10 s still leaves a slow shared disk a wide margin.
+    lock = JournalFileOpenLock(path, grace_period=JOURNAL_LOCK_GRACE_S)
     try:
-        return optuna.storages.JournalStorage(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)))
+        return optuna.storages.JournalStorage(JournalFileBackend(path, lock_obj=lock))
     except OSError as exc:
         raise ConfigError(
             f"--storage '{location.shown}': cannot open the journal file: {exc.strerror or exc}"
