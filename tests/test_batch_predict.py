@@ -9,9 +9,8 @@ import math
 from pathlib import Path
 
 import pytest
-from tiny import tiny_data
+from tiny import save_tiny_model
 
-from promptsearch.api import train_config
 from promptsearch.cli import main
 from promptsearch.inference.batch import iter_input, predict_file_streaming
 from promptsearch.inference.predict import Predictor
@@ -22,24 +21,7 @@ WORDS = ["a fine film", "a dull mess", "great fun", "terrible acting", "good", "
 @pytest.fixture(scope="module")
 def model_dir(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A saved model: the tiny BERT fine-tuned 1 epoch with one fixed prompt with one demonstration."""
-    root = tmp_path_factory.mktemp("predict")
-    data = tiny_data(root / "data")
-    space = root / "one.yaml"
-    space.write_text(
-        f"""
-name: one
-task: {{data: {{dir: {data}}}, labels: [negative, positive]}}
-model: {{name: {tiny_model}, max_length: 128}}
-prompt:
-  template: "{{text}} It was {{label}}."
-  label_words: {{negative: terrible, positive: great}}
-  demonstrations: {{count: 1, selection: balanced}}
-train: {{learning_rate: 3.0e-3, epochs: 1, batch_size: 8}}
-""",
-        encoding="utf-8",
-    )
-    train_config(space, save_model=root / "model", device="cpu")
-    return root / "model"
+    return save_tiny_model(tmp_path_factory.mktemp("predict"), tiny_model)
 
 
 @pytest.fixture(scope="module")

@@ -29,10 +29,10 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 from test_fuzz import fuzz
-from tiny import postgres_reachable, tiny_data, tiny_space_text
+from tiny import postgres_reachable, save_tiny_model, tiny_data, tiny_space_text
 
 import promptsearch
-from promptsearch.api import search, train_config
+from promptsearch.api import search
 from promptsearch.cli import main
 from promptsearch.errors import ConfigError
 from promptsearch.inference.manifest import MANIFEST_FILE, Manifest, verify_folder
@@ -350,24 +350,7 @@ def test_read_only_commands_leave_a_foreign_folder_unchanged(
 @pytest.fixture(scope="module")
 def saved(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A saved model whose prompt has a demonstration pool."""
-    root = tmp_path_factory.mktemp("foreign-model")
-    data = tiny_data(root / "data", test_rows=8)
-    space = root / "one.yaml"
-    space.write_text(
-        f"""
-name: one
-task: {{data: {{dir: {data}}}, labels: [negative, positive]}}
-model: {{name: {tiny_model}, max_length: 64}}
-prompt:
-  template: "{{text}} It was {{label}}."
-  label_words: {{negative: terrible, positive: great}}
-  demonstrations: {{count: 1, selection: balanced}}
-train: {{learning_rate: 3.0e-3, epochs: 1, batch_size: 8}}
-""",
-        encoding="utf-8",
-    )
-    train_config(space, save_model=root / "model", device="cpu")
-    return root / "model"
+    return save_tiny_model(tmp_path_factory.mktemp("foreign-model"), tiny_model, max_length=64, test_rows=8)
 
 
 @pytest.fixture

@@ -21,10 +21,10 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 from test_fuzz import fuzz, scalars
-from tiny import tiny_data, tiny_space_text
+from tiny import save_tiny_model, tiny_data, tiny_space_text
 
 import promptsearch
-from promptsearch.api import search, train_config
+from promptsearch.api import search
 from promptsearch.cli import SEED_MAX, main
 from promptsearch.errors import ConfigError
 from promptsearch.files import creatable_folder
@@ -377,24 +377,7 @@ def test_run_report_and_export_take_the_same_timeout_url(
 @pytest.fixture(scope="module")
 def model_dir(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A saved model whose best_prompt.yaml holds a template and a demonstration pool."""
-    root = tmp_path_factory.mktemp("hostile-model")
-    data = tiny_data(root / "data")
-    space = root / "one.yaml"
-    space.write_text(
-        f"""
-name: one
-task: {{data: {{dir: {data}}}, labels: [negative, positive]}}
-model: {{name: {tiny_model}, max_length: 128}}
-prompt:
-  template: "{{text}} It was {{label}}."
-  label_words: {{negative: terrible, positive: great}}
-  demonstrations: {{count: 1, selection: balanced}}
-train: {{learning_rate: 3.0e-3, epochs: 1, batch_size: 8}}
-""",
-        encoding="utf-8",
-    )
-    train_config(space, save_model=root / "model", device="cpu")
-    return root / "model"
+    return save_tiny_model(tmp_path_factory.mktemp("hostile-model"), tiny_model)
 
 
 def _leaves(doc: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:

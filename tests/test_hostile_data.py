@@ -22,9 +22,8 @@ import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 from test_fuzz import fuzz
-from tiny import tiny_data, tiny_space_text
+from tiny import save_tiny_model, tiny_data, tiny_space_text
 
-from promptsearch.api import train_config
 from promptsearch.cli import main
 from promptsearch.errors import DataError
 from promptsearch.inference.batch import predict_file_streaming
@@ -397,23 +396,9 @@ def test_rows_in_memory_load_exactly_or_a_bad_row_is_named(rows: list[dict[str, 
 @pytest.fixture(scope="module")
 def model_dir(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny BERT fine-tuned for 1 epoch with one fixed prompt, saved as ``--save-model`` saves it."""
-    root = tmp_path_factory.mktemp("hostile-model")
-    data = tiny_data(root / "data", test_rows=8)
-    space = root / "one.yaml"
-    space.write_text(
-        f"""
-name: one
-task: {{data: {{dir: {data}}}, labels: [negative, positive]}}
-model: {{name: {tiny_model}, max_length: 64}}
-prompt:
-  template: "{{text}} It was {{label}}."
-  label_words: {{negative: terrible, positive: great}}
-train: {{learning_rate: 3.0e-3, epochs: 1, batch_size: 8}}
-""",
-        encoding="utf-8",
+    return save_tiny_model(
+        tmp_path_factory.mktemp("hostile-model"), tiny_model, max_length=64, demonstrations=False, test_rows=8
     )
-    train_config(space, save_model=root / "model", device="cpu")
-    return root / "model"
 
 
 @pytest.fixture(scope="module")

@@ -124,6 +124,32 @@ def tiny_data(directory: Path, *, test_rows: int = 64) -> Path:
     return directory
 
 
+def save_tiny_model(
+    root: Path, tiny_model: Path, *, max_length: int = 128, demonstrations: bool = True, test_rows: int = 64
+) -> Path:
+    """``root/model``: ``tiny_model`` fine-tuned for 1 epoch on :func:`tiny_data` with one fixed prompt (and one
+    balanced demonstration when ``demonstrations``), saved as ``train --save-model`` saves it."""
+    from promptsearch.api import train_config
+
+    data = tiny_data(root / "data", test_rows=test_rows)
+    demos = "  demonstrations: {count: 1, selection: balanced}\n" if demonstrations else ""
+    space = root / "one.yaml"
+    space.write_text(
+        f"""
+name: one
+task: {{data: {{dir: {data}}}, labels: [negative, positive]}}
+model: {{name: {tiny_model}, max_length: {max_length}}}
+prompt:
+  template: "{{text}} It was {{label}}."
+  label_words: {{negative: terrible, positive: great}}
+{demos}train: {{learning_rate: 3.0e-3, epochs: 1, batch_size: 8}}
+""",
+        encoding="utf-8",
+    )
+    train_config(space, save_model=root / "model", device="cpu")
+    return root / "model"
+
+
 def postgres_reachable() -> bool:
     """Whether the PostgreSQL server of the test machines answers (127.0.0.1:5432, database test)."""
     try:
