@@ -19,6 +19,24 @@ once per prompt config, on both paths).
     nice python benchmarks/throughput.py --data-dir ../shared/data --repeats 3 --out benchmarks/results --resume
 
 ``--smoke`` runs every case on a tiny random Llama built offline (seconds; for CI).
+
+``--search`` measures whole searches instead: the in-context SmolLM2 search on SST-2 16-shot
+(``search_spaces/sst2-smollm2.yaml`` with ``train.method: none``), ``--trials`` sampled trials per run, on two paths
+with the same search seed (folds, demonstration sets) and sampler seed, for each of ``--seeds`` sampler seeds,
+interleaved (seed 1 old, seed 1 new, seed 2 old, ...) so that the machine's load hits both alike:
+
+- ``old``: the space as it was before (demonstrations chosen per query: random, balanced or similar), every prompt
+  read whole (:func:`promptsearch.models.trainer.prompts_read_whole`);
+- ``new``: the shipped space (``selection: [fixed, similar]`` with searched sets) on the default path (the prefix
+  that a scoring call's prompts share read once).
+
+Both runs skip what is not the trials' own work and is the same on both paths: the baseline trains 0 epochs and
+no finalists are raced. Per run: trials per hour (the trials' own seconds, from Optuna's start and end times; the
+model load and the final evaluation are not counted), the chosen config's test accuracy (``--max-test`` rows of the
+space's test file, ``selection`` of the config as chosen), and the tokens a trial reads, broken down into the shared
+prefix, the queries' own tokens and the label words fed after them (over the folds it scored).
+
+    nice -n 10 python benchmarks/throughput.py --search --trials 12 --seeds 1,2,3 --max-test 500 --resume
 """
 
 from __future__ import annotations
@@ -28,13 +46,14 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
-from _common import bench_parser, quiet, record_header, tiny_causal, write_results  # noqa: E402
+from _common import bench_parser, cap_lines, quiet, record_header, tiny_causal, write_results  # noqa: E402
 
 TITLE = "Throughput: a shared prompt prefix read once"
 LABELS = ["negative", "positive"]
@@ -242,6 +261,194 @@ def markdown(record: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# --- whole searches: trials per hour on the old and the new path --------------------------------------------------
+
+SPACE = REPO / "search_spaces" / "sst2-smollm2.yaml"
+OLD_SELECTION = ["random", "balanced", "similar"]  # the space before selection fixed was offered
+SEARCH_PATHS = ("old", "new")
+
+
+def search_space(tmp: Path, *, model: str, trials: int, test_rows: int | None, old: bool) -> Path:
+    """``sst2-smollm2.yaml`` in context only (``train.method: none``), ``trials`` sampled trials, the baseline at 0
+    epochs, no finalists, one final seed, ``test_rows`` rows of its test file (a seeded sample); ``old``: the
+    demonstrations chosen per query, as the space offered them before ``selection: fixed``."""
+    import yaml
+
+    raw = yaml.safe_load(SPACE.read_text(encoding="utf-8"))
+    data = raw["task"]["data"]
+    data["dir"] = str((SPACE.parent / data["dir"]).resolve())
+    test = (SPACE.parent / data["files"]["test"]).resolve()
+    data["files"]["test"] = str(cap_lines(test, test_rows, tmp / f"test-{test_rows}.jsonl"))
+    raw["model"]["name"] = model
+    raw["train"] = {"method": "none"}
+    if old:
+        raw["prompt"]["demonstrations"]["selection"] = OLD_SELECTION
+        raw["prompt"]["demonstrations"].pop("sets", None)
+    raw["search"].update(n_trials=trials, final_seeds=1, finalists=0)
+    raw["baseline"] = {"epochs": 0}  # the same on both paths and not a trial of the search: as cheap as it gets
+    path = tmp / f"{'old' if old else 'new'}.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def trial_tokens(study: Any, sampled: list[Any], old: bool) -> dict[str, float]:
+    """Tokens a sampled trial read, on average, over the folds it scored (a duplicate of an earlier trial reads
+    none): the shared prefix (every prompt's copy on the old path, once per scoring call on the new), the queries'
+    own tokens and the label words fed after them."""
+    from promptsearch.study.protocol import Protocol
+
+    protocol = Protocol(study.runner)  # the same folds as the trials' (search.seed)
+    totals = {"prefix": 0.0, "query": 0.0, "label_words": 0.0}
+    for record in sampled:
+        if record.duplicate_of is not None or record.config is None:
+            continue
+        config = record.config
+        for fold in protocol.folds[: len(record.dev_curve)]:  # one report per fold scored
+            encoded = protocol.loo_runner(fold).features_for(config.head, config.model).get(config.prompt, "dev")
+            found, n = token_breakdown(encoded), len(encoded)
+            totals["prefix"] += (found["prefix_old"] if old else found["prefix_new"]) * n
+            totals["query"] += found["query"] * n
+            totals["label_words"] += found["label_words"] * n
+    return {k: round(v / max(1, len(sampled)), 1) for k, v in totals.items()}
+
+
+def run_search(space: Path, *, seed: int, old: bool, device: str) -> dict[str, Any]:
+    """One search of ``space`` with sampler seed ``seed``: its trials' seconds, the chosen config and its test
+    accuracy, and the tokens its trials read."""
+    from promptsearch.api import Study
+    from promptsearch.models.trainer import prompts_read_whole
+    from promptsearch.study.records import trial_records
+
+    study = Study(space, device=device, seed=seed)
+    assert study.runner is not None  # the model loads before the clock starts
+    t0 = time.perf_counter()
+    with prompts_read_whole() if old else nullcontext():
+        study.optimize()
+    wall = time.perf_counter() - t0
+    records = trial_records(study.optuna_study)
+    sampled = [r for r in records if not r.is_baseline and r.counts_towards_budget]
+    seconds = sum(r.duration or 0.0 for r in sampled)
+    # the chosen config: the best sampled trial (the 0-epoch baseline is no candidate here), scored on test
+    from promptsearch.study.final import final_evaluation
+
+    points = [r for r in sampled if r.is_point and r.config is not None]
+    best = max(points, key=lambda r: (r.dev or 0.0, -r.number))
+    assert best.config is not None
+    final = final_evaluation(study.runner, study.optuna_study, seeds=1, best=best)
+    selections: dict[str, int] = {}
+    for r in sampled:
+        if r.config is not None:
+            demos = r.config.prompt.demonstrations
+            key = demos.selection if demos.count else "none (0 demonstrations)"
+            selections[key] = selections.get(key, 0) + 1
+    return {
+        "trials": len(sampled),
+        "pruned": sum(1 for r in sampled if r.state.name == "PRUNED"),
+        "duplicates": sum(1 for r in sampled if r.duplicate_of is not None),
+        "trial_seconds": round(seconds, 2),
+        "search_wall_seconds": round(wall, 2),
+        "trials_per_hour": round(3600 * len(sampled) / seconds, 1) if seconds else None,
+        "selections": selections,
+        "best_trial": best.number,
+        "best_dev": best.dev,
+        "best_demonstrations": best.config.prompt.demonstrations.model_dump(mode="json"),
+        "test_accuracy": final.get("best", {}).get("test", {}).get("mean"),
+        "tokens_per_trial": trial_tokens(study, sampled, old),
+    }
+
+
+def search_markdown(search: dict[str, Any]) -> str:
+    runs, settings = search["runs"], search["settings"]
+    lines = [
+        "## Whole searches: trials per hour",
+        "",
+        f"`search_spaces/sst2-smollm2.yaml` in context (`train.method: none`), model `{settings['model']}`, "
+        f"{settings['trials']} sampled trials per run, {settings['test_rows']} test rows, "
+        f"{settings['threads']} CPU thread(s), device {settings['device']}; the same search seed (folds, "
+        "demonstration sets) on both paths, sampler seeds interleaved (seed 1 old, seed 1 new, ...). **old**: "
+        "demonstrations chosen per query (random, balanced, similar), every prompt read whole; **new**: the shipped "
+        "space (`selection: [fixed, similar]`, 4 searched sets), the shared prefix read once. Trials per hour count "
+        "the trials' own seconds (not the model load, the 0-epoch baseline or the final evaluation). The chosen "
+        "config is the sampled trial with the best dev score (no finalists are raced), scored on the test rows.",
+        "",
+        "| sampler seed | path | trials (pruned, repeats) | trial s | trials/hour | selections | chosen (best dev) "
+        "| test acc "
+        "| tokens per trial: prefix / query / label words |",
+        "| ---: | --- | --- | ---: | ---: | --- | --- | ---: | --- |",
+    ]
+    for key, run in runs.items():
+        seed, path = key.split("/")
+        demos, t = run["best_demonstrations"], run["tokens_per_trial"]
+        chosen = f"trial {run['best_trial']}: " + (
+            f"{demos['count']} {demos['selection']}" if demos["count"] else "0 demonstrations"
+        )
+        chosen += f" (set {demos['set']})" if demos["selection"] == "fixed" and demos["count"] else ""
+        picked = ", ".join(f"{k} {v}" for k, v in sorted(run["selections"].items()))
+        acc = "" if run["test_accuracy"] is None else f"{100 * run['test_accuracy']:.1f}"
+        lines.append(
+            f"| {seed} | {path} | {run['trials']} ({run['pruned']}, {run['duplicates']}) | {run['trial_seconds']:.1f} "
+            f"| {run['trials_per_hour']} | {picked} | {chosen} | {acc} "
+            f"| {t['prefix']:.0f} / {t['query']:.0f} / {t['label_words']:.0f} |"
+        )
+    per_path = {p: [r for k, r in runs.items() if k.endswith("/" + p)] for p in SEARCH_PATHS}
+    if all(per_path.values()):
+        rate = {p: [r["trials_per_hour"] for r in rs] for p, rs in per_path.items()}
+        acc = {
+            p: [100 * r["test_accuracy"] for r in rs if r["test_accuracy"] is not None] for p, rs in per_path.items()
+        }
+        ratio = statistics.median(rate["new"]) / statistics.median(rate["old"])
+        lines += [
+            "",
+            "| path | runs | trials/hour min / median / max | test accuracy min / median / max |",
+            "| --- | ---: | --- | --- |",
+        ]
+        lines += [f"| {p} | {len(rate[p])} | {spread(rate[p])} | {spread(acc[p]) if acc[p] else ''} |" for p in rate]
+        lines += ["", f"Trials per hour, new against old (ratio of medians): **{ratio:.2f}x**."]
+    return "\n".join(lines) + "\n"
+
+
+def render(record: dict[str, Any]) -> str:
+    parts = [markdown(record)] if record.get("cases") else []
+    if record.get("search", {}).get("runs"):
+        parts.append(search_markdown(record["search"]))
+    return "\n".join(parts)
+
+
+def main_search(args: Any) -> int:
+    """``--search``: whole searches on the old and the new path, interleaved by sampler seed."""
+    from promptsearch.models.device import resolve_device
+
+    seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+    path = args.out / "throughput.json"
+    write = not args.smoke or args.out != REPO / "benchmarks" / "results"  # a smoke run writes only where told
+    with tempfile.TemporaryDirectory() as tmp:
+        model = tiny_causal(Path(tmp)) if args.smoke else args.model
+        device = str(resolve_device(args.device))
+        settings = {"model": "tiny-llama" if args.smoke else args.model, "trials": args.trials,
+                    "test_rows": args.max_test, "threads": args.threads, "device": device}  # fmt: skip
+        record: dict[str, Any] = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        earlier = record.get("search", {})
+        keep = args.resume and earlier.get("settings") == settings
+        record["search"] = {**record_header("throughput-search", threads=args.threads, device=device),
+                            "settings": settings, "runs": earlier.get("runs", {}) if keep else {}}  # fmt: skip
+        runs = record["search"]["runs"]
+        for seed in seeds:
+            for name in SEARCH_PATHS:  # interleaved: seed 1 old, seed 1 new, seed 2 old, ...
+                key = f"{seed}/{name}"
+                if key in runs:
+                    continue
+                print(f"search: sampler seed {seed}, {name} path ...", file=sys.stderr, flush=True)
+                run_dir = Path(tmp) / key.replace("/", "-")
+                run_dir.mkdir()
+                space = search_space(run_dir, model=model, trials=args.trials, test_rows=args.max_test,
+                                     old=name == "old")  # fmt: skip
+                runs[key] = run_search(space, seed=seed, old=name == "old", device=args.device)
+                if write:  # after every run, so --resume keeps it
+                    write_results(args.out, "throughput", record, render(record), title=TITLE)
+    print(search_markdown(record["search"]))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = bench_parser(__doc__, smoke="a tiny random Llama, a few rows", device="cpu")
     parser.add_argument("--data-dir", type=Path, default=REPO / "data", help="datasets (../shared/data: LM-BFF's 872)")
@@ -251,8 +458,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", default="fp32", help="fp32 (identical predictions expected) or bf16")
     parser.add_argument("--cases", default="", help="comma-separated case numbers to run (default: all)")
     parser.add_argument("--resume", action="store_true", help="keep the cases already in --out/throughput.json")
+    parser.add_argument("--search", action="store_true", help="whole searches, old and new path (see above)")
+    parser.add_argument("--trials", type=int, default=12, help="--search: sampled trials per run")
+    parser.add_argument("--seeds", default="1,2,3", help="--search: comma-separated sampler seeds")
     args = parser.parse_args(argv)
     quiet(args.threads)
+    if args.search:
+        if args.smoke:
+            args.trials, args.max_test, args.seeds = min(args.trials, 3), 12, args.seeds.split(",")[0]
+        return main_search(args)
 
     from promptsearch.models.device import resolve_device
     from promptsearch.models.runtime import ModelRuntime
@@ -270,9 +484,11 @@ def main(argv: list[str] | None = None) -> int:
         settings = {"model": args.model if not args.smoke else "tiny-llama", "precision": runtime.precision,
                     "test_rows": len(test), "repeats": args.repeats}  # fmt: skip
         record = {**record_header("throughput", threads=args.threads, device=str(device)), **settings, "cases": {}}
-        if args.resume and path.is_file():
+        if path.is_file():
             earlier = json.loads(path.read_text(encoding="utf-8"))
-            if all(earlier.get(k) == v for k, v in settings.items()):
+            if "search" in earlier:  # the whole searches (--search) stay as they were
+                record["search"] = earlier["search"]
+            if args.resume and all(earlier.get(k) == v for k, v in settings.items()):
                 record["cases"] = earlier.get("cases", {})
         chosen = {int(x) for x in args.cases.split(",") if x.strip()} or set(range(1, len(CASES) + 1))
         for number, (name, demos, selection, which) in enumerate(CASES, start=1):
@@ -281,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"case {number}: {name} ...", file=sys.stderr, flush=True)
             record["cases"][name] = run_case(runtime, demos, selection, which, labelled, test, args.repeats)
             if not args.smoke:  # after every case, so --resume keeps it
-                write_results(args.out, "throughput", record, markdown(record), title=TITLE)
+                write_results(args.out, "throughput", record, render(record), title=TITLE)
     print(markdown(record))
     failed = [name for name, case in record["cases"].items() if not case["identical_predictions"]]
     if failed and runtime.precision == "fp32":

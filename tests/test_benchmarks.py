@@ -62,6 +62,27 @@ def test_throughput_benchmark_smoke() -> None:
 
 
 @pytest.mark.slow
+def test_throughput_search_benchmark_smoke(tmp_path: Path) -> None:
+    """Whole in-context searches on the old and the new path, interleaved; --resume runs none again."""
+    command = [sys.executable, str(REPO / "benchmarks" / "throughput.py"), "--search", "--smoke", "--threads", "1",
+               "--out", str(tmp_path), "--resume"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr.count("search: sampler seed 1, ") == 2  # old, then new
+    record = json.loads((tmp_path / "throughput.json").read_text())
+    runs = record["search"]["runs"]
+    assert list(runs) == ["1/old", "1/new"]
+    for run in runs.values():
+        assert run["trials"] == 3 and run["trials_per_hour"] > 0 and 0 <= run["test_accuracy"] <= 1
+        assert set(run["tokens_per_trial"]) == {"prefix", "query", "label_words"}
+    assert "fixed" not in runs["1/old"]["selections"]  # the old space chose demonstrations per query
+    assert "Trials per hour, new against old" in (tmp_path / "throughput.md").read_text()
+    again = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
+    assert again.returncode == 0 and "search: sampler seed" not in again.stderr  # both runs kept
+    assert json.loads((tmp_path / "throughput.json").read_text())["search"]["runs"] == runs
+
+
+@pytest.mark.slow
 def test_overhead_benchmark_smoke() -> None:
     rows = _smoke("overhead.py")
     assert [row.split("|")[1].strip() for row in rows[1:]] == ["promptsearch", "bare", "trainer"]

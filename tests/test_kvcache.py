@@ -20,7 +20,14 @@ from promptsearch.io.data import Example
 from promptsearch.models.calibration import apply_calibration
 from promptsearch.models.features import Encoded, PromptEncoder, SharedPrefix, shared_prefix
 from promptsearch.models.runtime import load_tokenizer
-from promptsearch.models.trainer import EVAL_BATCH_SIZE, length_batches, predict_proba, predict_scores, scores
+from promptsearch.models.trainer import (
+    EVAL_BATCH_SIZE,
+    length_batches,
+    predict_proba,
+    predict_scores,
+    prompts_read_whole,
+    scores,
+)
 from promptsearch.space.config import CalibrationParams, DemoConfig, PromptConfig
 from promptsearch.space.spec import ModelSpec
 
@@ -164,6 +171,24 @@ def test_per_query_demonstrations_share_the_instruction(
         atol=1e-4,
         rtol=0,
     )
+
+
+def test_prompts_read_whole_switches_the_prefix_off_for_every_caller(tiny_llama: Path, labelled: list[Example]) -> None:
+    """The benchmark's old path: inside ``prompts_read_whole()`` every call reads each prompt whole (what
+    ``reuse_prefix=False`` reads), and after it the prefix is read once again."""
+    from transformers import AutoModelForCausalLM
+
+    encoded, pad_id = _encode(tiny_llama, _prompt("fixed", 2, False), labelled[:24], "sum")
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
+    with tokens_read(model) as whole_reads:
+        whole = predict_scores(model, encoded, CPU, pad_id, "fp32", reuse_prefix=False)
+    with prompts_read_whole(), tokens_read(model) as switched_reads:
+        switched = predict_scores(model, encoded, CPU, pad_id, "fp32")
+    with tokens_read(model) as after_reads:
+        predict_scores(model, encoded, CPU, pad_id, "fp32")
+    assert switched_reads == whole_reads
+    np.testing.assert_array_equal(switched, whole)
+    assert sum(after_reads) < sum(encoded.lengths) <= sum(whole_reads)
 
 
 def test_a_head_that_reads_prompts_whole_ignores_the_prefix(tiny_mlm: Path, labelled: list[Example]) -> None:

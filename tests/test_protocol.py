@@ -295,3 +295,56 @@ def test_the_gap_warning_weighs_test_against_the_race_mean(tiny_model: Path, tmp
     assert final["gap_warning"] == dev_test_gap_warning(standing["mean"], test)
     assert final["gap_warning"] != dev_test_gap_warning(best.dev, test)
     assert f"scored {standing['mean']:.3f} in the search but {test:.3f} on test" in final["gap_warning"]
+
+
+def test_a_repeated_training_config_adds_a_run_to_its_estimate(tiny_model: Path, tmp_path: Path) -> None:
+    """TPE may propose a trained config again: the repeat trains with its own seed, and its value is the mean over
+    the config's runs (each run's own value kept), so the config is one point of the study, not three."""
+    from promptsearch.reporting.report import build_report, render_markdown
+    from promptsearch.study.objective import Objective
+    from promptsearch.study.records import POOLED_ATTR, RUN_VALUES_ATTR, searched_best_trial, trial_records
+
+    path = _space(tmp_path, tiny_model, "{mode: dev}", epochs="2")
+    space = load_space(path)
+    data = load_task_data(space.spec.task, space.base_dir)
+    runner = TrialRunner(space=space, data=data, runtime=ModelRuntime(space.spec.model, ["negative", "positive"],
+                                                                       resolve_device("cpu")))  # fmt: skip
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    objective = Objective(runner)
+    study.optimize(objective, n_trials=2)  # two different configs
+    first = study.trials[0]
+    assert first.params != study.trials[1].params
+    for _ in range(2):
+        study.enqueue_trial(first.params)
+    study.optimize(objective, n_trials=2)
+    runs = [t for t in study.trials if t.params == first.params]
+    assert [t.number for t in runs] == [0, 2, 3] and all(t.state == TrialState.COMPLETE for t in runs)
+    assert len({t.user_attrs["seed"] for t in runs}) == 3  # each run its own seed
+    assert RUN_VALUES_ATTR not in first.user_attrs and POOLED_ATTR not in first.user_attrs
+    own = [first.value] + [t.user_attrs[RUN_VALUES_ATTR][0] for t in runs[1:]]
+    assert runs[1].user_attrs[POOLED_ATTR]["trials"] == [0, 2]
+    assert runs[1].value == pytest.approx((own[0] + own[1]) / 2)
+    assert runs[2].user_attrs[POOLED_ATTR]["trials"] == [0, 2, 3]
+    assert runs[2].value == pytest.approx(sum(own) / 3)  # each run once: trial 2's own value, not its mean
+    other = study.trials[1]
+    assert RUN_VALUES_ATTR not in other.user_attrs  # a different config: a point of its own
+
+    records = {r.number: r for r in trial_records(study)}
+    assert records[0].pooled_into == records[2].pooled_into == 3 and records[3].pooled_into is None
+    assert [n for n, r in records.items() if r.is_point] == [1, 3] and records[3].runs == 3
+    best = searched_best_trial(study)
+    assert best is not None and best.number in (1, 3)
+    report = build_report(study, space_name="tiny", space_file=None, metric="accuracy", final=None)
+    assert [t.trial for t in report.top_trials] == sorted([1, 3], key=lambda n: -(records[n].dev or 0.0))
+    assert next(t for t in report.top_trials if t.trial == 3).runs == 3
+    assert "(mean of 3 runs)" in render_markdown(report)
+
+
+def test_an_in_context_config_is_not_pooled(tiny_mlm: Path, tmp_path: Path) -> None:
+    """An in-context repeat takes the earlier result (nothing trains, nothing to pool)."""
+    from promptsearch.study.records import POOLED_ATTR, finished_runs
+
+    path = _one_in_context_config(tmp_path, tiny_mlm)
+    study = _objective_study(path, optuna.pruners.NopPruner(), n_trials=2)
+    assert all(POOLED_ATTR not in t.user_attrs for t in study.trials)
+    assert finished_runs(study, trial_config_of(study.trials[0])) == []

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,7 @@ __all__ = [
     "make_optimizer",
     "predict_proba",
     "predict_scores",
+    "prompts_read_whole",
     "score_epoch",
 ]
 
@@ -44,6 +46,7 @@ EVAL_BATCH_SIZE = 64
 # On a CPU a padded token costs as much as a real one, so evaluation batches hold rows of similar length (padding
 # at most this share of the real tokens); on an accelerator a batch's launch costs more than its padding.
 MAX_PADDING_CPU = 0.25
+_reuse_prefix = True  # False inside prompts_read_whole()
 
 
 class NonFiniteLoss(ArithmeticError):
@@ -135,6 +138,23 @@ def scores(
     return head.scores(model, batch, slots, encoded.tokens)
 
 
+@contextmanager
+def prompts_read_whole() -> Iterator[None]:
+    """Within it, :func:`predict_scores` reads every prompt whole, as with ``reuse_prefix=False`` (the scoring path
+    before the shared-prefix cache) wherever it is called from: a whole search can be timed that way. One switch
+    for the process, for benchmarks; the scores are the same to float rounding.
+
+    >>> with prompts_read_whole():                     # doctest: +SKIP
+    ...     study.optimize(6)
+    """
+    global _reuse_prefix
+    before, _reuse_prefix = _reuse_prefix, False
+    try:
+        yield
+    finally:
+        _reuse_prefix = before
+
+
 def predict_scores(
     model: PreTrainedModel,
     encoded: Encoded,
@@ -160,7 +180,8 @@ def predict_scores(
     head = get_head(encoded.head)
     padding = MAX_PADDING_CPU if device.type == "cpu" else None
     with torch.inference_mode(), autocast(device, precision):
-        shared = shared_prefix(encoded.input_ids) if reuse_prefix and head.reuses_prefix else None
+        reuse = reuse_prefix and _reuse_prefix and head.reuses_prefix
+        shared = shared_prefix(encoded.input_ids) if reuse else None
         prefix = None
         if shared is not None:
             prefix = head.read_prefix(model, torch.tensor([shared.ids], dtype=torch.long, device=device))

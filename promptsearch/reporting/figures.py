@@ -200,7 +200,7 @@ def _pareto(study: optuna.Study, report: Report, records: Sequence[TrialRecord])
     import plotly.graph_objects as go
 
     names = report.objectives.names or ["dev"]
-    complete = [r for r in records if r.is_complete and r.values and len(r.values) >= 2]
+    complete = [r for r in records if r.is_point and r.values and len(r.values) >= 2]
     front = {r.number for r in pareto_front(complete, study.directions)}
     chosen = next((r for r in complete if report.best is not None and r.number == report.best.trial), None)
     fig = go.Figure()

@@ -172,7 +172,7 @@ def _prompt_block(
 
 
 def _best_sampled(records: Sequence[TrialRecord], maximize: bool) -> TrialRecord | None:
-    done = [r for r in records if r.is_complete and not r.is_baseline and r.config is not None]
+    done = [r for r in records if r.is_point and not r.is_baseline and r.config is not None]
     sign = -1.0 if maximize else 1.0
     return min(done, key=lambda r: (sign * (r.dev or 0.0), r.number)) if done else None
 
@@ -209,7 +209,7 @@ def _pareto_section(study: optuna.Study, report: Report, records: Sequence[Trial
     names = report.objectives.names
     chosen = report.best
     rows = []
-    for t in pareto_front([r for r in records if r.is_complete], study.directions):
+    for t in pareto_front([r for r in records if r.is_point], study.directions):
         mark = " ★ recommended" if chosen and chosen.trial == t.number else ""
         values = "".join(
             f"<td class=num>{_pct(v) if i == 0 else f'{v:.4g}'}</td>" for i, v in enumerate(t.values or [])
@@ -286,7 +286,7 @@ def _trials_section(report: Report, records: Sequence[TrialRecord]) -> str:
             params = "baseline (plain fine-tuning)"
         else:
             params = "<br>".join(f"{_e(k)}={_e(_short(v))}" for k, v in t.params.items())
-        reason = t.failure or t.pruned_reason or ""
+        reason = t.failure or t.pruned_reason or _pool_note(t)
         state = t.state.name + (f'<br><span class="note">{_e(reason[:200])}</span>' if reason else "")
         example = t.prompt_example
         prompt = t.config.prompt.model_dump(mode="json") if t.config is not None else None
@@ -309,6 +309,15 @@ def _trials_section(report: Report, records: Sequence[TrialRecord]) -> str:
         f'<table class="sortable" id="trials-table" data-default-sort="2" data-default-dir="{direction}">'
         f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></section>"
     )
+
+
+def _pool_note(t: TrialRecord) -> str:
+    """A config trained in several trials: which trial holds the mean over its runs."""
+    if t.pooled_into is not None:
+        return f"one run of a config; its mean over all runs is trial {t.pooled_into}'s value"
+    if t.runs > 1:
+        return f"mean of {t.runs} runs (trials {', '.join(map(str, t.pooled_trials))})"
+    return ""
 
 
 def _num_cell(value: Any) -> str:

@@ -116,7 +116,7 @@ def _pareto(
     trials = [t for t in study.trials if t.values and len(t.values) >= 2]
     if not trials:
         return None
-    front = {r.number for r in pareto_front([r for r in records if r.is_complete], study.directions)}
+    front = {r.number for r in pareto_front([r for r in records if r.is_point], study.directions)}
     fig, ax = _figure()
     others = [t for t in trials if t.number not in front]
     ax.plot([t.values[1] for t in others], [100 * t.values[0] for t in others], "o", color="#9aa5b1", label="trial")

@@ -109,7 +109,7 @@ def build_report(
     best = best_trial(study, records) if best is _UNSET else best
     base = baseline_trial(study, records)
     states = [r.state for r in records]
-    finished = [r for r in records if r.is_complete]
+    finished = [r for r in records if r.is_point]  # a config repeated in training is one point: its pooled value
     sign = -1.0 if study.directions[0].name == "MAXIMIZE" else 1.0
     top = sorted(finished, key=lambda r: sign * (r.dev or 0.0))[:5]
     durations = [d for r in records if (d := r.duration) is not None]
@@ -139,6 +139,7 @@ def build_report(
                 baseline=r.is_baseline,
                 prompt_tokens_mean=r.prompt_tokens_mean,
                 seconds=r.duration,
+                runs=r.runs,
             )
             for r in top
         ],
@@ -190,7 +191,7 @@ def per_model(study: optuna.Study, records: Sequence[TrialRecord] | None = None)
         if model is None or r.is_baseline:
             continue
         counts[model] = counts.get(model, 0) + 1
-        if not r.is_complete:
+        if not r.is_point:
             continue
         value, held = r.dev or 0.0, best.get(model)
         if held is None or (value > (held.dev or 0.0) if maximize else value < (held.dev or 0.0)):
@@ -308,7 +309,8 @@ def render_markdown(report: Report, images: Sequence[tuple[str, str]] = ()) -> s
     for row in report.top_trials:
         params = "baseline" if row.baseline else ", ".join(f"{k}={_short(v)}" for k, v in row.params.items())
         secs = f"{row.seconds:.1f}" if row.seconds is not None else ""
-        lines.append(f"| {row.trial} | {fmt_score(row.dev_score)} | {row.prompt_tokens_mean} | {secs} | {params} |")
+        dev = fmt_score(row.dev_score) + (f" (mean of {row.runs} runs)" if row.runs > 1 else "")
+        lines.append(f"| {row.trial} | {dev} | {row.prompt_tokens_mean} | {secs} | {params} |")
     if images:
         lines += ["", "## Plots", "", "Interactive versions, the Pareto front and every trial: `report.html`.", ""]
         for title, path in images:

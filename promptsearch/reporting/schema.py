@@ -113,6 +113,7 @@ class TopTrial(_Part):
     baseline: bool
     prompt_tokens_mean: float | None
     seconds: float | None
+    runs: int = 1  # a config trained in several trials: its value is the mean over this many runs
 
 
 class Failure(_Part):

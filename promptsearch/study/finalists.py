@@ -94,7 +94,8 @@ def race_finalists(
     n = space.spec.search.finalists
     if n == 0:
         return None
-    complete = [r for r in records if r.is_complete and r.config is not None and r.dev is not None]
+    # a config races once: with its pooled value where a repeat trained it again
+    complete = [r for r in records if r.is_point and r.config is not None and r.dev is not None]
     base = next((r for r in complete if r.is_baseline), None)
     finalists = select_finalists(
         [_candidate(r) for r in complete if not r.is_baseline and r.duplicate_of is None],  # a config races once

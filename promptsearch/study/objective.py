@@ -27,7 +27,7 @@ from promptsearch.space.search_space import SearchSpace
 from promptsearch.study.checks import check_models
 from promptsearch.study.pareto import objective_names, objective_values
 from promptsearch.study.protocol import Protocol
-from promptsearch.study.records import TrialWriter, counts_towards_budget, finished_equal
+from promptsearch.study.records import TrialWriter, counts_towards_budget, finished_equal, finished_runs
 
 if TYPE_CHECKING:
     import torch
@@ -271,6 +271,9 @@ class Objective:
                 return earlier.values[0] if prunable else list(earlier.values)
             writer.not_duplicate()  # pruned then, not now: score the rest
             replayed = set(earlier.intermediate_values) if prunable else set()
+        # A config that trains and was trained before: this run (its own seed, the trial's) is one more draw of
+        # the same estimate, so the trial's value is the mean over the config's runs, not a new point
+        runs = [] if writer.is_baseline else finished_runs(trial.study, config)
         timings: dict[str, float] = {}
         reset_peak_memory(self.runner.device)
         state: dict[str, Any] = {}
@@ -297,14 +300,15 @@ class Objective:
             writer.evaluation(score.record())
             self._describe(writer, score.train)
             if prunable:
-                return score.value
+                return self._pool(writer, runs, [score.value])[0]
             # per scored row, over the evaluations of the run that finished last (one for in-context trials)
             result = score.last
             latency = 1000 * result.eval_seconds / max(1, len(result.history) * score.eval_rows)
             writer.latency(latency)
-            return objective_values(
+            values = objective_values(
                 objectives, dev=score.value, prompt_tokens=score.train.mean_tokens, latency_ms=latency
             )
+            return self._pool(writer, runs, values)
         except KeyboardInterrupt:
             writer.interrupted()
             raise
@@ -323,6 +327,16 @@ class Objective:
         finally:
             writer.resources(timings, peak_memory_mb=peak_memory_mb(self.runner.device))
             free_memory(self.runner.device)
+
+    @staticmethod
+    def _pool(writer: TrialWriter, runs: list[optuna.trial.FrozenTrial], values: list[float]) -> list[float]:
+        """``values`` of this run, or with earlier ``runs`` of the same trained config the mean over all runs."""
+        if not runs:
+            return values
+        pooled = writer.pooled(runs, values)
+        logger.info("trial %d: run %d of its config (trials %s): %s pooled to %s", writer.trial.number,
+                    len(runs) + 1, ", ".join(str(t.number) for t in runs), values, pooled)  # fmt: skip
+        return pooled
 
     @staticmethod
     def _describe(writer: TrialWriter, train: Encoded) -> None:

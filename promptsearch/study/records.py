@@ -65,10 +65,12 @@ __all__ = [
     "epoch_recorder",
     "exit_text",
     "finished_equal",
+    "finished_runs",
     "in_context_key",
     "mark_stale",
     "note_lost",
     "objectives_info",
+    "pooled_values",
     "searched_best_trial",
     "store_candidates",
     "store_final",
@@ -81,6 +83,7 @@ __all__ = [
     "stored_race",
     "stored_run",
     "stored_space",
+    "training_key",
     "trial_config",
     "trial_record",
     "trial_records",
@@ -113,6 +116,8 @@ PROMPT_TOKENS_ATTR = "prompt_tokens_mean"
 DEMOS_DROPPED_ATTR = "demos_dropped"
 EVALUATION_ATTR = "evaluation"  # how the trial was scored: mode, runs, rows, epoch, mean curve, per-fold values
 DUPLICATE_OF_ATTR = "duplicate_of"  # an in-context trial that took an earlier, equal trial's result
+RUN_VALUES_ATTR = "run_values"  # a repeat of a training config: its own run's objective values
+POOLED_ATTR = "pooled"  # a repeat of a training config: {"trials": [every run's trial], "values": [their means]}
 FAIL_REASON_SYSTEM_ATTR = "fail_reason"  # Optuna's own (a system attribute)
 WORKER_ATTR = "worker"  # the process that runs the trial: {"pid", "host"}
 LOST_ATTR = "lost"  # written by the coordinator when the trial's worker died: {"worker", "exit", "what"}
@@ -165,6 +170,9 @@ class TrialRecord:
     stale: bool = False
     retry_of: int | None = None
     duplicate_of: int | None = None
+    run_values: tuple[float, ...] | None = None  # a repeat of a training config: its own run's values
+    pooled_trials: tuple[int, ...] = ()  # a repeat: every run of its config, this one last (values: their mean)
+    pooled_into: int | None = None  # a run of a config that a later repeat pooled (set by trial_records)
     warm_start: str | None = None
     heartbeat: float | None = None
     seconds: dict[str, float] = field(default_factory=dict)
@@ -207,6 +215,8 @@ class TrialRecord:
             stale=bool(a.get(STALE_ATTR)),
             retry_of=_retry_of(trial),
             duplicate_of=a.get(DUPLICATE_OF_ATTR),
+            run_values=tuple(a[RUN_VALUES_ATTR]) if a.get(RUN_VALUES_ATTR) is not None else None,
+            pooled_trials=tuple((a.get(POOLED_ATTR) or {}).get("trials") or ()),
             warm_start=a.get(WARM_START_ATTR),
             heartbeat=a.get(HEARTBEAT_ATTR),
             seconds=dict(a.get(SECONDS_ATTR) or {}),
@@ -238,6 +248,17 @@ class TrialRecord:
         from optuna.trial import TrialState
 
         return self.state == TrialState.COMPLETE and bool(self.values)
+
+    @property
+    def is_point(self) -> bool:
+        """Complete and its config's estimate: not a run that a later repeat of the same training config pooled
+        into its own value (a config is one point, whose value is the mean over its runs)."""
+        return self.is_complete and self.pooled_into is None
+
+    @property
+    def runs(self) -> int:
+        """How many runs (trials) of its config the value is the mean of (1 unless a repeat pooled them)."""
+        return max(1, len(self.pooled_trials))
 
     @property
     def duration(self) -> float | None:
@@ -326,10 +347,19 @@ def _with_retries(records: list[TrialRecord]) -> list[TrialRecord]:
     return [dataclasses.replace(r, retried_as=retries[r.number]) if r.number in retries else r for r in records]
 
 
+def _with_pools(records: list[TrialRecord]) -> list[TrialRecord]:
+    """Each run that a complete repeat pooled knows the latest such repeat (``pooled_into``)."""
+    into: dict[int, int] = {}
+    for r in records:  # by trial number: a later repeat pools every earlier run, so it wins
+        if r.is_complete and len(r.pooled_trials) > 1:
+            into.update({n: r.number for n in r.pooled_trials if n != r.number})
+    return [dataclasses.replace(r, pooled_into=into[r.number]) if r.number in into else r for r in records]
+
+
 def trial_records(study: optuna.Study, states: Sequence[TrialState] | None = None) -> list[TrialRecord]:
     """Every trial of ``study`` (or those in ``states``) as records, by trial number; an abandoned trial knows
     its retry (``retried_as``)."""
-    every = _with_retries([TrialRecord.from_trial(t) for t in study.get_trials(deepcopy=False)])
+    every = _with_pools(_with_retries([TrialRecord.from_trial(t) for t in study.get_trials(deepcopy=False)]))
     return every if states is None else [r for r in every if r.state in tuple(states)]
 
 
@@ -382,6 +412,37 @@ def finished_equal(study: optuna.Study, config: TrialConfig) -> FrozenTrial | No
     return None
 
 
+def training_key(config: TrialConfig) -> str:
+    """What a trained config's estimate is of: the whole config (the trial's seed is one draw of its noise)."""
+    return json.dumps(config.model_dump(mode="json"), sort_keys=True)
+
+
+def finished_runs(study: optuna.Study, config: TrialConfig) -> list[FrozenTrial]:
+    """The complete trials of ``study`` that trained the same config as ``config`` (a config that trains; the
+    baseline is never one), by trial number: the earlier runs a repeat adds its own run to. Empty for an
+    in-context config (:func:`finished_equal` takes its result instead)."""
+    from optuna.trial import TrialState
+
+    if not config.train.trains:
+        return []
+    wanted = training_key(config)
+    out = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if trial.user_attrs.get(BASELINE_ATTR) or not trial.values:
+            continue
+        earlier = _config(trial.user_attrs)
+        if earlier is not None and training_key(earlier) == wanted:
+            out.append(trial)
+    return out
+
+
+def pooled_values(earlier: Sequence[FrozenTrial], own: Sequence[float]) -> list[float]:
+    """The mean over the runs of a config of each objective: ``own`` (this run's values) and each earlier run's
+    own values (a repeat's ``run_values``, not its pooled value, so that no run counts twice)."""
+    runs = [list(t.user_attrs.get(RUN_VALUES_ATTR) or t.values) for t in earlier] + [list(own)]
+    return [sum(r[i] for r in runs) / len(runs) for i in range(len(own))]
+
+
 def counts_towards_budget(trial: FrozenTrial) -> bool:
     """Complete, pruned, or failed by its own error; not interrupted, abandoned (stale) or surplus."""
     from optuna.trial import TrialState
@@ -417,7 +478,7 @@ def searched_best_trial(study: optuna.Study, records: Sequence[TrialRecord] | No
     recommended config of the Pareto front (:func:`promptsearch.study.pareto.recommend`) stands for "the best".
     """
     records = trial_records(study) if records is None else records
-    done = [r for r in records if r.is_complete]
+    done = [r for r in records if r.is_point]
     if not done:
         return None
     if len(study.directions) > 1:
@@ -528,6 +589,16 @@ class TrialWriter:
             if (last_step is None or step < last_step) and self.trial.should_prune():
                 return True
         return False
+
+    def pooled(self, earlier: Sequence[FrozenTrial], own: Sequence[float]) -> list[float]:
+        """A repeat of a trained config: record its own run's ``own`` values and the trials of every run, and
+        return the mean over the runs (:func:`pooled_values`), the value the trial then takes."""
+        values = pooled_values(earlier, own)
+        self.trial.set_user_attr(RUN_VALUES_ATTR, [float(v) for v in own])
+        self.trial.set_user_attr(
+            POOLED_ATTR, {"trials": [t.number for t in earlier] + [self.trial.number], "values": values}
+        )
+        return values
 
     def not_duplicate(self) -> None:
         """The earlier trial was pruned, but the pruner lets this one go on: it is scored after all."""
