@@ -30,6 +30,8 @@ from promptsearch.inference.predict import Model
 from promptsearch.io.data import Example, TaskData, load_task_data, task_data
 from promptsearch.io.export import PromptExport, load_prompt_config, write_prompt_config
 from promptsearch.prompts.render import PromptRenderer, RenderedPrompt
+from promptsearch.reporting.summary import RunSummary, run_summary
+from promptsearch.space.budget import BUDGETS, BudgetPreset
 from promptsearch.space.config import DemoConfig, PromptConfig, TrainConfig, TrialConfig
 from promptsearch.space.sampling import baseline_config, sample_config
 from promptsearch.space.search_space import SearchSpace, load_space, parse_space
@@ -39,6 +41,8 @@ from promptsearch.space.template import Template
 __version__ = "0.1.0"
 
 __all__ = [
+    "BUDGETS",
+    "BudgetPreset",
     "ConfigError",
     "DataError",
     "DemoConfig",
@@ -52,6 +56,7 @@ __all__ = [
     "PromptRenderer",
     "PromptsearchError",
     "RenderedPrompt",
+    "RunSummary",
     "SearchResult",
     "SearchSpace",
     "Space",
@@ -73,6 +78,7 @@ __all__ = [
     "load_task_data",
     "parse_space",
     "report",
+    "run_summary",
     "sample_config",
     "search",
     "task_data",

@@ -37,6 +37,8 @@ from promptsearch.io.export import (
 from promptsearch.redact import mask_url
 from promptsearch.reporting.report import build_report, incomplete_note, write_reports
 from promptsearch.reporting.schema import Finalist, Race, Report
+from promptsearch.reporting.summary import RunSummary, run_summary
+from promptsearch.space.budget import MEDIUM
 from promptsearch.space.config import TrialConfig
 from promptsearch.space.dimensions import Fixed
 from promptsearch.space.registry import DEFAULT_HEAD
@@ -102,7 +104,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 CANDIDATES_WAIT = 900.0  # seconds a joining worker waits for the study's generated candidates
-DEFAULT_N_TRIALS = 20  # sampled trials when neither the call nor the space's search.n_trials says
+DEFAULT_N_TRIALS = MEDIUM.n_trials  # sampled trials when neither the call nor the space's search.n_trials says
 
 
 def n_trials_for(space: SearchSpace, n_trials: int | None) -> int:
@@ -128,6 +130,11 @@ class SearchResult:
     baseline_test: dict[str, Any] | None
     report: Report
     export_path: Path | None = None
+    saved_model: Path | None = None  # the folder save_model= wrote
+
+    def summary(self) -> RunSummary:
+        """The end of the run in brief: the finalists, the verdict and the next steps (the CLI prints it)."""
+        return run_summary(self.report, export_path=self.export_path, saved_model=self.saved_model)
 
 
 def load_any_space(path: str | Path) -> SearchSpace:
@@ -462,6 +469,7 @@ def search(
     warm_start: WarmStartPlan | None = None,
     max_restarts: int = MAX_RESTARTS,
     restart_delay: float = RESTART_DELAY,
+    budget: str | None = None,
 ) -> SearchResult:
     """Run (or resume) the search of a space, evaluate on test, write the report and the best prompt.
 
@@ -476,9 +484,14 @@ def search(
     at most ``max_restarts`` times per worker. When the budget cannot be reached the run stops before the final
     evaluation and raises :class:`~promptsearch.errors.IncompleteStudy` (the CLI exits 3); calling it again
     continues the study.
+
+    ``budget`` (light, medium or heavy) sets ``search.budget`` in place of the space's
+    (:meth:`SearchSpace.with_budget`); ``n_trials`` and ``final_seeds`` given here win over it.
     """
     t_start = time.perf_counter()
     space = _resolve_space(space_or_path)
+    if budget is not None:
+        space = space.with_budget(budget)
     n_trials = n_trials_for(space, n_trials)
     final_seeds = space.spec.search.final_seeds if final_seeds is None else final_seeds
     if final_seeds < 0:
@@ -544,6 +557,7 @@ def search(
         baseline_test=base.test.model_dump() if base and base.test else None,
         report=rep,
         export_path=export_path,
+        saved_model=Path(save_model) if save_model is not None and final is not None else None,
     )
 
 
@@ -564,7 +578,7 @@ def _run_workers(
     assert study.space.path is not None
     launcher = WorkerLauncher(
         space_file=study.space.path, storage=storage, study_name=study.name, workers=workers, n_trials=n_trials,
-        device=study.device, out_dir=out_dir, heartbeat=study.heartbeat,
+        device=study.device, out_dir=out_dir, heartbeat=study.heartbeat, budget=study.space.spec.search.budget,
     )  # fmt: skip
     return supervise(
         launcher, study.optuna_study, workers=workers, target=n_trials + 1, heartbeat=study.heartbeat,
@@ -585,6 +599,7 @@ def _stop_incomplete(
         f"({outcome.missing} missing), so no final evaluation was run and no best prompt was exported",
         *problems,
     ]
+    rep = None
     try:
         store_run(study.optuna_study, RunStatus(n_trials, "incomplete", tuple(problems)))
         records = trial_records(study.optuna_study)
@@ -594,7 +609,7 @@ def _stop_incomplete(
     except Exception as exc:  # the storage may be gone: the message above matters more than the report
         logger.warning("could not write the report of the incomplete study: %s: %s", type(exc).__name__, exc)
     lines.append("run the same command again to continue the study; its finished trials are kept")
-    raise IncompleteStudy("\n".join(lines), missing=outcome.missing)
+    raise IncompleteStudy("\n".join(lines), missing=outcome.missing, report=rep)
 
 
 def work(
@@ -607,10 +622,12 @@ def work(
     worker_index: int = 0,
     heartbeat: float = HEARTBEAT_SECONDS,
     timeout: float | None = None,
+    budget: str | None = None,
 ) -> int:
     """Join an existing study as one worker and run trials until the study has ``n_trials`` (+ baseline).
 
-    Without a space file the space stored with the study is used. A worker whose space or data differ
+    Without a space file the space stored with the study is used. ``budget`` sets ``search.budget``
+    (:meth:`SearchSpace.with_budget`), as ``run --budget`` did. A worker whose space or data differ
     from the study's refuses to join. Each running trial keeps its epoch current in the storage, so a trial
     whose worker dies says when. A worker started by ``run --workers N`` stops (its trial recorded as
     interrupted) when that coordinator is gone. Returns the number of trials this worker ran.
@@ -625,6 +642,8 @@ def work(
         space, _, _ = _open_existing(None, storage, study_name)
     else:
         space = _resolve_space(space_or_path)
+    if budget is not None:
+        space = space.with_budget(budget)
     data = load_task_data(space.spec.task, space.base_dir)
     study = open_study(
         space, storage, study_name, data_fingerprint=data.fingerprint, create=False, heartbeat=heartbeat,

@@ -15,9 +15,11 @@ from rich.console import Console
 from rich.markup import escape
 
 from promptsearch.errors import IncompleteStudy, PromptsearchError, SpaceError
+from promptsearch.space.budget import BUDGETS, budget_preset
 from promptsearch.space.config import SEED_MAX  # NumPy's range; pydantic only, so the CLI starts fast
 
 if TYPE_CHECKING:
+    from promptsearch.reporting.summary import RunSummary
     from promptsearch.space.search_space import SearchSpace
 
 app = typer.Typer(
@@ -53,6 +55,29 @@ HeartbeatOpt = Annotated[
     ),
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps.")]
+
+
+def _budget(value: str | None) -> str | None:
+    """``--budget``'s check: one message with the three names."""
+    if value is None:
+        return None
+    try:
+        return budget_preset(value).name
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+BudgetOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--budget",
+        callback=_budget,
+        help="light | medium | heavy: sets search.n_trials, evaluation.folds, finalists and final_seeds where the "
+        "space does not write them, in place of its search.budget ("
+        + "; ".join(p.describe() for p in BUDGETS.values())
+        + "). --n-trials and --final-seeds still win.",
+    ),
+]
 
 
 def _seed(value: int | None) -> int | None:
@@ -243,6 +268,7 @@ def run(
         float,
         typer.Option("--restart-delay", min=0, help="Seconds before restarting a dead worker (doubled each time)."),
     ] = 5.0,
+    budget: BudgetOpt = None,
 ) -> None:
     """Run (or resume) a search, evaluate the best prompt on test, write the report and best_prompt.yaml.
 
@@ -257,6 +283,8 @@ def run(
     if storage is not None:
         parse_storage_url(storage)  # a URL that cannot be used is refused before the space and data are read
     space = load_any_space(path)
+    if budget is not None:
+        space = space.with_budget(budget)
     plan = _warm_start_plan(space, warm_start, warm_start_study, warm_start_top)
     trackers = []
     if mlflow is not None:
@@ -295,6 +323,10 @@ def run(
                 "run the same command again to continue the study"
             )
             raise typer.Exit(130) from None
+        except IncompleteStudy as exc:
+            progress.stop()
+            _print_incomplete(exc)
+            raise
     _print_result(result)
 
 
@@ -335,6 +367,7 @@ def worker(
     timeout: Annotated[
         float | None, typer.Option("--timeout", min=1, help="Stop starting trials after this many seconds.")
     ] = None,
+    budget: BudgetOpt = None,
 ) -> None:
     """Join an existing study from any machine and run trials until its budget is reached."""
     from promptsearch.api import work
@@ -350,6 +383,7 @@ def worker(
         worker_index=worker_index,
         heartbeat=heartbeat,
         timeout=timeout,
+        budget=budget,
     )
     import torch
 
@@ -382,10 +416,75 @@ def _print_result(result: Any) -> None:
         say(f"  {rep.metric}: dev {fmt_score(best.dev_score)}, test {fmt_test(best.test)}")
     if base:
         say(f"plain fine-tuning baseline: dev {fmt_score(base.dev_score)}, test {fmt_test(base.test)}")
-    for line in chosen_lines(rep):
-        say(line)
     label = "best config (plain)" if best and best.config.baseline else "best prompt"
+    try:  # the report and the export are written already: a bug here must not lose the run
+        _print_summary(result.summary(), rep)
+    except Exception as exc:
+        logging.getLogger(__name__).warning("could not print the summary: %s: %s", type(exc).__name__, exc)
+        for line in chosen_lines(rep):
+            say(line)
     say(f"report: {result.out_dir / 'report.html'} (and report.md); {label}: {result.export_path}")
+
+
+def _print_incomplete(exc: IncompleteStudy) -> None:
+    """The finalists so far of a study that stopped short (the error message that follows says what to do)."""
+    from promptsearch.reporting.schema import Report
+    from promptsearch.reporting.summary import run_summary
+
+    if not isinstance(exc.report, Report):
+        return
+    try:
+        _print_summary(run_summary(exc.report), exc.report, steps=False)
+    except Exception as error:
+        logging.getLogger(__name__).warning("could not print the summary: %s: %s", type(error).__name__, error)
+
+
+def summary_table(summary: RunSummary) -> Any:
+    """The finalists as a rich table: estimate ± standard error, prompt tokens, whether each one trains."""
+    from rich.table import Table
+
+    if summary.raced:
+        title = f"finalists, scored again on fresh seeds ({summary.metric}, mean ± standard error)"
+    else:
+        title = f"chosen config and baseline ({summary.metric} in the search; no race)"
+    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    table.add_column("")
+    table.add_column("config")
+    table.add_column(summary.metric, justify="right")
+    table.add_column("prompt tokens", justify="right")
+    table.add_column("trains")
+    for row in summary.rows:
+        estimate = "-" if row.estimate is None else f"{row.estimate:.3f}"
+        if row.std_error is not None:
+            estimate += f" ± {row.std_error:.3f}"
+        tokens = "-" if row.prompt_tokens is None else f"{row.prompt_tokens:.0f}"
+        trains = "-" if row.trains is None else ("yes" if row.trains else "no")
+        table.add_row("→" if row.chosen else "", escape(row.name), estimate, tokens, trains)
+    return table
+
+
+def _print_summary(summary: RunSummary, report: Any, *, steps: bool = True) -> None:
+    """The table, how the race chose, the verdict and the next steps."""
+    from promptsearch.reporting.schema import evaluation_line
+
+    how = evaluation_line(report)
+    if how:
+        say(how)
+    if summary.rows:
+        console.print(summary_table(summary), soft_wrap=True)
+    if report.race is not None:
+        say(f"  {report.race.reason}")
+        for note in report.race.notes:
+            say(f"  note: {note}")
+    if summary.verdict:
+        say(summary.verdict)
+    if report.gap_warning:
+        say(f"warning: {report.gap_warning}")
+    if not steps or not summary.next_steps:
+        return
+    say("next:")
+    for step in summary.next_steps:
+        say(f"  - {step.text}" + (f":\n      {step.command}" if step.command else ""))
 
 
 @app.command("report")

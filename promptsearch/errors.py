@@ -43,11 +43,14 @@ class ConfigError(PromptsearchError):
 class IncompleteStudy(PromptsearchError):
     """A run stopped before its study reached the budget (its workers died); the same command continues it.
 
-    ``missing``: the counted trials the budget still needs. The CLI exits with its own code (3).
+    ``missing``: the counted trials the budget still needs; ``report``: the report of the study as it stands
+    (a :class:`promptsearch.reporting.schema.Report`), when one could be written. The CLI exits with its own
+    code (3).
     """
 
-    def __init__(self, message: str, *, missing: int) -> None:
+    def __init__(self, message: str, *, missing: int, report: object | None = None) -> None:
         self.missing = missing
+        self.report = report
         super().__init__(message)
 
 

@@ -102,6 +102,16 @@ def test_folds_benchmark_smoke() -> None:
 
 
 @pytest.mark.slow
+def test_budget_benchmark_smoke() -> None:
+    rows = _smoke("budget.py")
+    cells = [[c.strip() for c in row.split("|")[1:-1]] for row in rows[1:]]
+    # light's folds, finalists and final seeds; the 2 trials the smoke space writes win over light's 8
+    assert [c[:5] for c in cells] == [["light", "2", "2", "1", "2"]]
+    assert cells[0][5].split(" / ")[0] == "3"  # the baseline and both sampled trials complete
+    assert float(cells[0][8]) > 0  # the wall time is recorded
+
+
+@pytest.mark.slow
 def test_pruning_benchmark_smoke() -> None:
     rows = _smoke("pruning.py")
     assert [row.split("|")[1].strip() for row in rows[1:]] == ["median", "successive_halving", "hyperband", "none"]

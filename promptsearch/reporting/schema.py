@@ -143,6 +143,8 @@ class Finalist(_Part):
     std_error: float | None  # None with a single evaluation
     n: int
     cost: str
+    trains: bool | None = None  # None in a race stored before these two were
+    prompt_tokens: float | None = None  # mean prompt tokens per row
 
     def describe(self) -> str:
         spread = f" ± {self.std_error:.3f}" if self.std_error is not None else ""

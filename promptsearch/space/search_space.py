@@ -18,8 +18,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import ValidationError
 
-from promptsearch.errors import SpaceError, TemplateError, did_you_mean
+from promptsearch.errors import ConfigError, SpaceError, TemplateError, did_you_mean
 from promptsearch.files import describe as describe_path
+from promptsearch.space.budget import budget_preset
 from promptsearch.space.config import TrainConfig
 from promptsearch.space.dimensions import Categorical, Dimension, Fixed, IntRange, describe
 from promptsearch.space.registry import (
@@ -141,6 +142,29 @@ class SearchSpace:
             raise ValueError("no label-word map: the generation found none and the space writes none")
         params = _parameters(self.spec, instructions, self.templates, label_words)
         return replace(self, instructions=instructions, label_words=label_words, params=params, generated=generated)
+
+    def with_budget(self, budget: str) -> SearchSpace:
+        """This space with ``search.budget`` set to ``budget`` (what ``--budget`` does), in place of the file's.
+
+        The preset fills the budget keys the space does not write (:mod:`promptsearch.space.budget`); the keys it
+        writes still win. The text becomes the space's YAML with the budget in it (without the file's comments),
+        so a study stores what runs and its workers and reports read the same.
+
+        >>> SearchSpace.from_yaml("search_spaces/sst2.yaml").with_budget("light")   # doctest: +SKIP
+        """
+        try:
+            budget_preset(budget)  # a bad name is one message with the three names, before anything is parsed
+        except ValueError as exc:
+            raise ConfigError(f"budget: {exc}") from None
+        if self.spec.search.budget == budget:
+            return self
+        where = f"{self.path or '<space>'} with budget {budget}"
+        raw = load_yaml(self.text, where=where, limits=SPACE_LIMITS, lines=False).data
+        search = raw.get("search")
+        raw["search"] = {**(search if isinstance(search, dict) else {}), "budget": budget}
+        text = yaml.safe_dump(_plain(raw), sort_keys=False, allow_unicode=True)
+        space = parse_space(text, path=self.path, where=where, data_in_code=True)
+        return space.with_candidates(self.generated) if self.generated is not None else space
 
     @property
     def base_dir(self) -> Path:

@@ -28,6 +28,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from promptsearch.errors import did_you_mean
+from promptsearch.space.budget import BUDGETS, MEDIUM, apply_budget, budget_preset
 from promptsearch.space.config import (
     DemoConfig,
     LoraConfig,
@@ -608,7 +609,9 @@ class EvaluationSpec(_Strict):
         description="cv (stratified K-fold over train and dev; leave-one-out for in-context trials) | dev (train "
         "on train, score dev: the original behaviour).",
     )
-    folds: int = Field(4, description="Folds of mode cv, 2 or more (folds: 1 is mode dev).")
+    folds: int = Field(
+        MEDIUM.folds, description="Folds of mode cv, 2 or more (folds: 1 is mode dev); default: search.budget's."
+    )
     seeds: int = Field(
         1,
         le=MAX_EVALUATION_SEEDS,
@@ -662,23 +665,37 @@ class EvaluationSpec(_Strict):
         return "all" if self.cross_validated else "train"
 
 
+def _budget_description() -> str:
+    presets = "; ".join(f"{p.describe()} ({p.why})" for p in BUDGETS.values())
+    return (
+        "How much the search spends: sets search.n_trials, search.evaluation.folds (mode cv), search.finalists "
+        f"and search.final_seeds where the space does not write them (a written key wins). {presets}. "
+        "Not set: the medium values."
+    )
+
+
 class SearchSpec(_Strict):
+    budget: str | None = Field(None, description=_budget_description())
     sampler: str = Field("tpe", description="tpe | random | gp | cmaes, or a registered sampler.")
     seed: Seed = Field(0, description="Seeds the sampler and the demonstration choice (0 to 2**32 - 1).")
     pruner: PrunerSpec = Field(default_factory=PrunerSpec)
-    n_trials: int | None = Field(20, gt=0, description="Sampled trials, not counting the baseline.")
+    n_trials: int | None = Field(
+        MEDIUM.n_trials, gt=0, description="Sampled trials, not counting the baseline; default: search.budget's."
+    )
     timeout: float | None = Field(None, gt=0, description="Seconds; the search stops after the running trial.")
     direction: Literal["maximize", "minimize"] = "maximize"
-    final_seeds: int = Field(3, ge=1, description="Seeds of the final test evaluation.")
+    final_seeds: int = Field(
+        MEDIUM.final_seeds, ge=1, description="Seeds of the final test evaluation; default: search.budget's."
+    )
     evaluation: EvaluationSpec = Field(
         default_factory=EvaluationSpec,
         description="How a trial is scored: {mode: cv|dev, folds, seeds, final_train}; default 4-fold "
         "cross-validation over train and dev.",
     )
     finalists: int = Field(
-        3,
+        MEDIUM.finalists,
         description="The best trials re-evaluated with fresh seeds or folds, with the baseline, before one is "
-        "chosen for test (0: the search's best trial, without a race).",
+        "chosen for test (0: the search's best trial, without a race); default: search.budget's.",
     )
     objectives: list[ObjectiveSpec] | None = Field(
         None,
@@ -691,6 +708,17 @@ class SearchSpec(_Strict):
         description="Multi-objective: the recommended config is the cheapest Pareto trial within this much of the "
         "best dev score (0.005 = 0.5 points).",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _budget_fills_unwritten_keys(cls, data: Any) -> Any:
+        """The preset's values for the budget keys the section does not write, so a dump says what runs."""
+        return apply_budget(data) if isinstance(data, dict) else data
+
+    @field_validator("budget", mode="before")
+    @classmethod
+    def _known_budget(cls, value: Any) -> str | None:
+        return None if value is None else budget_preset(value).name
 
     @field_validator("sampler")
     @classmethod

@@ -63,6 +63,8 @@ def race_record(result: RaceResult, *, done: int) -> dict[str, object]:
                 "std_error": None if s.std_error != s.std_error else s.std_error,
                 "n": s.n,
                 "cost": s.candidate.cost.describe(),
+                "trains": s.candidate.cost.trains,
+                "prompt_tokens": s.candidate.cost.prompt_tokens,
             }
             for s in result.standings
         ],

@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import quote
 
 import optuna
+import yaml
 from optuna.trial import FrozenTrial, TrialState
 
 from promptsearch.errors import ConfigError
@@ -377,9 +378,12 @@ def make_pruner(space: SearchSpace) -> optuna.pruners.BasePruner:
 
 
 def space_fingerprint(space: SearchSpace) -> str:
-    """What trials depend on: the space minus the budget (n_trials/timeout/final seeds may change on resume)."""
+    """What trials depend on: the space minus the budget (n_trials/timeout/final seeds may change on resume).
+
+    ``search.budget`` is left out too: what it sets is in the resolved keys, and a space that writes no budget
+    keeps the fingerprint it had before the key existed."""
     spec = space.spec.model_dump(mode="json")
-    for key in ("n_trials", "timeout", "final_seeds", "recommend_within"):
+    for key in ("budget", "n_trials", "timeout", "final_seeds", "recommend_within"):
         spec["search"].pop(key, None)
     if spec["search"].get("objectives") is None:  # single-objective spaces keep the fingerprint they had
         spec["search"].pop("objectives", None)
@@ -387,6 +391,23 @@ def space_fingerprint(space: SearchSpace) -> str:
     for model in spec["model"] if isinstance(spec["model"], list) else [spec["model"]]:
         model.pop("precision", None)  # how the hardware computes, like the device: a resumed study may change it
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _budget_hint(stored_text: str | None, space: SearchSpace) -> str:
+    """When the stored space ran another ``search.budget`` than ``space`` names: which, and the flag to give."""
+    try:
+        raw = yaml.safe_load(stored_text or "") or {}
+        search = raw.get("search") or {}
+        before = search.get("budget") if isinstance(search, dict) else None
+    except (yaml.YAMLError, AttributeError):
+        return ""
+    now = space.spec.search.budget
+    if before == now:
+        return ""
+    return (
+        f" (it ran with search.budget {before or 'unset (medium)'}, this space has {now or 'unset (medium)'}: "
+        "resume with the budget it ran with, in the file or with --budget)"
+    )
 
 
 def open_study(
@@ -444,8 +465,8 @@ def open_study(
         if stored.fingerprint != fingerprint:
             raise ConfigError(
                 f"study '{study_name}' in {shown} was created from a different search space "
-                f"({stored.file}); resume it with that file, or start a new study with "
-                "--study-name NAME or --out DIR"
+                f"({stored.file}){_budget_hint(stored.text, space)}; resume it with that file, or start a new "
+                "study with --study-name NAME or --out DIR"
             )
         if data_fingerprint and stored.data_fingerprint not in (None, data_fingerprint):
             raise ConfigError(

@@ -102,9 +102,23 @@ class WorkerLauncher:
     device: str | None
     out_dir: Path
     heartbeat: float
+    budget: str | None = None  # the space's search.budget, which the workers apply to the file as run did
 
     def log(self, index: int) -> Path:
         return self.out_dir / f"worker-{index}.log"
+
+    def command(self, index: int, *, timeout: float | None = None) -> list[str]:
+        """The command line of worker ``index`` (the storage URL travels in the environment instead)."""
+        cmd = [
+            sys.executable, "-m", "promptsearch.cli", "worker", str(self.space_file),
+            "--study-name", self.study_name, "--n-trials", str(self.n_trials), "--worker-index", str(index),
+            "--device", self.device or "auto", "--heartbeat", str(self.heartbeat),
+        ]  # fmt: skip
+        if timeout is not None:
+            cmd += ["--timeout", str(max(1.0, timeout))]
+        if self.budget is not None:
+            cmd += ["--budget", self.budget]
+        return cmd
 
     def start(self, index: int, *, timeout: float | None = None) -> subprocess.Popen[bytes]:
         """Start worker ``index``; ``timeout``: the seconds left to start trials in (None: no limit)."""
@@ -115,13 +129,7 @@ class WorkerLauncher:
         env[COORDINATOR_ENV] = str(os.getpid())
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = str(index % gpus)
-        cmd = [
-            sys.executable, "-m", "promptsearch.cli", "worker", str(self.space_file),
-            "--study-name", self.study_name, "--n-trials", str(self.n_trials), "--worker-index", str(index),
-            "--device", self.device or "auto", "--heartbeat", str(self.heartbeat),
-        ]  # fmt: skip
-        if timeout is not None:
-            cmd += ["--timeout", str(max(1.0, timeout))]
+        cmd = self.command(index, timeout=timeout)
         with self.log(index).open("ab") as fh:
             fh.write(f"--- worker {index} started at {time.strftime('%Y-%m-%d %H:%M:%S')} ---\n".encode())
             fh.flush()
