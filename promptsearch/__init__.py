@@ -30,6 +30,7 @@ from promptsearch.inference.predict import Model
 from promptsearch.io.data import Example, TaskData, load_task_data, task_data
 from promptsearch.io.export import PromptExport, load_prompt_config, write_prompt_config
 from promptsearch.prompts.render import PromptRenderer, RenderedPrompt
+from promptsearch.scaffold import InitResult, init_space
 from promptsearch.space.config import DemoConfig, PromptConfig, TrainConfig, TrialConfig
 from promptsearch.space.sampling import baseline_config, sample_config
 from promptsearch.space.search_space import SearchSpace, load_space, parse_space
@@ -46,6 +47,7 @@ __all__ = [
     "Example",
     "ExperimentalWarning",
     "Finalist",
+    "InitResult",
     "Model",
     "PromptConfig",
     "PromptExport",
@@ -66,6 +68,7 @@ __all__ = [
     "evaluate",
     "experimental",
     "export_best",
+    "init_space",
     "load",
     "load_any_space",
     "load_prompt_config",
