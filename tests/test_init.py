@@ -377,3 +377,27 @@ def test_a_hub_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "reviews.yaml"
     path.write_text(text, encoding="utf-8")
     assert load_space(path).spec.task.data.hub.path == "someone/reviews"  # type: ignore[union-attr]
+
+
+def test_warnings(tmp_path: Path) -> None:
+    from promptsearch.scaffold.create import data_warnings
+
+    folder = tmp_path / "split"
+    folder.mkdir()
+    long = " ".join(["word"] * 300)
+    train = [{"text": t, "label": str(i % 2)} for i, t in enumerate([long, *SST2_TEXTS[:19]])]
+    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in train))
+    (folder / "dev.jsonl").write_text("".join(json.dumps(r) + "\n" for r in train[1:5]))  # 4 texts of train
+    profile = profile_data(folder)
+    plan = plan_data(profile)
+    lengths = text_lengths(list(profile.labelled()), None, "words")
+    found = data_warnings(profile, plan, lengths, choose_label_words(profile.labels, {}))
+    assert found == [
+        "4 text(s) appear in both train and dev: dev scores are lenient; remove them from one of the two files",
+        "1 of 24 rows are longer than 256 words (the longest has 300): a prompt over model.max_length drops its "
+        "demonstrations, then cuts the text",
+        "the classes are numbers (0, 1): the instruction and label words are made from them; write words that say "
+        "what each class means in prompt.label_words and prompt.instruction",
+        "no test split: the report has no test score and no verdict against plain fine-tuning; keep labelled rows "
+        "apart in a file and pass it with --test",
+    ]

@@ -34,7 +34,7 @@ from promptsearch.space.search_space import parse_space
 from promptsearch.space.spec import SearchSpec
 from promptsearch.study.checks import check_space_data
 
-__all__ = ["Budget", "InitResult", "default_name", "init_space"]
+__all__ = ["Budget", "InitResult", "data_warnings", "default_name", "init_space"]
 
 Budget = Literal["light", "medium", "heavy"]
 FEW_ROWS = 8  # a class with fewer labelled rows than this is reported: its score is noise
@@ -137,7 +137,9 @@ def _tokenizers(models: Sequence[ModelEntry]) -> tuple[dict[str, ModelTokens], s
     return out, None
 
 
-def _warnings(profile: DataProfile, plan: DataPlan, lengths: TextLengths | None, words: LabelWords) -> list[str]:
+def data_warnings(profile: DataProfile, plan: DataPlan, lengths: TextLengths | None, words: LabelWords) -> list[str]:
+    """What ``init`` warns about: rare classes, texts in two splits, long texts, classes that are numbers, no test
+    split, label words no tokenizer checked (and the plan's own warnings first)."""
     found = list(plan.warnings)
     for label in profile.labels:
         n = plan.labelled[label]
@@ -213,7 +215,8 @@ def init_space(
     tokenizers, not_checked = _tokenizers(models)
     words = choose_label_words(profile.labels, tokenizers, not_checked=not_checked)
     rows = profile.labelled()
-    lengths = {model: text_lengths(rows, reader.tokenize, f"{model} tokens") for model, reader in tokenizers.items()}
+    units = {entry.id: f"{entry.family} tokens" for entry in models}
+    lengths = {model: text_lengths(rows, reader.tokenize, units[model]) for model, reader in tokenizers.items()}
     if "minilm" not in lengths:
         lengths["minilm"] = text_lengths(rows, None, "words")
     options = SpaceOptions(name=name, base_dir=base, budget=budget)
@@ -233,7 +236,7 @@ def init_space(
         label_words=words,
         lengths=lengths["minilm"],
         models=models,
-        warnings=tuple(_warnings(profile, plan, lengths["minilm"], words)),
+        warnings=tuple(data_warnings(profile, plan, lengths["minilm"], words)),
     )
 
 

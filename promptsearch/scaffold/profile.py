@@ -434,7 +434,10 @@ def _guess_texts(
         notes.append(f"text field '{named}' (by its name){unused}")
         return (named,)
     if len(texty) in (1, 2):
-        notes.append(f"text field(s) {', '.join(repr(c) for c in texty)} (the column(s) of text)")
+        what = f"text field '{texty[0]}' (the column of text)"
+        if len(texty) == 2:
+            what = f"text fields '{texty[0]}' and '{texty[1]}' (the two columns of text: a pair)"
+        notes.append(what)
         return tuple(texty)
     found = f"several could be: {', '.join(texty)}" if texty else "none holds text in every row"
     raise DataError(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,8 +45,9 @@ def q(text: str) -> str:
     return out
 
 
-def _inline(mapping: Mapping[str, Any]) -> str:
-    return "{" + ", ".join(f"{q(k) if isinstance(k, str) else k}: {_value(v)}" for k, v in mapping.items()) + "}"
+def _inline(mapping: Mapping[str, Any], *, quote_keys: bool = False) -> str:
+    """A flow mapping; ``quote_keys`` for keys from the data (a class named ``no`` stays a string)."""
+    return "{" + ", ".join(f"{q(k) if quote_keys else k}: {_value(v)}" for k, v in mapping.items()) + "}"
 
 
 def _value(v: Any) -> str:
@@ -56,7 +58,7 @@ def _value(v: Any) -> str:
     if v is None:
         return "null"
     if isinstance(v, Mapping):
-        return _inline(v)
+        return _inline(v, quote_keys=True)
     if isinstance(v, list | tuple):
         return "[" + ", ".join(_value(x) for x in v) + "]"
     return str(v)
@@ -249,11 +251,11 @@ def _label_words_section(out: _Lines, words: LabelWords) -> None:
     out.add(1, "label_words:", f"candidate maps class -> the word the model reads ({checked})")
     if words.not_checked:
         out.comment(2, f"no tokenizer checked them: {words.not_checked}")
-    out.add(2, f"names: {_inline(dict(words.names))}", "the class names")
+    out.add(2, f"names: {_inline(dict(words.names), quote_keys=True)}", "the class names")
     if words.single is not None:
         for label, pieces in words.several.items():
             out.comment(2, f"{label!r} is several tokens ({pieces}): {words.single[label]!r} below")
-        out.add(2, f"single: {_inline(dict(words.single))}", "one token per class")
+        out.add(2, f"single: {_inline(dict(words.single), quote_keys=True)}", "one token per class")
     elif words.several:
         out.comment(2, f"several tokens: {'; '.join(f'{k} ({v})' for k, v in words.several.items())}")
 
@@ -310,7 +312,8 @@ def _header(
             f"longest {lengths.longest} ({lengths.measured} rows measured)",
         )
     for note in plan.notes:
-        out.comment(0, note[0].upper() + note[1:] + ".")
+        for line in textwrap.wrap(note[0].upper() + note[1:] + ".", width=110):
+            out.comment(0, line)
     out.comment(0, "")
     out.comment(0, 'Every key is commented; README.md ("The search-space file") has the full reference. Any value')
     out.comment(0, "may be a single value (fixed), a list (a choice) or a range {low: .., high: .., log: true}.")
@@ -334,7 +337,7 @@ def space_text(
     _header(out, profile, plan, lengths.get("minilm"), options)
     out.add(0, f"name: {q(options.name)}", f"study name and output folder (runs/{options.name}/)")
     kind = "sentence pairs" if profile.pair else "texts"
-    out.add(0, f"description: {q(f'{len(profile.labels)}-class {kind}, from {Path(profile.data).name}')}", "free text")
+    out.add(0, f"description: {q(f'{len(profile.labels)}-class {kind}, from {profile.data}')}", "free text")
     out.blank()
     _task_section(out, profile, plan, options.base_dir)
     out.blank()
