@@ -313,6 +313,7 @@ def test_init_validate_run(
     assert (tmp_path / "run" / "report.md").is_file() and (tmp_path / "run" / "best_prompt.yaml").is_file()
     if kind == "csv":  # no test split: the printed next steps train the best prompt, then predict with it
         assert f"then: promptsearch train runs/{name}/best_prompt.yaml --save-model runs/{name}/model" in out
+        assert "dev_from_train" in (tmp_path / "run" / "best_prompt.yaml").read_text()  # train carves dev alike
         model = tmp_path / "model"
         assert main(["train", str(tmp_path / "run" / "best_prompt.yaml"), "--save-model", str(model)]) == 0
         assert main(["predict", str(model), "--input", str(data), "--output", str(tmp_path / "pred.csv")]) == 0
