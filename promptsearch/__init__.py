@@ -31,6 +31,7 @@ from promptsearch.io.data import Example, TaskData, load_task_data, task_data
 from promptsearch.io.export import PromptExport, load_prompt_config, write_prompt_config
 from promptsearch.prompts.render import PromptRenderer, RenderedPrompt
 from promptsearch.reporting.summary import RunSummary, run_summary
+from promptsearch.scaffold import InitResult, init_space
 from promptsearch.space.budget import BUDGETS, BudgetPreset
 from promptsearch.space.config import DemoConfig, PromptConfig, TrainConfig, TrialConfig
 from promptsearch.space.sampling import baseline_config, sample_config
@@ -50,6 +51,7 @@ __all__ = [
     "Example",
     "ExperimentalWarning",
     "Finalist",
+    "InitResult",
     "Model",
     "PromptConfig",
     "PromptExport",
@@ -71,6 +73,7 @@ __all__ = [
     "evaluate",
     "experimental",
     "export_best",
+    "init_space",
     "load",
     "load_any_space",
     "load_prompt_config",

@@ -196,6 +196,7 @@ def build_export(
             data=_absolute_source(space),
             splits=task.splits,
             few_shot=task.few_shot,
+            dev_from_train=task.dev_from_train,
         ),
         prompt=config.prompt,
         demonstration_pool=pool,

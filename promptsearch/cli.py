@@ -128,6 +128,84 @@ def _main(
     _setup_logging(verbose)
 
 
+@app.command("init")
+def init_cmd(
+    data: Annotated[
+        str,
+        typer.Argument(
+            help="A JSONL, JSON, CSV, TSV or Parquet file of labelled rows, a folder of split files (train.jsonl, "
+            "dev.jsonl, test.jsonl), or a Hugging Face Hub dataset owner/name[:config].",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option("-o", "--out", help="The space file to write (default: <name>.yaml in this folder)."),
+    ] = None,
+    text: Annotated[
+        list[str] | None,
+        typer.Option("--text", help="The text field; give it twice for sentence pairs (default: guessed)."),
+    ] = None,
+    label: Annotated[str | None, typer.Option("--label", help="The label field (default: guessed).")] = None,
+    labels: Annotated[
+        str | None, typer.Option("--labels", help="The classes, comma-separated, as written in the data.")
+    ] = None,
+    test: Annotated[
+        Path | None, typer.Option("--test", help="A labelled file kept apart as the test split (final report only).")
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Study name (default: from the data's file or folder name).")
+    ] = None,
+    budget: Annotated[
+        str | None, typer.Option("--budget", help="light | medium | heavy: writes search.budget.")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace the space file if it exists.")] = False,
+) -> None:
+    """Write a commented search space for your data: fields, classes, data set-up, prompts and installed models."""
+    from promptsearch.scaffold import default_name, init_space
+
+    target = out if out is not None else Path(f"{name or default_name(data)}.yaml")
+    classes = [c.strip() for c in labels.split(",")] if labels is not None else None
+    result = init_space(
+        data,
+        out=target,
+        text=text,
+        label=label,
+        labels=classes,
+        test=test,
+        name=name,
+        budget=budget,  # type: ignore[arg-type]  # checked by init_space
+        force=force,
+    )
+    profile = result.profile
+    for split in profile.splits.values():
+        say(f"{split.role}: {split.source}: {split.rows} rows")
+    for note in profile.notes:
+        say(f"  {note}")
+    roles = [role for role, _ in result.balance]
+    width = max(len(c) for c in [*profile.labels, "class"])
+    say("class balance:")
+    say("  " + "class".ljust(width) + "".join(f"{role:>8}" for role in roles))
+    for label_ in profile.labels:
+        say("  " + label_.ljust(width) + "".join(f"{counts[label_]:>8}" for _, counts in result.balance))
+    if result.lengths is not None:
+        lengths = result.lengths
+        say(
+            f"text length: median {lengths.median} {lengths.unit}, 95th percentile {lengths.p95}, "
+            f"longest {lengths.longest}"
+        )
+    for note in result.plan.notes:
+        say(f"data set-up: {note}")
+    say(f"models: {', '.join(m.id for m in result.models)}")
+    for line in result.warnings:
+        say(f"warning: {line}")
+    say(f"wrote {result.path}")
+    first, *rest = result.next_commands()
+    say(f"next: {first}")
+    for line in rest:
+        say(f"then: {line}")
+
+
 @app.command()
 def validate(path: SpaceArg) -> None:
     """Check a search space and its data; print 'ok' and a summary, or every problem (exit 2)."""

@@ -87,8 +87,8 @@ def test_missing_dev_split_without_dev_k(tmp_path: Path, write_jsonl: WriteJsonl
         DataError,
         match=re.escape(
             "task.splits.dev: no 'dev' split in the data; provide a dev file, point task.splits.dev at "
-            "another "
-            "split, or set task.few_shot.dev_k to sample dev from train"
+            "another split, set task.few_shot.dev_k to sample dev from train, or set task.dev_from_train to "
+            "split a small train file"
         ),
     ):
         load_task_data(task(), tmp_path)
@@ -291,3 +291,47 @@ def test_fingerprint_is_stable_and_follows_the_data(tmp_path: Path, split_dir: P
     write_jsonl(split_dir / "dev.jsonl", [*ROWS[:3], {**ROWS[3], "text": "a gorgeous , witty movie ."}])
     reworded = load_task_data(task(), tmp_path).fingerprint
     assert len({first, relabelled, reworded}) == 3
+
+
+# --- dev carved from a small train file (task.dev_from_train) ------------------------------------------
+
+
+def _rows(n: int, label: str) -> list[dict[str, str]]:
+    return [{"text": f"{label} row number {i}", "label": label} for i in range(n)]
+
+
+def test_dev_from_train_keeps_every_row_and_each_class(tmp_path: Path, write_jsonl: WriteJsonl) -> None:
+    write_jsonl(tmp_path / "d" / "train.jsonl", [*_rows(12, "negative"), *_rows(4, "positive")])
+    data = load_task_data(task(dev_from_train={"fraction": 0.25, "seed": 13}), tmp_path)
+    assert len(data.train) + len(data.dev) == 16
+    assert Counter(ex.label for ex in data.dev) == {"negative": 3, "positive": 1}
+    assert not {ex.key for ex in data.train} & {ex.key for ex in data.dev}
+    assert [ex.row for ex in data.dev] == sorted(ex.row for ex in data.dev)  # the file's order
+    again = load_task_data(task(dev_from_train={"fraction": 0.25, "seed": 13}), tmp_path)
+    other = load_task_data(task(dev_from_train={"fraction": 0.25, "seed": 14}), tmp_path)
+    assert [ex.row for ex in again.dev] == [ex.row for ex in data.dev]
+    assert [ex.row for ex in other.dev] != [ex.row for ex in data.dev]
+
+
+def test_dev_from_train_keeps_a_duplicated_text_on_one_side(tmp_path: Path, write_jsonl: WriteJsonl) -> None:
+    rows = [*_rows(6, "negative"), *_rows(6, "positive")]
+    write_jsonl(tmp_path / "d" / "train.jsonl", rows + rows)  # every text twice
+    data = load_task_data(task(dev_from_train={"fraction": 0.5}), tmp_path)
+    assert not {ex.key for ex in data.train} & {ex.key for ex in data.dev}
+    assert len(data.dev) == 12
+
+
+def test_dev_from_train_with_a_dev_file_is_refused(tmp_path: Path, split_dir: Path) -> None:
+    with pytest.raises(DataError, match=re.escape("task.dev_from_train: the data has a 'dev' split already")):
+        load_task_data(task(dev_from_train={}), tmp_path)
+
+
+def test_dev_from_train_needs_two_texts_in_a_class(tmp_path: Path, write_jsonl: WriteJsonl) -> None:
+    write_jsonl(tmp_path / "d" / "train.jsonl", ROWS[:2])
+    with pytest.raises(DataError, match=re.escape("task.dev_from_train: no class has two distinct texts")):
+        load_task_data(task(dev_from_train={}), tmp_path)
+
+
+def test_dev_from_train_and_few_shot_are_one_choice() -> None:
+    with pytest.raises(ValueError, match=re.escape("task.few_shot and task.dev_from_train both shape train and dev")):
+        task(dev_from_train={}, few_shot={"k": 2})

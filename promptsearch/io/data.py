@@ -31,6 +31,8 @@ __all__ = [
     "SplitRows",
     "TaskData",
     "TaskDataInput",
+    "carve_dev",
+    "label_name",
     "load_split",
     "load_task_data",
     "read_rows",
@@ -108,6 +110,11 @@ def _normalise_label(value: Any) -> str | None:
     if isinstance(value, Mapping | list | tuple | set) or (isinstance(value, int) and value.bit_length() > 256):
         return describe_value(value)  # not a label (str() may recurse deep, or refuse a 5000-digit int)
     return str(value)
+
+
+def label_name(value: Any) -> str | None:
+    """A label value as the loader names it (``1.0`` -> ``"1"``, ``True`` -> ``"true"``); None when missing."""
+    return _normalise_label(value)
 
 
 def _typed_form(text: str, declared: set[str]) -> str:
@@ -314,6 +321,36 @@ def sample_per_class(rows: Sequence[Example], k: int, seed: int, labels: Sequenc
     return [chosen[i] for i in order]
 
 
+def carve_dev(rows: Sequence[Example], fraction: float, seed: int, what: str) -> tuple[list[Example], list[Example]]:
+    """``(train, dev)``: about ``fraction`` of each class's distinct texts, chosen with ``seed``, become dev.
+
+    Rows with the same text stay on one side, every class with two texts or more gives dev at least one, and
+    both sides keep the file's order. Raises :class:`DataError` when no class has two distinct texts.
+    """
+    rng = np.random.default_rng(seed)
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for i, ex in enumerate(rows):
+        groups.setdefault(ex.key, []).append(i)
+    by_label: dict[str, list[tuple[str, ...]]] = {}
+    for key, members in groups.items():
+        by_label.setdefault(rows[members[0]].label, []).append(key)
+    held: set[int] = set()
+    for keys in by_label.values():
+        if len(keys) < 2:
+            continue  # a class of one text trains
+        n = min(len(keys) - 1, max(1, round(fraction * len(keys))))
+        for j in rng.choice(len(keys), size=n, replace=False):
+            held.update(groups[keys[int(j)]])
+    if not held:
+        raise DataError(
+            f"{what}: no class has two distinct texts, so no dev row can be carved from the {len(rows)} train "
+            "row(s); add rows or provide a dev file"
+        )
+    train = [ex for i, ex in enumerate(rows) if i not in held]
+    dev = [ex for i, ex in enumerate(rows) if i in held]
+    return train, dev
+
+
 def load_task_data(task: TaskSpec, base_dir: Path) -> TaskData:
     """Load train and dev (with few-shot sampling if the space asks for it); test stays on disk until read."""
     return _assemble(
@@ -392,14 +429,23 @@ def _assemble(task: TaskSpec, load: Callable[[str], list[Example]], has: Callabl
     train = load(task.splits.train)
     few = task.few_shot
     dev_present = has(task.splits.dev)
-    if dev_present:
+    carve = task.dev_from_train
+    if dev_present and carve is not None:
+        raise DataError(
+            f"task.dev_from_train: the data has a '{task.splits.dev}' split already; remove task.dev_from_train "
+            "to use it, or point task.splits.dev at a split the data does not have"
+        )
+    if carve is not None:
+        train, dev = carve_dev(train, carve.fraction, carve.seed, "task.dev_from_train")
+    elif dev_present:
         dev = load(task.splits.dev)
     elif few is not None and few.dev_k is not None:
         dev = []
     else:
         raise DataError(
             f"task.splits.dev: no '{task.splits.dev}' split in the data; provide a dev file, point "
-            "task.splits.dev at another split, or set task.few_shot.dev_k to sample dev from train"
+            "task.splits.dev at another split, set task.few_shot.dev_k to sample dev from train, or set "
+            "task.dev_from_train to split a small train file"
         )
     if few is not None:
         sampled = sample_per_class(train, few.k, few.seed, task.labels, "task.few_shot.k")

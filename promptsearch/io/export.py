@@ -22,7 +22,7 @@ from promptsearch.files import creatable_folder, describe, readable_file, writab
 from promptsearch.io.rows import text_problem
 from promptsearch.space.config import CalibrationParams, PromptConfig, TrainConfig
 from promptsearch.space.search_space import SearchSpace, parse_space
-from promptsearch.space.spec import DataSource, FewShot, ModelSpec, Splits
+from promptsearch.space.spec import DataSource, DevFromTrain, FewShot, ModelSpec, Splits
 from promptsearch.space.yamlsafe import EXPORT_LIMITS, load_yaml, read_text
 
 __all__ = ["EXPORT_FORMAT", "PromptExport", "export_to_space", "load_prompt_config", "write_prompt_config"]
@@ -43,6 +43,7 @@ class ExportedTask(_Frozen):
     data: DataSource | None = None  # None: the data was passed in code
     splits: Splits = Field(default_factory=Splits)
     few_shot: FewShot | None = None
+    dev_from_train: DevFromTrain | None = None
 
     @field_validator("label_field")
     @classmethod

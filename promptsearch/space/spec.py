@@ -63,6 +63,7 @@ __all__ = [
     "AutoLabelWords",
     "DataSource",
     "DemoSpec",
+    "DevFromTrain",
     "EvaluationSpec",
     "FewShot",
     "HubSource",
@@ -235,6 +236,15 @@ class FewShot(_Strict):
     )
 
 
+class DevFromTrain(_Strict):
+    """``task.dev_from_train``: dev carved from a small train file that comes without one (all rows are kept)."""
+
+    fraction: float = Field(
+        0.25, gt=0, lt=1, description="Share of each class's rows (distinct texts) that becomes dev; the rest trains."
+    )
+    seed: Seed = Field(13, description="Seed of the split (0 to 2**32 - 1).")
+
+
 class Splits(_Strict):
     train: str = "train"
     dev: str = "dev"
@@ -258,6 +268,11 @@ class TaskSpec(_Strict):
     metric: str = Field("accuracy", description="How dev and test are scored; a registered metric name.")
     splits: Splits = Field(default_factory=Splits)
     few_shot: FewShot | None = None
+    dev_from_train: DevFromTrain | None = Field(
+        None,
+        description="When the data has no dev split: {fraction, seed}, a stratified share of train becomes dev "
+        "(a small file; task.few_shot.dev_k samples a few rows per class from a large one instead).",
+    )
 
     @field_validator("metric")
     @classmethod
@@ -280,6 +295,15 @@ class TaskSpec(_Strict):
         if any(not v for v in value):
             raise ValueError("names must not be empty")
         return value
+
+    @model_validator(mode="after")
+    def _one_way_to_dev(self) -> TaskSpec:
+        if self.dev_from_train is not None and self.few_shot is not None:
+            raise ValueError(
+                "task.few_shot and task.dev_from_train both shape train and dev; keep one: few_shot (with dev_k) "
+                "samples K rows per class from a large file, dev_from_train splits a small one"
+            )
+        return self
 
 
 class ModelSpec(_Strict):
