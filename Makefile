@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.promptsearch-installed
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-all lint typecheck clean
+.PHONY: setup demo test test-all lint typecheck docs clean
 
 setup: $(STAMP)
 
@@ -33,5 +33,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
+# The reference in docs/ as a site in site/; --strict fails on a broken link or anchor (CI runs it).
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache site

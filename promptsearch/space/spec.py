@@ -210,7 +210,9 @@ class HubSource(_Strict):
 
 class DataSource(_Strict):
     dir: str | None = Field(
-        None, description="Folder with one file per split (<split>.jsonl/.csv/.parquet), e.g. LM-BFF k-shot."
+        None,
+        description="Folder with one file per split, <split>.jsonl/.json/.csv/.tsv/.parquet (e.g. LM-BFF's "
+        "k-shot/SST-2/16-13/). Relative paths start at the space file's folder.",
     )
     files: dict[str, str] = Field(
         default_factory=dict, description="Split name -> file path; overrides files found in 'dir'."
@@ -246,9 +248,9 @@ class DevFromTrain(_Strict):
 
 
 class Splits(_Strict):
-    train: str = "train"
-    dev: str = "dev"
-    test: str | None = "test"
+    train: str = Field("train", description="The split trials train on (and demonstrations come from).")
+    dev: str = Field("dev", description="The split that scores trials with train (the objective).")
+    test: str | None = Field("test", description="The split of the final report only; null for none.")
 
 
 class TaskSpec(_Strict):
@@ -263,11 +265,20 @@ class TaskSpec(_Strict):
         max_length=2,
         description="One field, or two for pairs.",
     )
-    label_field: str = "label"
-    labels: list[str] = Field(min_length=2, description="Class names as they appear in the data.")
+    label_field: str = Field("label", description="The column holding the class.")
+    labels: list[str] = Field(
+        min_length=2,
+        description="Every class, as written in the data (an integer label i from the Hub maps to the i-th name).",
+    )
     metric: str = Field("accuracy", description="How dev and test are scored; a registered metric name.")
-    splits: Splits = Field(default_factory=Splits)
-    few_shot: FewShot | None = None
+    splits: Splits = Field(
+        default_factory=Splits,
+        description="Which split is train, dev (the objective) and test (the final report only).",
+    )
+    few_shot: FewShot | None = Field(
+        None,
+        description="Sample k rows per class from train; with no dev split, dev_k per class from the rest of train.",
+    )
     dev_from_train: DevFromTrain | None = Field(
         None,
         description="When the data has no dev split: {fraction, seed}, a stratified share of train becomes dev "
@@ -309,27 +320,38 @@ class TaskSpec(_Strict):
 class ModelSpec(_Strict):
     name: str = Field(
         DEFAULT_MODEL,
-        description="Hub id or local path; 'default'/'minilm' is the embedded MiniLM, 'smollm2' the embedded "
-        "SmolLM2-135M-Instruct (GGUF).",
+        description="Hub id (needs internet) or local folder; 'default'/'minilm' is the embedded MiniLM "
+        "(all-MiniLM-L6-v2), 'smollm2' the embedded SmolLM2-135M-Instruct (GGUF).",
     )
-    max_length: int = Field(128, ge=8, le=32768, description="Max tokens of a rendered prompt.")
+    max_length: int = Field(
+        128,
+        ge=8,
+        le=32768,
+        description="Max tokens of a rendered prompt (a causal head counts the answer's tokens too).",
+    )
     head: str = Field(
         DEFAULT_HEAD,
         description="How the model answers (a registered head): classification (a new head on the body) | mlm (the "
-        "masked-LM head fills the {label} slot) | causal (the label word continues the prompt).",
+        "masked-LM head fills the {label} slot) | causal (the label word continues the prompt) | embedding (a "
+        "linear head on the mean-pooled sentence embedding). See the heads page.",
     )
     multi_token: Literal["error", "mean", "sum"] | None = Field(
         None,
         description="Label words of several tokens: error (mlm default: each word must be one token), mean "
         "(mean of the sub-token log-probabilities) or sum (causal default: log-probability of the whole word).",
     )
-    gguf_file: str | None = Field(None, description="A .gguf file inside the model folder (needs the gguf package).")
-    revision: str | None = None
-    trust_remote_code: bool = False
+    gguf_file: str | None = Field(
+        None, description="A .gguf file inside the model folder, loaded (dequantised) through the gguf package."
+    )
+    revision: str | None = Field(None, description="Passed to from_pretrained: a branch, tag or commit.")
+    trust_remote_code: bool = Field(
+        False, description="Passed to from_pretrained; a model's own code runs only when this is true."
+    )
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto",
         description="auto (bf16 autocast where the hardware has native bf16: recent GPUs, CPUs with AVX512-BF16 "
-        "or AMX; fp32 elsewhere) | fp32 | bf16.",
+        "or AMX; fp32 elsewhere) | fp32 | bf16. Weights, optimizer state and loss stay fp32; predict uses the same "
+        "setting. Not part of the study's identity: a resumed study may change it.",
     )
 
     @field_validator("head")
@@ -370,14 +392,17 @@ class DemoSpec(_TrialValues):
     count: IntDim = Field(default=Fixed(0), description="Demonstrations per prompt (0 = none).")
     selection: Annotated[Dimension, _dim("str", SELECTORS)] = Field(
         default=Fixed("random"),
-        description="random | balanced (round-robin over classes) | similar (TF-IDF) | fixed (one set for every "
-        "query, so a causal model reads it once).",
+        description="random | balanced (round-robin over classes) | similar (TF-IDF nearest neighbours): chosen per "
+        "query; fixed: one set for every query (balanced over classes when count >= the classes), so the prompts "
+        "share their prefix and a causal model reads it once. In leave-one-out scoring a query whose own row is in "
+        "the set sees it replaced, in place, by the set's next row of its class; all other queries share the set.",
     )
-    separator: StrDim = Field(default=Fixed("\n\n"), description="Text between demonstrations and the query.")
+    separator: StrDim = Field(default=Fixed("\n\n"), description="Text after each demonstration.")
     sets: int | list[int] = Field(
         1,
-        description="selection fixed: the demonstration sets (drawn once per study) a trial chooses from: a number N "
-        "(sets 0 to N-1) or a list of set numbers (an exported best prompt names its one set).",
+        description="selection fixed: the demonstration sets a trial chooses from (the parameter "
+        "prompt.demonstrations.set), each drawn once per study from search.seed: a number N (sets 0 to N-1) or a list "
+        "of set numbers (an exported best prompt names its one set).",
     )
 
     @field_validator("sets", mode="before")
@@ -532,10 +557,23 @@ LabelWordChoices = Annotated[
 class PromptSpec(_TrialValues):
     trial_model = PromptConfig
 
-    instruction: TextChoices = Field(default="", description="Task description candidates ('' = none).")
-    template: TextChoices = Field(description="Template candidates; placeholders {text}, {label}, ...")
-    label_words: LabelWordChoices = Field(None, description="Candidate maps label -> word; default: label names.")
-    demonstrations: DemoSpec = Field(default_factory=DemoSpec)
+    instruction: TextChoices = Field(
+        default="",
+        description="Task description candidates ('' = none). The key auto (or a list item {auto: {...}}) adds "
+        "generated ones.",
+    )
+    template: TextChoices = Field(
+        description="Template candidates; placeholders {text} (or {text_a} and {text_b}), {label} (exactly once), "
+        "{instruction} and {demos}."
+    )
+    label_words: LabelWordChoices = Field(
+        None,
+        description="Candidate maps label -> word; the key auto (or a list item {auto: {...}}) adds generated maps. "
+        "Default: the label names.",
+    )
+    demonstrations: DemoSpec = Field(
+        default_factory=DemoSpec, description="Labelled train rows shown before the query, and how they are chosen."
+    )
     chat: Annotated[Dimension, _dim("bool")] = Field(
         default=Fixed(False),
         description="Causal head only: wrap the prompt in the tokenizer's chat template (true, false or both).",
@@ -557,7 +595,9 @@ class LoraSpec(_TrialValues):
     alpha: IntDim = Field(default=Fixed(16), description="Scaling numerator: the update is scaled by alpha / r.")
     dropout: FloatDim = Field(default=Fixed(0.05), description="Dropout on the adapter input.")
     target_modules: list[str] | None = Field(
-        None, description="Module names to adapt; default: peft's choice for the architecture (e.g. query, value)."
+        None,
+        description="Module names to adapt; default: peft's choice for the architecture (query/value for BERT, "
+        "q_proj/v_proj for Llama).",
     )
 
 
@@ -566,18 +606,23 @@ class TrainSpec(_TrialValues):
 
     method: Annotated[Dimension, _dim("str", METHODS)] = Field(
         default=Fixed("full"),
-        description="full (all weights) | lora (adapters, body frozen) | head (only the head trains) | "
-        "bitfit (only biases, and a classification head) | none (no training: the prompt in context only) | "
+        description="full (all weights) | lora (adapters, body frozen) | head (only the head trains: a "
+        "classification head, or a masked-LM head's own weights; not for causal) | "
+        "bitfit (only biases, and a classification head) | none (no training: the prompt in context only; mlm and "
+        "causal heads) | "
         "embedding (head: embedding; the body frozen, a logistic regression on its pooled embeddings) | "
         "contrastive (head: embedding; SetFit-style: the body trained on pairs of rows, then the logistic "
-        "regression).",
+        "regression). Training values are not sampled for none or embedding, LoRA's only for lora, "
+        "pairs_per_row only for contrastive.",
     )
-    learning_rate: FloatDim = Field(default=Fixed(2e-5))
-    epochs: IntDim = Field(default=Fixed(10))
-    batch_size: IntDim = Field(default=Fixed(8))
-    weight_decay: FloatDim = Field(default=Fixed(0.01))
-    warmup_ratio: FloatDim = Field(default=Fixed(0.1))
-    max_grad_norm: FloatDim = Field(default=Fixed(1.0))
+    learning_rate: FloatDim = Field(default=Fixed(2e-5), description="Peak learning rate of AdamW.")
+    epochs: IntDim = Field(default=Fixed(10), description="Training epochs; a trial is scored after each.")
+    batch_size: IntDim = Field(default=Fixed(8), description="Rows per optimizer step.")
+    weight_decay: FloatDim = Field(default=Fixed(0.01), description="AdamW's weight decay.")
+    warmup_ratio: FloatDim = Field(
+        default=Fixed(0.1), description="Share of the steps with a linear warm-up, then a linear decay."
+    )
+    max_grad_norm: FloatDim = Field(default=Fixed(1.0), description="Gradients are clipped to this norm.")
     pairs_per_row: IntDim = Field(
         default=Fixed(5),
         description="method contrastive: pairs per row and epoch, half same-label and half different-label "
@@ -587,7 +632,9 @@ class TrainSpec(_TrialValues):
         default=Fixed(1.0),
         description="methods embedding and contrastive: the inverse regularisation C of the logistic regression.",
     )
-    lora: LoraSpec = Field(default_factory=LoraSpec)
+    lora: LoraSpec = Field(
+        default_factory=LoraSpec, description="LoRA adapters (through peft); sampled only in trials of method lora."
+    )
 
 
 class PrunerSpec(_Strict):
@@ -630,8 +677,9 @@ class EvaluationSpec(_Strict):
 
     mode: Literal["cv", "dev"] = Field(
         "cv",
-        description="cv (stratified K-fold over train and dev; leave-one-out for in-context trials) | dev (train "
-        "on train, score dev: the original behaviour).",
+        description="cv (stratified K-fold over train and dev, the same folds for every trial; one epoch for all "
+        "folds, the best of the mean curve; leave-one-out for in-context trials) | dev (train on train, score dev: "
+        "the original behaviour).",
     )
     folds: int = Field(
         MEDIUM.folds, description="Folds of mode cv, 2 or more (folds: 1 is mode dev); default: search.budget's."
@@ -700,14 +748,22 @@ def _budget_description() -> str:
 
 class SearchSpec(_Strict):
     budget: str | None = Field(None, description=_budget_description())
-    sampler: str = Field("tpe", description="tpe | random | gp | cmaes, or a registered sampler.")
+    sampler: str = Field(
+        "tpe",
+        description="tpe (seeded, multivariate) | random | gp | cmaes (numeric parameters only; needs pip install "
+        "cmaes, which validate checks), or a registered sampler.",
+    )
     seed: Seed = Field(0, description="Seeds the sampler and the demonstration choice (0 to 2**32 - 1).")
-    pruner: PrunerSpec = Field(default_factory=PrunerSpec)
+    pruner: PrunerSpec = Field(
+        default_factory=PrunerSpec,
+        description="{type, options}; successive_halving and hyperband default to min_resource: 1, "
+        "reduction_factor: 2 (rungs at epochs 1, 2, 4, ...; each keeps the better half).",
+    )
     n_trials: int | None = Field(
         MEDIUM.n_trials, gt=0, description="Sampled trials, not counting the baseline; default: search.budget's."
     )
     timeout: float | None = Field(None, gt=0, description="Seconds; the search stops after the running trial.")
-    direction: Literal["maximize", "minimize"] = "maximize"
+    direction: Literal["maximize", "minimize"] = Field("maximize", description="Of the dev score.")
     final_seeds: int = Field(
         MEDIUM.final_seeds, ge=1, description="Seeds of the final test evaluation; default: search.budget's."
     )
@@ -724,7 +780,8 @@ class SearchSpec(_Strict):
     objectives: list[ObjectiveSpec] | None = Field(
         None,
         min_length=1,
-        description="Several objectives (dev first, then costs): a Pareto front instead of one best trial.",
+        description="Several objectives, dev first, then costs: [{metric: dev}, {metric: prompt_tokens, direction: "
+        "minimize}, ...]; a Pareto front instead of one best trial, and no pruner.",
     )
     recommend_within: float = Field(
         0.005,
@@ -787,14 +844,17 @@ ModelSection = Annotated[
 
 class SpaceSpec(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Study and output folder name.")
-    description: str = ""
-    task: TaskSpec
+    description: str = Field("", description="Free text.")
+    task: TaskSpec = Field(description="The data: where it is, its fields, classes and metric.")
     model: ModelSection = Field(
         default_factory=ModelSpec, description="One model, or a list of models the sampler chooses among."
     )
-    prompt: PromptSpec
-    train: TrainSpec = Field(default_factory=TrainSpec)
-    search: SearchSpec = Field(default_factory=SearchSpec)
+    prompt: PromptSpec = Field(description="The prompt candidates: instruction, template, label words, ...")
+    train: TrainSpec = Field(default_factory=TrainSpec, description="What trains and how (shared by all models).")
+    search: SearchSpec = Field(default_factory=SearchSpec, description="The study: sampler, pruner, budget, scoring.")
     baseline: dict[str, Any] = Field(
-        default_factory=dict, description="Training values of the baseline trial (keys of 'train')."
+        default_factory=dict,
+        description="Training values of the baseline trial (keys of 'train'; default: learning rate 2e-5, batch 8, "
+        "10 epochs); with a model list, model: <id> names its model (default: the first classification model, "
+        "else the first).",
     )
