@@ -315,9 +315,9 @@ def _header(
         for line in textwrap.wrap(note[0].upper() + note[1:] + ".", width=110):
             out.comment(0, line)
     out.comment(0, "")
-    out.comment(0, 'Every key is commented; README.md ("The search-space file") has the full reference. Any value')
+    out.comment(0, "Every key is commented; docs/space-file.md has the full reference, key by key. Any value")
     out.comment(0, "may be a single value (fixed), a list (a choice) or a range {low: .., high: .., log: true}.")
-    out.comment(0, f"Check it with `promptsearch validate {options.name}.yaml`, search with `promptsearch run`.")
+    out.comment(0, "Check it with `promptsearch validate` on this file, search with `promptsearch run`.")
     out.blank()
 
 
