@@ -532,9 +532,9 @@ def summary_table(summary: RunSummary) -> Any:
     table.add_column("prompt tokens", justify="right")
     table.add_column("trains")
     for row in summary.rows:
-        estimate = "-" if row.estimate is None else f"{row.estimate:.3f}"
+        estimate = "-" if row.estimate is None else f"{100 * row.estimate:.1f}"  # points, as dev and test are
         if row.std_error is not None:
-            estimate += f" ± {row.std_error:.3f}"
+            estimate += f" ± {100 * row.std_error:.1f}"
         tokens = "-" if row.prompt_tokens is None else f"{row.prompt_tokens:.0f}"
         trains = "-" if row.trains is None else ("yes" if row.trains else "no")
         table.add_row("→" if row.chosen else "", escape(row.name), estimate, tokens, trains)

@@ -100,9 +100,15 @@ def test_the_examples_are_found() -> None:
 
 
 def test_the_key_reference_is_the_schema_of_today() -> None:
+    import difflib
+
     page = DOCS / "space-file.md"
-    assert not update_page(page, check=True), (
-        "docs/space-file.md is out of date: run python -m promptsearch.space.reference docs/space-file.md"
+    stale = update_page(page, check=True)
+    diff = "\n".join(
+        difflib.unified_diff(page.read_text(encoding="utf-8").splitlines(), render_reference().splitlines(), n=0)
+    )
+    assert not stale, (
+        f"docs/space-file.md is out of date: run python -m promptsearch.space.reference docs/space-file.md\n{diff}"
     )
     assert render_reference() in page.read_text(encoding="utf-8")
 

@@ -57,8 +57,8 @@ class Separation(_Part):
     def describe(self) -> str:
         than = "more" if self.separated else "not more"
         return (
-            f"{self.chosen} leads {self.runner_up} by {self.lead:+.3f}, {than} than the standard error of "
-            f"their difference ({self.std_error:.3f})"
+            f"{self.chosen} leads {self.runner_up} by {100 * self.lead:+.1f} points, {than} than the standard error "
+            f"of their difference ({100 * self.std_error:.1f})"
         )
 
 
