@@ -473,6 +473,7 @@ def worker(
 def _print_result(result: Any) -> None:
     from promptsearch.reporting.report import fmt_score, fmt_test
     from promptsearch.reporting.schema import chosen_lines
+    from promptsearch.reporting.summary import describe_chosen
 
     rep = result.report
     best, base = rep.best, rep.baseline
@@ -481,16 +482,8 @@ def _print_result(result: Any) -> None:
         f"\n{rep.space.name}: {t.total} trials ({t.complete} complete, "
         f"{t.pruned} pruned, {t.fail} failed) in {rep.seconds.total or 0:.0f} s"
     )
-    if best and best.config.baseline:
-        say("best: the plain fine-tuning baseline itself (no sampled prompt beat it on dev)")
-        say(f"  {rep.metric}: dev {fmt_score(best.dev_score)}, test {fmt_test(best.test)}")
-    elif best:
-        cfg = best.config.prompt
-        say(
-            f"best prompt (trial {best.trial}): template {cfg.template!r}, instruction "
-            f"{cfg.instruction!r}, label words {dict(cfg.label_words)}, "
-            f"{cfg.demonstrations.count} demonstration(s)"
-        )
+    if best:
+        say(describe_chosen(best))
         say(f"  {rep.metric}: dev {fmt_score(best.dev_score)}, test {fmt_test(best.test)}")
     if base:
         say(f"plain fine-tuning baseline: dev {fmt_score(base.dev_score)}, test {fmt_test(base.test)}")

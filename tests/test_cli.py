@@ -22,6 +22,25 @@ def test_validate_ok(capsys: pytest.CaptureFixture[str]) -> None:
     assert out.startswith("ok: space 'sst2'") and "train 32" in out
 
 
+def test_python_dash_m_promptsearch_is_the_command(tmp_path: Path) -> None:
+    """``python -m promptsearch`` runs cli.main: its help, and its exit code for bad input (2, no traceback)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    ok = subprocess.run(
+        [sys.executable, "-m", "promptsearch", "--help"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert "init" in ok.stdout and "predict" in ok.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "promptsearch", "validate", "missing.yaml"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and "no such search-space file" in bad.stderr and "Traceback" not in bad.stderr
+
+
 def test_validate_bad_space_exits_2_without_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.yaml"
     text = (REPO / "search_spaces" / "sst2.yaml").read_text().replace("learning_rate:", "lerning_rate:")

@@ -243,3 +243,53 @@ def test_a_summary_that_fails_does_not_lose_the_end_of_the_run(
     assert "could not print the summary: RuntimeError: a bug in the summary" in caplog.text
     assert f"report: {out / 'report.html'}" in printed.out
     assert "finalists, scored again on fresh seeds (mean ± standard error):" in printed.out  # the plain lines
+
+
+def test_a_winner_that_reads_no_template_is_described_by_its_model_and_method(
+    light_run: tuple[Path, Path, str],
+) -> None:
+    """An embedding-head winner (methods embedding, contrastive) reads the instruction only: no 'template None'."""
+    _, out, printed = light_run
+    report = _report(out)
+    assert report.best is not None
+    assert "template None" not in printed
+    config = report.best.config.model_copy(
+        update={
+            "baseline": False,
+            "head": "embedding",
+            "model": "minilm-setfit",
+            "train": report.best.config.train.model_copy(update={"method": "contrastive"}),
+            "prompt": report.best.config.prompt.model_copy(update={"template": None, "instruction": "Sort it."}),
+        }
+    )
+    edited = report.model_copy(update={"best": report.best.model_copy(update={"config": config})})
+    line = (
+        f"best config (trial {report.best.trial}): model minilm-setfit (embedding head), method contrastive, "
+        "instruction 'Sort it.'"
+    )
+    assert run_summary(edited, export_path=out / "best_prompt.yaml").chosen == line
+    shown = io.StringIO()
+    with contextlib.redirect_stdout(shown):
+        _print_result(
+            api.SearchResult(
+                space=None,  # type: ignore[arg-type]
+                study=None,  # type: ignore[arg-type]
+                out_dir=out,
+                best_config=None,
+                best_dev=None,
+                best_test=None,
+                baseline_dev=None,
+                baseline_test=None,
+                report=edited,
+                export_path=out / "best_prompt.yaml",
+            )
+        )
+    assert line in shown.getvalue().splitlines()
+    assert "template" not in shown.getvalue() and "label words" not in shown.getvalue()
+    # a head that reads the template without one: its plain input is named, never "None"
+    plain = config.model_copy(update={"head": "classification", "model": None})
+    plain = plain.model_copy(update={"train": plain.train.model_copy(update={"method": "full"})})
+    chosen = run_summary(report.model_copy(update={"best": report.best.model_copy(update={"config": plain})})).chosen
+    assert chosen is not None and chosen.startswith(
+        f"best prompt (trial {report.best.trial}): template none (plain input)"
+    )

@@ -21,8 +21,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from promptsearch.reporting.schema import Finalist, Report, TrialSummary
+from promptsearch.space.config import TrialConfig
+from promptsearch.space.registry import head_traits
 
-__all__ = ["NextStep", "RunSummary", "Separation", "SummaryRow", "run_summary"]
+__all__ = ["NextStep", "RunSummary", "Separation", "SummaryRow", "describe_chosen", "describe_config", "run_summary"]
 
 INPUT_PLACEHOLDER = "NEW_ROWS.jsonl"  # the predict command's --input: the user's own file of new texts
 
@@ -80,6 +82,36 @@ class RunSummary(_Part):
     separation: Separation | None
     next_steps: list[NextStep]
     incomplete: str | None = None
+    chosen: str | None = None  # the chosen config in one line (describe_chosen); None when no trial completed
+
+
+def describe_config(config: TrialConfig) -> str:
+    """What a config is, in the terms of its head: a head that reads no template (``embedding``, with methods
+    ``embedding`` and ``contrastive``) by its model, head, method and instruction; any other by its prompt.
+
+    >>> describe_config(TrialConfig.model_validate({"prompt": {"instruction": "Sort."},
+    ...     "train": {"method": "contrastive"}, "head": "embedding", "model": "minilm-setfit"}))
+    "model minilm-setfit (embedding head), method contrastive, instruction 'Sort.'"
+    """
+    prompt = config.prompt
+    model = f"model {config.model} ({config.head} head)" if config.model else f"{config.head} head"
+    if not head_traits(config.head).reads_template:  # the instruction, prefixed to the text, is all it reads
+        return f"{model}, method {config.train.method}, instruction {prompt.instruction!r}"
+    template = repr(prompt.template) if prompt.template else "none (plain input)"
+    described = (
+        f"template {template}, instruction {prompt.instruction!r}, label words {dict(prompt.label_words)}, "
+        f"{prompt.demonstrations.count} demonstration(s)"
+    )
+    return f"{model}, {described}" if config.model else described
+
+
+def describe_chosen(best: TrialSummary) -> str:
+    """The chosen config's line at the end of a run: ``best prompt (trial 4): template ...``, or for a head that
+    reads no template ``best config (trial 4): model minilm-setfit (embedding head), method contrastive, ...``."""
+    if best.config.baseline:
+        return "best: the plain fine-tuning baseline itself (no sampled prompt beat it on dev)"
+    what = "best prompt" if head_traits(best.config.head).reads_template else "best config"
+    return f"{what} (trial {best.trial}): {describe_config(best.config)}"
 
 
 def _quote(path: Path) -> str:
@@ -237,4 +269,5 @@ def run_summary(
             model_dir=Path(model_dir) if model_dir is not None else None,
         ),
         incomplete=report.incomplete,
+        chosen=describe_chosen(report.best) if report.best is not None else None,
     )
