@@ -26,7 +26,7 @@ import yaml
 from tiny import build_tiny_bert
 
 from promptsearch.io.data import load_task_data
-from promptsearch.space.reference import key_docs, render_reference, update_page
+from promptsearch.space.reference import BEGIN, END, key_docs, render_reference, update_page
 from promptsearch.space.search_space import load_space
 from promptsearch.study.checks import check_space_data
 
@@ -103,14 +103,23 @@ def test_the_key_reference_is_the_schema_of_today() -> None:
     import difflib
 
     page = DOCS / "space-file.md"
-    stale = update_page(page, check=True)
-    diff = "\n".join(
-        difflib.unified_diff(page.read_text(encoding="utf-8").splitlines(), render_reference().splitlines(), n=0)
-    )
-    assert not stale, (
+    text = page.read_text(encoding="utf-8")
+    start, stop = text.find(BEGIN), text.find(END)
+    diff = "\n".join(difflib.unified_diff(text[start:stop].splitlines(), render_reference().splitlines(), n=0))
+    assert not update_page(page, check=True), (
         f"docs/space-file.md is out of date: run python -m promptsearch.space.reference docs/space-file.md\n{diff}"
     )
-    assert render_reference() in page.read_text(encoding="utf-8")
+    assert render_reference() in text
+
+
+def test_the_key_reference_lists_no_plug_in() -> None:
+    from promptsearch.space.registry import HEADS
+
+    with HEADS.temporary():
+        HEADS.register("a_plug_in_head", object())  # as a plug-in loaded before the docs are generated
+        assert "a_plug_in_head" in HEADS.names()
+        assert "a_plug_in_head" not in render_reference()
+        assert "`classification`" in render_reference()
 
 
 def test_every_key_of_the_space_file_is_described() -> None:

@@ -137,7 +137,7 @@ def _strip_annotated(annotation: Any) -> Any:
 def _form(model: type[BaseModel], name: str, info: FieldInfo) -> str:
     registry = _REGISTRY_FIELDS.get((model, name))
     if registry is not None:
-        return " \\| ".join(f"`{n}`" for n in registry.names())
+        return " \\| ".join(f"`{n}`" for n in registry.builtin_names())  # not a plug-in loaded by now
     parser = _validator_keywords(info)
     if parser is not None:  # a searchable value: fixed, a list of choices or a range
         kind, allowed = parser.get("kind"), parser.get("allowed")

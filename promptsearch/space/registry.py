@@ -41,6 +41,12 @@ __all__ = [
 T = TypeVar("T")
 
 
+def _is_builtin(entry: object) -> bool:
+    """An object (or a lazy ``"module:attr"`` entry) from the promptsearch package itself."""
+    module = entry.partition(":")[0] if isinstance(entry, str) else getattr(entry, "__module__", "") or ""
+    return module == "promptsearch" or module.startswith("promptsearch.")
+
+
 class Registry(Mapping[str, T], Generic[T]):
     """Name -> implementation, in registration order; built-ins resolve lazily from ``"module:attr"``.
 
@@ -51,6 +57,7 @@ class Registry(Mapping[str, T], Generic[T]):
         self.kind = kind
         self.key = key
         self._entries: dict[str, T | str] = dict(builtins)
+        self._builtins = frozenset(builtins)
 
     def register(self, name: str, obj: T, *, replace: bool = False) -> T:
         """Add ``obj`` as ``name``. An existing name is refused unless ``replace`` (or it is this very object,
@@ -74,6 +81,10 @@ class Registry(Mapping[str, T], Generic[T]):
 
     def names(self) -> tuple[str, ...]:
         return tuple(self._entries)
+
+    def builtin_names(self) -> tuple[str, ...]:
+        """The names promptsearch itself provides (not those a plug-in registered since): what the docs list."""
+        return tuple(name for name, entry in self._entries.items() if name in self._builtins or _is_builtin(entry))
 
     @contextmanager
     def temporary(self) -> Iterator[None]:
