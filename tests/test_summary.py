@@ -50,6 +50,26 @@ def _report(out: Path) -> Report:
     return Report.model_validate(json.loads((out / "report.json").read_text(encoding="utf-8")))
 
 
+def _printed(report: Report, out: Path) -> io.StringIO:
+    """What ``run`` prints at its end for ``report`` (a run folder ``out``), as the CLI prints it."""
+    printed = io.StringIO()
+    result = api.SearchResult(
+        space=None,  # type: ignore[arg-type]
+        study=None,  # type: ignore[arg-type]
+        out_dir=out,
+        best_config=None,
+        best_dev=None,
+        best_test=None,
+        baseline_dev=None,
+        baseline_test=None,
+        report=report,
+        export_path=out / "best_prompt.yaml",
+    )
+    with contextlib.redirect_stdout(printed):
+        _print_result(result)
+    return printed
+
+
 def test_the_budget_decides_what_runs_and_the_study_stores_it(light_run: tuple[Path, Path, str]) -> None:
     _, out, _ = light_run
     report = _report(out)
@@ -156,22 +176,7 @@ def test_without_a_race_the_chosen_config_and_the_baseline_are_shown(light_run: 
         assert summary.rows[0].chosen and summary.rows[0].estimate == edited.best.dev_score
         assert all(r.std_error is None for r in summary.rows)
         assert [s.kind for s in summary.next_steps][:2] == ["train", "predict"]
-        printed = io.StringIO()
-        with contextlib.redirect_stdout(printed):
-            _print_result(
-                api.SearchResult(
-                    space=None,  # type: ignore[arg-type]
-                    study=None,  # type: ignore[arg-type]
-                    out_dir=out,
-                    best_config=None,
-                    best_dev=None,
-                    best_test=None,
-                    baseline_dev=None,
-                    baseline_test=None,
-                    report=edited,
-                    export_path=out / "best_prompt.yaml",
-                )
-            )
+        printed = _printed(edited, out)
         assert "chosen config and baseline (accuracy in the search; no race)" in printed.getvalue()
 
 
@@ -268,22 +273,7 @@ def test_a_winner_that_reads_no_template_is_described_by_its_model_and_method(
         "instruction 'Sort it.'"
     )
     assert run_summary(edited, export_path=out / "best_prompt.yaml").chosen == line
-    shown = io.StringIO()
-    with contextlib.redirect_stdout(shown):
-        _print_result(
-            api.SearchResult(
-                space=None,  # type: ignore[arg-type]
-                study=None,  # type: ignore[arg-type]
-                out_dir=out,
-                best_config=None,
-                best_dev=None,
-                best_test=None,
-                baseline_dev=None,
-                baseline_test=None,
-                report=edited,
-                export_path=out / "best_prompt.yaml",
-            )
-        )
+    shown = _printed(edited, out)
     assert line in shown.getvalue().splitlines()
     assert "template" not in shown.getvalue() and "label words" not in shown.getvalue()
     # a head that reads the template without one: its plain input is named, never "None"
