@@ -49,6 +49,15 @@ def test_heads_benchmark_smoke() -> None:
 
 
 @pytest.mark.slow
+def test_profile_trial_benchmark_smoke() -> None:
+    rows = {cells[0]: cells for cells in ([c.strip() for c in r.split("|")[1:-1]] for r in _smoke("profile_trial.py"))}
+    assert set(rows) == {"case", "2 fixed", "2 similar"}
+    for case in ("2 fixed", "2 similar"):
+        wall, forward = float(rows[case][1]), float(rows[case][2])
+        assert 0 < forward <= wall  # the model's forward passes were found and are part of the trial
+
+
+@pytest.mark.slow
 def test_throughput_benchmark_smoke() -> None:
     cases = ["loo, 0 demonstrations", "loo, 2 per query (random)", "loo, 2 fixed", "final, 4 fixed"]
     tables: dict[str, list[list[str]]] = {}  # each case has a row in the timing table, then in the tokens table
