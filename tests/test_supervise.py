@@ -544,8 +544,13 @@ def _scenario_coordinator_killed(tiny_model: Path, tmp_path: Path, storage: str 
         run.stop(proc)
     records = trial_records(study)
     assert not [r.number for r in records if r.state == TrialState.RUNNING]
-    for trial in (a, b):  # their trials were recorded as interrupted: not counted, nothing to retry
-        assert records[trial.number].interrupted and not records[trial.number].counts_towards_budget
+    # Their trials were recorded as interrupted: not counted, nothing to retry. A worker notices the coordinator's
+    # death within a heartbeat, so on a loaded machine a trial may finish in that window (or between the test's
+    # last look and the kill): it then counts as any finished trial. The one that had run 1 epoch of 40 cannot.
+    states = [records[t.number] for t in (a, b)]
+    assert all(r.interrupted != r.counts_towards_budget for r in states), states
+    assert all(r.state == TrialState.COMPLETE for r in states if r.counts_towards_budget), states
+    assert any(r.interrupted for r in states), states
     assert "the coordinator (`promptsearch run`" in (run.out / "worker-0.log").read_text()
     again = run.start()  # the same command continues the study
     try:
