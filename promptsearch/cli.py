@@ -174,7 +174,7 @@ def init_cmd(
         labels=classes,
         test=test,
         name=name,
-        budget=budget,  # type: ignore[arg-type]  # checked by init_space
+        budget=budget,  # checked by init_space
         force=force,
     )
     profile = result.profile

@@ -239,15 +239,6 @@ def test_overwrite_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         init_space(path, out=tmp_path, force=True)
 
 
-def test_budget_needs_the_key(tmp_path: Path) -> None:
-    from promptsearch.space.spec import SearchSpec
-
-    if "budget" in SearchSpec.model_fields:
-        pytest.skip("search.budget exists in this version")
-    with pytest.raises(ConfigError, match=re.escape("--budget: this version of promptsearch has no search.budget")):
-        init_space(write_csv(tmp_path / "reviews.csv"), budget="light")
-
-
 def test_hub_name_offline_is_one_line(tmp_path: Path) -> None:
     """A real subprocess: a Hub name that cannot load (offline here) is one message and exit 2."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": str(REPO)}
@@ -402,3 +393,13 @@ def test_warnings(tmp_path: Path) -> None:
         "no test split: the report has no test score and no verdict against plain fine-tuning; keep labelled rows "
         "apart in a file and pass it with --test",
     ]
+
+
+def test_budget_is_a_preset_name_and_is_written(tmp_path: Path) -> None:
+    data = write_csv(tmp_path / "reviews.csv")
+    with pytest.raises(
+        ConfigError, match=re.escape("--budget: expected one of light, medium, heavy, but found 'lite'")
+    ):
+        init_space(data, budget="lite")
+    result = init_space(data, budget="light")
+    assert "budget: light" in result.text

@@ -13,7 +13,6 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, get_args
 
 from promptsearch.errors import ConfigError, SpaceError
 from promptsearch.files import creatable_folder, describe, writable_file
@@ -30,13 +29,12 @@ from promptsearch.scaffold.words import (
     text_lengths,
 )
 from promptsearch.scaffold.write import SpaceOptions, space_text
+from promptsearch.space.budget import budget_preset
 from promptsearch.space.search_space import parse_space
-from promptsearch.space.spec import SearchSpec
 from promptsearch.study.checks import check_space_data
 
-__all__ = ["Budget", "InitResult", "data_warnings", "default_name", "init_space"]
+__all__ = ["InitResult", "data_warnings", "default_name", "init_space"]
 
-Budget = Literal["light", "medium", "heavy"]
 FEW_ROWS = 8  # a class with fewer labelled rows than this is reported: its score is noise
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 _GENERIC = {"train", "dev", "test", "validation", "valid", "data", "dataset", "datasets", "k-shot", "kshot", "split"}
@@ -99,15 +97,13 @@ def default_name(data: str | Path) -> str:
 
 
 def _check_budget(budget: str | None) -> None:
+    """A preset name of :data:`promptsearch.space.budget.BUDGETS` (the one table of presets), or None."""
     if budget is None:
         return
-    if budget not in get_args(Budget):
-        raise ConfigError(f"--budget {budget!r}: expected one of {', '.join(get_args(Budget))}")
-    if "budget" not in SearchSpec.model_fields:
-        raise ConfigError(
-            "--budget: this version of promptsearch has no search.budget key; leave --budget out and set "
-            "search.n_trials in the written file"
-        )
+    try:
+        budget_preset(budget)
+    except ValueError as exc:
+        raise ConfigError(f"--budget: {exc}") from None
 
 
 def _check_out(out: Path, force: bool) -> None:
@@ -187,7 +183,7 @@ def init_space(
     labels: Sequence[str] | None = None,
     test: str | Path | None = None,
     name: str | None = None,
-    budget: Budget | None = None,
+    budget: str | None = None,
     force: bool = False,
 ) -> InitResult:
     """Read ``data`` and write a commented search space for it to ``out`` (nothing is written when ``out`` is
