@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tiny import MINIMAL_SPACE
 
 from promptsearch.cli import BudgetOpt, main
 from promptsearch.errors import ConfigError, SpaceError
@@ -18,14 +19,7 @@ from promptsearch.study.storage import space_fingerprint
 from promptsearch.study.workers import WorkerLauncher
 
 REPO = Path(__file__).resolve().parents[1]
-SPACE = """\
-name: tiny
-task:
-  data: {dir: sst2}
-  labels: [negative, positive]
-prompt:
-  template: "{text} It was {label}."
-"""
+SPACE = MINIMAL_SPACE
 
 
 def _search(extra: str = "") -> SearchSpec:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from tiny import MINIMAL_SPACE
 
 from promptsearch.errors import SpaceError
 from promptsearch.io.data import Example, TaskData
@@ -188,14 +189,7 @@ def test_final_training_rows_follow_final_train(sst2_data: TaskData) -> None:
 
 # --- the search-space keys: search.evaluation and search.finalists -----------------------------------
 
-SPACE = """\
-name: tiny
-task:
-  data: {dir: sst2}
-  labels: [negative, positive]
-prompt:
-  template: "{text} It was {label}."
-"""
+SPACE = MINIMAL_SPACE
 
 
 def test_the_defaults_are_four_folds_one_seed_all_rows_and_three_finalists() -> None:

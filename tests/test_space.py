@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from tiny import MINIMAL_SPACE
 
 from promptsearch.errors import SpaceError
 from promptsearch.io.data import load_task_data
@@ -18,15 +19,7 @@ from promptsearch.space.search_space import load_space, parse_space
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_SPACES = sorted((REPO_ROOT / "search_spaces").rglob("*.yaml"))
 
-# A minimal valid space; the cases below append to it, so their first extra line is line 7.
-BASE = """\
-name: tiny
-task:
-  data: {dir: sst2}
-  labels: [negative, positive]
-prompt:
-  template: "{text} It was {label}."
-"""
+BASE = MINIMAL_SPACE  # the cases below append to it, so their first extra line is line 7
 TRAIN_KEYS = (
     "method, learning_rate, epochs, batch_size, weight_decay, warmup_ratio, max_grad_norm, "
     "pairs_per_row, logistic_c, lora"

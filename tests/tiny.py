@@ -11,6 +11,17 @@ REPO = Path(__file__).resolve().parents[1]
 SST2 = REPO / "data" / "sst2"
 
 
+# A minimal valid space (6 lines): tests append sections to it, so their first extra line is line 7.
+MINIMAL_SPACE = """\
+name: tiny
+task:
+  data: {dir: sst2}
+  labels: [negative, positive]
+prompt:
+  template: "{text} It was {label}."
+"""
+
+
 def _words(paths: list[Path]) -> list[str]:
     words: set[str] = set()
     for path in paths:
