@@ -8,8 +8,11 @@ Reported per preset: what it set, the trials (complete, pruned, failed), the wal
 and race), of the final evaluation and of the whole run, and the test score of the chosen config and of the
 baseline (means over the final seeds).
 
-    python benchmarks/budget.py --budgets light,medium,heavy --threads 2 --out benchmarks/results
+    python benchmarks/budget.py --budgets light,medium,heavy --threads 2 --out benchmarks/results --resume
     python benchmarks/budget.py --device cuda --out benchmarks/results      # one GPU: budget-cuda.json/.md
+
+The results are written after every preset; ``--resume`` keeps the presets an earlier run of the same space,
+device and threads already measured, and runs the rest.
 
 ``--smoke`` runs the light preset with 2 sampled trials (written in the space: a written key wins) on a tiny
 random BERT, 1 epoch, test capped at 32 rows (seconds; for CI). It writes nothing.
@@ -17,6 +20,7 @@ random BERT, 1 epoch, test capped at 32 rows (seconds; for CI). It writes nothin
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import time
@@ -107,12 +111,45 @@ def _table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _earlier(path: Path, settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """The runs of an earlier results file with the same settings (none if they differ)."""
+    if not path.is_file():
+        return []
+    import json
+
+    record = json.loads(path.read_text(encoding="utf-8"))
+    return list(record.get("runs", [])) if record.get("settings") == settings else []
+
+
+def _markdown(args: Any, rows: list[dict[str, Any]], device: str) -> str:
+    return _table(rows) + (
+        f"\n{args.space.name}, each preset's keys unset in the file so that the preset decides them; device "
+        f"{device}, {args.threads} CPU threads. Wall s: the whole run (search, race, final evaluation on test, "
+        "report and export); search s: the trials and the race.\n"
+    )
+
+
+def _write(args: Any, rows: list[dict[str, Any]], settings: dict[str, Any], device: str, kind: str) -> None:
+    from promptsearch.space.budget import BUDGETS
+
+    record = {
+        **record_header("budget", threads=args.threads, device=device),
+        "settings": settings,
+        "space": str(args.space),
+        "presets": {r["budget"]: vars(BUDGETS[r["budget"]]) for r in rows},
+        "runs": rows,
+    }
+    write_results(args.out, f"budget-{kind}", record, _markdown(args, rows, device),
+                  title=f"Cost of the budget presets ({kind})")  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = bench_parser(
         __doc__, smoke=f"the light preset, {SMOKE_TRIALS} trials, a tiny random BERT, 1 epoch", device="cpu"
     )
     parser.add_argument("--space", type=Path, default=REPO / "search_spaces" / "sst2.yaml")
     parser.add_argument("--budgets", default="light,medium,heavy", help="comma-separated presets to run")
+    parser.add_argument("--resume", action="store_true", help="keep the presets already in --out, run the rest")
     args = parser.parse_args(argv)
 
     from promptsearch.models.device import resolve_device
@@ -126,12 +163,18 @@ def main(argv: list[str] | None = None) -> int:
     device = str(resolve_device(args.device))
     space_file = args.space.resolve()
     raw = yaml.safe_load(space_file.read_text(encoding="utf-8"))
-    rows = []
+    kind = device.split(":")[0]
+    settings = {"space": os.path.relpath(space_file, REPO), "device": device, "threads": args.threads}
+    rows = [] if args.smoke or not args.resume else _earlier(args.out / f"budget-{kind}.json", settings)
+    done = {r["budget"] for r in rows}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         if args.smoke:
             raw, budgets = _smoke(raw, space_file, tmp), ["light"]
         for budget in budgets:
+            if budget in done:
+                print(f"{budget}: kept from {args.out / f'budget-{kind}.json'}", file=sys.stderr, flush=True)
+                continue
             space = _preset_space(raw, budget)
             if args.smoke:
                 space["search"]["n_trials"] = SMOKE_TRIALS
@@ -139,23 +182,9 @@ def main(argv: list[str] | None = None) -> int:
             row = _run(space, space_file, tmp / budget, device)
             print(f"  {row}", file=sys.stderr, flush=True)
             rows.append(row)
-
-    table = _table(rows)
-    table += (
-        f"\n{args.space.name}, each preset's keys unset in the file so that the preset decides them; device "
-        f"{device}, {args.threads} CPU threads. Wall s: the whole run (search, race, final evaluation on test, "
-        "report and export); search s: the trials and the race.\n"
-    )
-    print(table)
-    if not args.smoke:
-        kind = device.split(":")[0]
-        record = {
-            **record_header("budget", threads=args.threads, device=device),
-            "space": str(args.space),
-            "presets": {name: vars(BUDGETS[name]) for name in budgets},
-            "runs": rows,
-        }
-        write_results(args.out, f"budget-{kind}", record, table, title=f"Cost of the budget presets ({kind})")
+            if not args.smoke:  # after every preset, so that --resume keeps it
+                _write(args, rows, settings, device, kind)
+    print(_markdown(args, rows, device))
     return 0
 
 

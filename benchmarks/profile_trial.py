@@ -84,8 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from promptsearch import Space, Study
-    from promptsearch.api import _one_config
+    from promptsearch import Space, Study, config_from
     from promptsearch.study.protocol import Protocol
 
     rows = []
@@ -101,9 +100,9 @@ def main(argv: list[str] | None = None) -> int:
         protocol = Protocol(study.runner)
         warm = {**COMMON, "prompt.demonstrations.count": 0, "prompt.demonstrations.selection": "fixed",
                 "prompt.demonstrations.set": 0}  # fmt: skip
-        protocol.score(_one_config(space, _params(space, warm)), seed=0)  # the model warm, as for a later trial
+        protocol.score(config_from(space, _params(space, warm)), seed=0)  # the model warm, as for a later trial
         for name, case in CASES.items():
-            config = _one_config(space, _params(space, case))  # its prompts not yet encoded, as in a new trial
+            config = config_from(space, _params(space, case))  # its prompts not yet encoded, as in a new trial
             t0 = time.perf_counter()
             prof = cProfile.Profile()
             with profile(activities=[ProfilerActivity.CPU]) as torch_prof:

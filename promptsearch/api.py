@@ -91,6 +91,7 @@ __all__ = [
     "SearchResult",
     "Study",
     "TestResult",
+    "config_from",
     "evaluate",
     "export_best",
     "load",
@@ -759,8 +760,10 @@ class Evaluation:
     train_seconds: float  # the training steps alone (fit_seconds also counts tokenizing and dev scoring)
 
 
-def _one_config(space: SearchSpace, config: TrialConfig | Mapping[str, Any] | None) -> TrialConfig:
-    """``config`` as it is, or the space's point for these parameter values (every unset one must be fixed)."""
+def config_from(space: SearchSpace, config: TrialConfig | Mapping[str, Any] | None = None) -> TrialConfig:
+    """The space's config for these parameter values (names as in ``space.params``; every parameter the space
+    searches must be given), or ``config`` itself when it is one already. A parameter the space does not have,
+    or a searched one left out, raises :class:`ConfigError` naming them."""
     from promptsearch.space.sampling import sample_config
 
     if isinstance(config, TrialConfig):
@@ -798,7 +801,7 @@ def evaluate(
     >>> promptsearch.evaluate(space, {"prompt.template": "review"}, data=data).test   # doctest: +SKIP
     """
     space = _resolve_space(space)
-    chosen = _one_config(space, config)
+    chosen = config_from(space, config)
     runner = _make_runner(space, _load_data(space, data), device)
     t0 = time.perf_counter()
     result, _ = runner.fit(chosen, seed=seed, keep_best_state=True)
@@ -855,7 +858,7 @@ def _fit(
             head=exported.model.head,
         )
     else:
-        config = _one_config(space, None)
+        config = config_from(space, None)
     result, _ = runner.fit(config, seed=seed, keep_best_state=True)
     test = runner.evaluate(config, "test") if loaded.has_test else None
     study = optuna.create_study(direction=space.spec.search.direction)

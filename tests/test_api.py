@@ -168,6 +168,19 @@ def test_evaluate_scores_one_config_of_a_space(tiny_model: Path, in_memory: dict
     assert result.test is not None and 0.0 <= result.test <= 1.0
 
 
+def test_config_from_names_the_parameters_it_lacks_or_does_not_know(tiny_model: Path) -> None:
+    space = Space.from_dict(_space_dict(tiny_model))
+    params = {"prompt.template": "review", "prompt.demonstrations.count": 0, "train.learning_rate": 5e-3}
+    config = promptsearch.config_from(space, params)
+    assert config.prompt.template == "Review: {text} Sentiment: {label}"
+    assert config.train.learning_rate == 5e-3 and config.prompt.demonstrations.count == 0
+    assert promptsearch.config_from(space, config) is config
+    with pytest.raises(promptsearch.ConfigError, match=re.escape("the space searches ['train.learning_rate']")):
+        promptsearch.config_from(space, {k: v for k, v in params.items() if k != "train.learning_rate"})
+    with pytest.raises(promptsearch.ConfigError, match=re.escape("unknown parameter(s) ['train.lr']")):
+        promptsearch.config_from(space, {**params, "train.lr": 1e-3})
+
+
 def test_a_study_with_a_storage_resumes(tiny_model: Path, in_memory: dict[str, Any], tmp_path: Path) -> None:
     space = Space.from_dict(_space_dict(tiny_model, n_trials=1))
     url = f"sqlite:///{tmp_path / 'study.db'}"

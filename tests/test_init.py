@@ -243,7 +243,7 @@ def test_hub_name_offline_is_one_line(tmp_path: Path) -> None:
     """A real subprocess: a Hub name that cannot load (offline here) is one message and exit 2."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": str(REPO)}
     done = subprocess.run(
-        [sys.executable, "-c", "import sys; from promptsearch.cli import main; sys.exit(main())", "init", "someone/x"],
+        [sys.executable, "-m", "promptsearch", "init", "someone/x"],
         cwd=tmp_path,
         env=env,
         capture_output=True,

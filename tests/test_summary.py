@@ -10,11 +10,14 @@ import math
 import shlex
 from pathlib import Path
 
+import optuna
 import pytest
 
 from promptsearch import api
 from promptsearch.cli import _print_incomplete, _print_result, main
 from promptsearch.errors import IncompleteStudy
+from promptsearch.reporting.html import render_html
+from promptsearch.reporting.report import render_markdown
 from promptsearch.reporting.schema import Objectives, Race, Report
 from promptsearch.reporting.summary import RunSummary, run_summary
 from promptsearch.study.records import stored_space
@@ -276,6 +279,18 @@ def test_a_winner_that_reads_no_template_is_described_by_its_model_and_method(
     shown = _printed(edited, out)
     assert line in shown.getvalue().splitlines()
     assert "template" not in shown.getvalue() and "label words" not in shown.getvalue()
+    # the reports describe it so too: its model, method and instruction, no template, label words or demonstrations
+    markdown = render_markdown(edited)
+    best_part = markdown.split("## Best config", 1)[1].split("\n## ", 1)[0]
+    assert "## Best prompt" not in markdown and "- model: minilm-setfit (embedding head)" in best_part
+    assert "- instruction: 'Sort it.'" in best_part and "method=contrastive" in best_part
+    assert not any(w in best_part for w in ("- template", "- label words", "- demonstrations", "- calibration"))
+    storage = f"sqlite:///{out / 'study.db'}"
+    study = optuna.load_study(study_name=optuna.get_all_study_names(storage)[0], storage=storage)
+    html = render_html(study, edited)
+    best_html = html.split('<section id="best-prompt">', 1)[1].split("</section>", 1)[0]
+    assert "Best config · trial" in best_html and "minilm-setfit (embedding head)" in best_html
+    assert not any(f"<th>{w}</th>" in best_html for w in ("template", "label words", "demonstrations"))
     # a head that reads the template without one: its plain input is named, never "None"
     plain = config.model_copy(update={"head": "classification", "model": None})
     plain = plain.model_copy(update={"train": plain.train.model_copy(update={"method": "full"})})

@@ -19,6 +19,7 @@ from promptsearch.io.export import atomic_write_text
 from promptsearch.reporting.figures import Figure, report_figures
 from promptsearch.reporting.highlight import highlight_html
 from promptsearch.reporting.schema import Report, TestScores, evaluation_line
+from promptsearch.space.registry import head_traits
 from promptsearch.study.pareto import pareto_front
 from promptsearch.study.records import TrialRecord, trial_records
 
@@ -152,12 +153,18 @@ def _prompt_block(
     items = [
         *([("model", f"{_e(config.model)} ({_e(config.head)} head)")] if config.model else []),
         ("instruction", _e(repr(prompt["instruction"])) + mark("instruction")),
-        ("template", f"<code>{_e(repr(prompt['template']))}</code>" if prompt["template"] else "none (plain input)"),
-        ("label words", words + mark("label_words")),
-        ("demonstrations", f"{prompt['demonstrations']['count']} ({_e(prompt['demonstrations']['selection'])})"),
-        ("calibration", _e(prompt.get("calibration", "none"))),
-        ("training", _e(", ".join(f"{k}={v}" for k, v in train.items()))),
     ]
+    if head_traits(config.head).reads_template:  # a head that reads only the text has no prompt beyond it
+        items += [
+            (
+                "template",
+                f"<code>{_e(repr(prompt['template']))}</code>" if prompt["template"] else "none (plain input)",
+            ),
+            ("label words", words + mark("label_words")),
+            ("demonstrations", f"{prompt['demonstrations']['count']} ({_e(prompt['demonstrations']['selection'])})"),
+            ("calibration", _e(prompt.get("calibration", "none"))),
+        ]
+    items.append(("training", _e(", ".join(f"{k}={v}" for k, v in train.items()))))
     listing = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in items)
     legend = (
         '<p class="legend"><span class="part-instruction">instruction</span>'
@@ -181,7 +188,8 @@ def _best_section(report: Report, records: Sequence[TrialRecord]) -> str:
     best = report.best
     if not best:
         return '<section id="best-prompt"><h2>Best prompt</h2><p class=note>No completed trial yet.</p></section>'
-    title = "Recommended config" if report.objectives.multi else "Best prompt"
+    reads_template = head_traits(best.config.head).reads_template  # else the instruction and text are all it reads
+    title = "Recommended config" if report.objectives.multi else "Best prompt" if reads_template else "Best config"
     example = best.prompt_example or ""
     if not best.config.baseline:
         block = _prompt_block(title, best.trial, best.config, example, best.prompt_parts, best.generated)

@@ -27,6 +27,7 @@ from promptsearch.reporting.schema import (
     VerdictPart,
     chosen_lines,
 )
+from promptsearch.space.registry import head_traits
 from promptsearch.study.candidates import describe, generated_parts, stored_candidates
 from promptsearch.study.pareto import recommendation_rule
 from promptsearch.study.records import (
@@ -283,16 +284,22 @@ def render_markdown(report: Report, images: Sequence[tuple[str, str]] = ()) -> s
         train = cfg.model_dump(mode="json")["train"]
         generated = best.generated
         demos = prompt.demonstrations
+        reads_template = head_traits(cfg.head).reads_template  # else it reads the instruction and text alone
         lines += [
-            "## Best prompt",
+            "## Best prompt" if reads_template else "## Best config",
             "",
             *([f"- model: {cfg.model} ({cfg.head} head)"] if cfg.model else []),
             f"- instruction: {prompt.instruction!r}" + _generated_note(generated.get("instruction")),
-            f"- template: `{prompt.template!r}`" if prompt.template else "- template: none (plain input)",
-            f"- label words: {json.dumps(dict(prompt.label_words), ensure_ascii=False)}"
-            + _generated_note(generated.get("label_words")),
-            f"- demonstrations: {demos.count} ({demos.selection})",
-            f"- calibration: {prompt.calibration}",
+        ]
+        if reads_template:
+            lines += [
+                f"- template: `{prompt.template!r}`" if prompt.template else "- template: none (plain input)",
+                f"- label words: {json.dumps(dict(prompt.label_words), ensure_ascii=False)}"
+                + _generated_note(generated.get("label_words")),
+                f"- demonstrations: {demos.count} ({demos.selection})",
+                f"- calibration: {prompt.calibration}",
+            ]
+        lines += [
             "- training: " + ", ".join(f"{k}={v}" for k, v in train.items()),
             f"- best dev epoch: {best.dev_epoch}",
             "",
