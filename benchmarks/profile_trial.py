@@ -112,8 +112,13 @@ def main(argv: list[str] | None = None) -> int:
             wall = time.perf_counter() - t0
             stats = pstats.Stats(prof)
             areas = _by_area(stats)
-            top = torch_prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=8)
-            rows.append({"case": name, "wall_s": round(wall, 2), **{k: round(v, 2) for k, v in areas.items()}})
+            averages = torch_prof.key_averages()
+            top = averages.table(sort_by="self_cpu_time_total", row_limit=8)
+            total = sum(e.self_cpu_time_total for e in averages) or 1.0
+            ops = sorted(averages, key=lambda e: e.self_cpu_time_total, reverse=True)[:6]
+            operators = [{"op": e.key, "share": round(e.self_cpu_time_total / total, 3), "calls": e.count} for e in ops]
+            rows.append({"case": name, "wall_s": round(wall, 2), **{k: round(v, 2) for k, v in areas.items()},
+                         "operators": operators})  # fmt: skip
             print(f"\n== {name}: {wall:.2f} s (profiled)\n{areas}\n{_top(stats)}\n{top}")
     table = "| case | wall s (profiled) | model forward s | tokenize s | render s | encode (render + tokenize) s |\n"
     table += "|---|---:|---:|---:|---:|---:|\n"
@@ -121,6 +126,13 @@ def main(argv: list[str] | None = None) -> int:
         table += (
             f"| {r['case']} | {r['wall_s']} | {r['model forward']} | {r['tokenize']} | {r['render']} | "
             f"{r['encode']} |\n"
+        )
+    table += "\nOperators by their share of the profiled operator time (self CPU), with their calls:\n\n"
+    for r in rows:
+        table += (
+            f"- {r['case']}: "
+            + ", ".join(f"`{o['op']}` {100 * o['share']:.0f}% ({o['calls']})" for o in r["operators"])
+            + "\n"
         )
     note = (
         "\nOne in-context trial's scoring (leave-one-out over the 64 labelled rows of SST-2 16-shot seed 13, "
